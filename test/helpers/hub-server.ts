@@ -1,0 +1,236 @@
+/**
+ * A local stand-in for the Hugging Face Hub (node:http on 127.0.0.1, port 0) serving snapshot
+ * folders in the Hub's URL layout: exactly the endpoints @huggingface/hub 2.x calls from
+ * modelInfo/datasetInfo, listFiles, downloadFileToCacheDir (paths-info + resolve) and fileExists.
+ *
+ *   GET  /api/{models|datasets}/{owner}/{name}/revision/{rev}          repo info with `sha`
+ *   GET  /api/{models|datasets}/{owner}/{name}/tree/{rev}[/{dir}]      ?recursive=true|false
+ *   POST /api/{models|datasets}/{owner}/{name}/paths-info/{rev}        body {paths, expand}
+ *   GET|HEAD /{owner}/{name}/{resolve|raw}/{rev}/{path}                Range, ETag, X-Repo-Commit
+ *   GET|HEAD /datasets/{owner}/{name}/{resolve|raw}/{rev}/{path}
+ *
+ * Errors as the Hub gives them: 404 + `X-Error-Code: RepoNotFound | RevisionNotFound |
+ * EntryNotFound` and a JSON `{"error": ...}` body. Every revision of a repo serves the same folder;
+ * each has its own fake commit id, which is accepted as a revision too.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+
+export interface HubRepoSpec {
+  dir: string;
+  revisions?: string[];
+}
+export interface HubRequest {
+  method: string;
+  path: string;
+  query: string;
+  authorization?: string;
+  range?: string;
+}
+export interface HubServer {
+  url: string;
+  /** Path (no query) of every request, in order. */
+  requests: string[];
+  /** The same requests with method, query and the headers tests care about. */
+  log: HubRequest[];
+  /** Body bytes sent per file, keyed `models/owner/name/file` or `datasets/owner/name/file`. */
+  bytesServed: Record<string, number>;
+  close(): Promise<void>;
+}
+
+interface FileInfo {
+  path: string;
+  size: number;
+  oid: string;
+  lfs?: { oid: string; size: number; pointerSize: number };
+}
+
+const LFS_EXT = /\.(safetensors|bin|pth|pt|model|parquet|gguf|arrow)$/;
+const DATE = '2024-01-01T00:00:00.000Z';
+const sha1 = (b: Buffer | string) => createHash('sha1').update(b).digest('hex');
+
+export function commitFor(repoKey: string, revision: string): string {
+  return sha1(`${repoKey}@${revision}`);
+}
+
+async function fileInfo(abs: string, rel: string): Promise<FileInfo> {
+  const data = await fsp.readFile(abs);
+  const gitBlob = (b: Buffer) => sha1(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b]));
+  if (!LFS_EXT.test(rel)) return { path: rel, size: data.length, oid: gitBlob(data) };
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256}\nsize ${data.length}\n`);
+  return { path: rel, size: data.length, oid: gitBlob(pointer), lfs: { oid: sha256, size: data.length, pointerSize: pointer.length } };
+}
+
+/** Entries under `sub` (repo-relative, '' for the root), like the tree API. */
+async function listTree(root: string, sub: string, recursive: boolean): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  const walk = async (rel: string) => {
+    const dirents = await fsp.readdir(path.join(root, rel), { withFileTypes: true });
+    for (const d of dirents.sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) {
+        out.push({ type: 'directory', oid: sha1(p), size: 0, path: p });
+        if (recursive) await walk(p);
+      } else if (d.isFile()) {
+        out.push({ type: 'file', ...(await fileInfo(path.join(root, p), p)) });
+      }
+    }
+  };
+  await walk(sub);
+  return out;
+}
+
+export async function startHubServer(repos: Record<string, HubRepoSpec>): Promise<HubServer> {
+  const requests: string[] = [];
+  const log: HubRequest[] = [];
+  const bytesServed: Record<string, number> = {};
+
+  const send = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
+    res.end(text);
+  };
+  const notFound = (res: http.ServerResponse, code: string, error: string) => send(res, 404, { error }, { 'X-Error-Code': code });
+
+  /** Find repo + commit, or answer 404 like the Hub and return undefined. */
+  const lookup = (res: http.ServerResponse, kind: string, owner: string, name: string, rev: string) => {
+    const key = `${kind}/${owner}/${name}`;
+    const spec = repos[key];
+    if (!spec) return void notFound(res, 'RepoNotFound', 'Repository not found');
+    const revisions = spec.revisions ?? ['main'];
+    const named = rev === 'HEAD' ? revisions[0] : revisions.find((r) => r === rev || commitFor(key, r) === rev);
+    if (!named) return void notFound(res, 'RevisionNotFound', `Invalid rev id: ${rev}`);
+    return { key, dir: path.resolve(spec.dir), commit: commitFor(key, named) };
+  };
+
+  const resolveFile = async (req: http.IncomingMessage, res: http.ServerResponse, repo: { key: string; dir: string; commit: string }, rel: string) => {
+    const abs = path.join(repo.dir, rel);
+    const st = rel.split('/').includes('..') ? null : await fsp.stat(abs).catch(() => null);
+    if (!st || !st.isFile()) return notFound(res, 'EntryNotFound', 'Entry not found');
+    const info = await fileInfo(abs, rel);
+    const size = st.size;
+    const headers: Record<string, string> = {
+      'Content-Type': 'application/octet-stream',
+      'Accept-Ranges': 'bytes',
+      ETag: `"${info.lfs?.oid ?? info.oid}"`,
+      'X-Repo-Commit': repo.commit,
+    };
+    if (info.lfs) Object.assign(headers, { 'X-Linked-ETag': `"${info.lfs.oid}"`, 'X-Linked-Size': String(size) });
+    let start = 0;
+    let end = size - 1;
+    let status = 200;
+    const range = req.headers.range;
+    if (range) {
+      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+      if (!m || (m[1] === '' && m[2] === '')) return send(res, 416, { error: 'Invalid range' }, { 'Content-Range': `bytes */${size}` });
+      if (m[1] === '') start = Math.max(0, size - Number(m[2]));
+      else {
+        start = Number(m[1]);
+        end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+      }
+      if (size === 0) {
+        // Not HTTP-exact, but tells the library the size of an empty file.
+        res.writeHead(206, { ...headers, 'Content-Range': 'bytes */0', 'Content-Length': '0' });
+        return void res.end();
+      }
+      if (start >= size || start > end) return send(res, 416, { error: 'Range not satisfiable' }, { 'Content-Range': `bytes */${size}` });
+      status = 206;
+      headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
+    }
+    headers['Content-Length'] = String(Math.max(0, end - start + 1));
+    res.writeHead(status, headers);
+    if (req.method === 'HEAD' || size === 0) return void res.end();
+    const counter = `${repo.key}/${rel}`;
+    bytesServed[counter] ??= 0;
+    const stream = createReadStream(abs, { start, end });
+    stream.on('data', (chunk) => (bytesServed[counter] += chunk.length));
+    stream.pipe(res);
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    requests.push(url.pathname);
+    log.push({
+      method,
+      path: url.pathname,
+      query: url.search,
+      authorization: req.headers.authorization,
+      range: req.headers.range,
+    });
+    const seg = url.pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
+    let m: RegExpMatchArray | null;
+    const joined = seg.join('\u0000');
+
+    // /api/{models|datasets}/{owner}/{name}/{revision|tree|paths-info}/{rev}[/...]
+    if (seg[0] === 'api' && (seg[1] === 'models' || seg[1] === 'datasets') && seg.length >= 6) {
+      const [, kind, owner, name, op, rev] = seg;
+      const rest = seg.slice(6).join('/');
+      if (op === 'revision' && method === 'GET' && !rest) {
+        const repo = lookup(res, kind, owner, name, rev);
+        if (!repo) return;
+        return send(res, 200, {
+          _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha: repo.commit, private: false, gated: false,
+          downloads: 0, likes: 0, lastModified: DATE, ...(kind === 'models' && { pipeline_tag: 'text-generation' }),
+        });
+      }
+      if (op === 'tree' && method === 'GET') {
+        const repo = lookup(res, kind, owner, name, rev);
+        if (!repo) return;
+        const st = rest.split('/').includes('..') ? null : await fsp.stat(path.join(repo.dir, rest)).catch(() => null);
+        if (!st?.isDirectory()) return notFound(res, 'EntryNotFound', `${rest} does not exist on "${rev}"`);
+        return send(res, 200, await listTree(repo.dir, rest, url.searchParams.get('recursive') === 'true'));
+      }
+      if (op === 'paths-info' && method === 'POST' && !rest) {
+        const repo = lookup(res, kind, owner, name, rev);
+        if (!repo) return;
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { paths?: string[]; expand?: boolean };
+        const out: Array<Record<string, unknown>> = [];
+        for (const p of body.paths ?? []) {
+          const abs = path.join(repo.dir, p);
+          const st = p.split('/').includes('..') ? null : await fsp.stat(abs).catch(() => null);
+          if (!st) continue; // the Hub silently leaves out missing paths
+          const entry = st.isDirectory() ? { type: 'directory', oid: sha1(p), size: 0, path: p } : { type: 'file', ...(await fileInfo(abs, p)) };
+          out.push(body.expand ? { ...entry, lastCommit: { id: repo.commit, title: 'Upload', date: DATE } } : entry);
+        }
+        return send(res, 200, out);
+      }
+      return send(res, 404, { error: 'Not found' });
+    }
+
+    // [/datasets]/{owner}/{name}/{resolve|raw}/{rev}/{path...}
+    if ((m = /^(?:(datasets)\u0000)?([^\u0000]+)\u0000([^\u0000]+)\u0000(resolve|raw)\u0000([^\u0000]+)\u0000(.+)$/.exec(joined))) {
+      if (method !== 'GET' && method !== 'HEAD') return send(res, 405, { error: 'Method not allowed' });
+      const repo = lookup(res, m[1] ?? 'models', m[2], m[3], m[5]);
+      if (!repo) return;
+      return resolveFile(req, res, repo, m[6].split('\u0000').join('/'));
+    }
+    return send(res, 404, { error: 'Not found' });
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      if (!res.headersSent) send(res, 500, { error: String(e) });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    log,
+    bytesServed,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
