@@ -1,0 +1,194 @@
+/**
+ * Dataset text: a local .txt/.raw file, a local .parquet (column `text`, rows joined), or a
+ * named dataset of datasets/registry.json fetched from the Hugging Face Hub as parquet.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../errors';
+
+export type Split = 'train' | 'validation' | 'test';
+export const SPLITS: readonly Split[] = ['train', 'validation', 'test'];
+
+/** Fetches a file of a Hub dataset repo and returns its local path. */
+export type DatasetDownload = (repo: string, pathInRepo: string, revision?: string) => Promise<string>;
+
+export interface DatasetEntry {
+  description: string;
+  /** Hub dataset repo, e.g. `Salesforce/wikitext`. */
+  repo: string;
+  config: string;
+  /** Parquet file per split, relative to the repo root. */
+  files: Record<Split, string>;
+  textColumn: string;
+  /** Rows are joined with this (the GPTQ reference code: `"\n\n".join(data['text'])`). */
+  joiner: string;
+}
+
+export interface LoadDatasetOptions {
+  /** Split of a registry dataset (default `test`); ignored for local files. */
+  split?: Split;
+  /** Hub revision (branch, tag or commit) of a registry dataset. */
+  revision?: string;
+  /** Defaults to `resolveDatasetFile` of src/hub/resolve. */
+  download?: DatasetDownload;
+}
+
+const TEXT_EXTENSIONS = ['.txt', '.raw', '.tokens'];
+const PARQUET_EXTENSION = '.parquet';
+
+let registryCache: Record<string, DatasetEntry> | undefined;
+
+/** The named datasets of datasets/registry.json (same relative place from src/data and dist/data). */
+export function datasetRegistry(): Record<string, DatasetEntry> {
+  if (!registryCache) {
+    const file = path.resolve(__dirname, '../../datasets/registry.json');
+    const reg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, DatasetEntry>;
+    for (const [name, e] of Object.entries(reg)) {
+      const ok =
+        typeof e.repo === 'string' &&
+        typeof e.textColumn === 'string' &&
+        typeof e.joiner === 'string' &&
+        SPLITS.every((s) => typeof e.files?.[s] === 'string');
+      if (!ok) throw new Error(`${file}: entry ${name} is incomplete`);
+    }
+    registryCache = reg;
+  }
+  return registryCache;
+}
+
+export async function loadDatasetText(spec: string, opts: LoadDatasetOptions = {}): Promise<{ text: string; source: string }> {
+  const registry = datasetRegistry();
+  const pathLike = /[\\/]/.test(spec) || hasKnownExtension(spec);
+  const entry = Object.prototype.hasOwnProperty.call(registry, spec) ? registry[spec] : undefined;
+  if (entry && !pathLike) return loadRegistryDataset(spec, entry, opts);
+
+  if (fs.existsSync(spec)) return loadLocalFile(spec);
+  if (!pathLike) {
+    const names = Object.keys(registry).join(', ');
+    throw new UserError(`unknown dataset "${spec}" (not a file either); known datasets: ${names}`);
+  }
+  throw new UserError(`dataset file not found: ${spec}`);
+}
+
+function hasKnownExtension(p: string): boolean {
+  const ext = path.extname(p).toLowerCase();
+  return ext === PARQUET_EXTENSION || TEXT_EXTENSIONS.includes(ext);
+}
+
+async function loadRegistryDataset(name: string, e: DatasetEntry, opts: LoadDatasetOptions): Promise<{ text: string; source: string }> {
+  const split = opts.split ?? 'test';
+  if (!SPLITS.includes(split)) throw new UserError(`unknown split "${split}" (expected ${SPLITS.join(', ')})`);
+  const pathInRepo = e.files[split];
+  const download = opts.download ?? defaultDownload;
+  const local = await download(e.repo, pathInRepo, opts.revision);
+  if (!fs.existsSync(local)) throw new UserError(`dataset file not found: ${local}`);
+  const text = await readParquetText(local, e.textColumn, e.joiner);
+  const at = opts.revision ? `@${opts.revision}` : '';
+  return { text, source: `${name}:${split} = hf://datasets/${e.repo}${at}/${pathInRepo}` };
+}
+
+/** Lazily bound so that this module does not depend on src/hub at load time. */
+const defaultDownload: DatasetDownload = (repo, pathInRepo, revision) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const hub = require('../hub/resolve') as {
+    resolveDatasetFile(repo: string, pathInRepo: string, opts: { revision?: string }): Promise<string>;
+  };
+  return hub.resolveDatasetFile(repo, pathInRepo, { revision });
+};
+
+async function loadLocalFile(file: string): Promise<{ text: string; source: string }> {
+  const abs = path.resolve(file);
+  const st = fs.statSync(abs);
+  if (!st.isFile()) throw new UserError(`${file}: is not a file (a .txt, .raw or .parquet dataset file is expected)`);
+  const ext = path.extname(file).toLowerCase();
+  if (ext === PARQUET_EXTENSION) return { text: await readParquetText(file, 'text', '\n\n'), source: abs };
+  if (TEXT_EXTENSIONS.includes(ext)) return { text: readUtf8File(file), source: abs };
+  throw new UserError(`${file}: unsupported dataset file type "${ext}" (expected ${[...TEXT_EXTENSIONS, PARQUET_EXTENSION].join(', ')})`);
+}
+
+/** The whole file as UTF-8 (a BOM is kept, as Python's `utf-8` codec does); UserError on invalid bytes. */
+export function readUtf8File(file: string): string {
+  const bytes = fs.readFileSync(file);
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw new UserError(`${file}: not UTF-8 text (invalid byte at offset ${firstInvalidUtf8(bytes)})`);
+  }
+}
+
+/** Offset of the first byte that starts an invalid UTF-8 sequence (Python's error position), or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  const n = b.length;
+  let i = 0;
+  while (i < n) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0; // overlong
+      if (c === 0xed) hi = 0x9f; // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90; // overlong
+      if (c === 0xf4) hi = 0x8f; // > U+10FFFF
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      if (i + k >= n) return i;
+      const d = b[i + k];
+      if (d < (k === 1 ? lo : 0x80) || d > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** The parts of hyparquet this module uses (required at run time: ESM, loadable by require in node >= 20.19 and jest). */
+interface Hyparquet {
+  parquetMetadata(buf: ArrayBuffer): object;
+  parquetSchema(md: object): { children: { element: { name: string } }[] };
+  parquetReadObjects(opts: { file: ArrayBuffer; metadata?: object; columns?: string[] }): Promise<Record<string, unknown>[]>;
+}
+
+function hyparquet(): Hyparquet {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('hyparquet') as Hyparquet;
+}
+
+/** Reads one string column of a parquet file and joins its rows. */
+export async function readParquetText(file: string, column: string, joiner: string): Promise<string> {
+  const buf = fs.readFileSync(file);
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  const hp = hyparquet();
+  let metadata: object;
+  let columns: string[];
+  try {
+    metadata = hp.parquetMetadata(ab);
+    columns = hp.parquetSchema(metadata).children.map((c) => c.element.name);
+  } catch (e) {
+    throw new UserError(`${file}: not a readable parquet file (${(e as Error).message})`);
+  }
+  if (!columns.includes(column)) {
+    throw new UserError(`${file}: no column "${column}" in the parquet file (columns: ${columns.join(', ') || 'none'})`);
+  }
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await hp.parquetReadObjects({ file: ab, metadata, columns: [column] });
+  } catch (e) {
+    throw new UserError(`${file}: cannot read column "${column}" (${(e as Error).message})`);
+  }
+  const decoder = new TextDecoder('utf-8');
+  const parts = rows.map((r, i) => {
+    const v = r[column];
+    if (typeof v === 'string') return v;
+    if (v instanceof Uint8Array) return decoder.decode(v);
+    throw new UserError(`${file}: row ${i} of column "${column}" is ${v === null ? 'null' : typeof v}, not text`);
+  });
+  return parts.join(joiner);
+}
