@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "gptq_forge",
+      "sources": [
+        "native/addon.cc",
+        "native/bindings/forward.cc",
+        "native/kernels/cpu/gemm.cc",
+        "native/kernels/cpu/llama.cc",
+        "native/kernels/cpu/peak.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": [
+        "-std=c++17", "-O3", "-fexceptions", "-fno-math-errno",
+        "-march=<!(node -p \"process.env.GPTQ_FORGE_MARCH || 'native'\")"
+      ],
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

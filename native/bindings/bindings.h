@@ -1,0 +1,6 @@
+#pragma once
+#include <napi.h>
+
+namespace gfb {
+void RegisterForward(Napi::Env env, Napi::Object exports);
+}  // namespace gfb

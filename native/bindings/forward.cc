@@ -1,0 +1,244 @@
+// Bindings of the CPU Llama forward: every function returns a promise (PromiseWorker).
+#include <cstring>
+#include <stdexcept>
+
+#include "../kernels/cpu/gemm.h"
+#include "../kernels/cpu/half.h"
+#include "../kernels/cpu/llama.h"
+#include "../kernels/cpu/parallel.h"
+#include "../kernels/cpu/peak.h"
+#include "bindings.h"
+#include "util.h"
+
+namespace gfb {
+namespace {
+
+gf::LlamaDims dims_arg(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
+  Napi::Object o = v.As<Napi::Object>();
+  gf::LlamaDims d;
+  d.hidden = int_arg(env, o, "hidden");
+  d.ffn = int_arg(env, o, "ffn");
+  d.heads = int_arg(env, o, "heads");
+  d.kv_heads = int_arg(env, o, "kvHeads");
+  d.head_dim = int_arg(env, o, "headDim");
+  d.eps = (float)num_arg(env, o, "eps");
+  d.rope_theta = (float)num_arg(env, o, "ropeTheta");
+  d.round16 = o.Get("round16").ToBoolean();
+  if (d.hidden == 0 || d.ffn == 0 || d.heads == 0 || d.kv_heads == 0 || d.head_dim == 0 ||
+      d.heads % d.kv_heads != 0 || d.head_dim % 2 != 0)
+    throw Napi::RangeError::New(env, "dims: inconsistent Llama dimensions");
+  return d;
+}
+
+std::vector<Held<float>> windows_arg(const Napi::Env& env, const Napi::Value& v,
+                                     int64_t per_window) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "windows: expected an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Held<float>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i)
+    out.push_back(hold<float>(env, a.Get(i), "windows[" + std::to_string(i) + "]", per_window));
+  return out;
+}
+
+// f16ToF32(src: Uint16Array, dst: Float32Array)
+class F16ToF32 : public PromiseWorker {
+ public:
+  F16ToF32(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    src_ = hold<uint16_t>(info.Env(), info[0], "src");
+    dst_ = hold<float>(info.Env(), info[1], "dst", (int64_t)src_.length);
+  }
+  void Run() override {
+    const int64_t n = (int64_t)src_.length, chunk = 1 << 20;
+    gf::parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
+      const int64_t i0 = c * chunk;
+      gf::halves_to_floats(src_.data + i0, dst_.data + i0, std::min(chunk, n - i0));
+    });
+  }
+
+ private:
+  Held<uint16_t> src_;
+  Held<float> dst_;
+};
+
+// embed(ids: Int32Array [W*S], table: Float32Array [V*H], vocab, windows: Float32Array[] of [S*H])
+class Embed : public PromiseWorker {
+ public:
+  Embed(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    ids_ = hold<int32_t>(env, info[0], "ids");
+    vocab_ = info[2].As<Napi::Number>().Int64Value();
+    table_ = hold<float>(env, info[1], "table");
+    if (vocab_ <= 0 || table_.length % vocab_ != 0)
+      throw Napi::RangeError::New(env, "table: length is not a multiple of vocab");
+    hidden_ = (int64_t)table_.length / vocab_;
+    Napi::Array a = info[3].As<Napi::Array>();
+    if (a.Length() == 0 || ids_.length % a.Length() != 0)
+      throw Napi::RangeError::New(env, "ids: length is not windows × seqlen");
+    seqlen_ = (int64_t)ids_.length / a.Length();
+    windows_ = windows_arg(env, info[3], seqlen_ * hidden_);
+  }
+  void Run() override {
+    for (size_t i = 0; i < ids_.length; ++i)
+      if (ids_.data[i] < 0 || ids_.data[i] >= vocab_)
+        throw std::runtime_error("token id " + std::to_string(ids_.data[i]) +
+                                 " is outside the vocabulary (" + std::to_string(vocab_) + ")");
+    gf::parallel_for((int64_t)ids_.length, [&](int64_t t) {
+      float* dst = windows_[t / seqlen_].data + (t % seqlen_) * hidden_;
+      std::memcpy(dst, table_.data + (int64_t)ids_.data[t] * hidden_, hidden_ * sizeof(float));
+    });
+  }
+
+ private:
+  Held<int32_t> ids_;
+  Held<float> table_;
+  int64_t vocab_ = 0, hidden_ = 0, seqlen_ = 0;
+  std::vector<Held<float>> windows_;
+};
+
+// decoderLayer(windows: Float32Array[] of [S*H], weights: {...Float32Array}, dims, seqlen)
+class DecoderLayer : public PromiseWorker {
+ public:
+  DecoderLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    d_ = dims_arg(env, info[2]);
+    seqlen_ = info[3].As<Napi::Number>().Int64Value();
+    windows_ = windows_arg(env, info[0], seqlen_ * d_.hidden);
+    Napi::Object w = info[1].As<Napi::Object>();
+    const int64_t H = d_.hidden, F = d_.ffn, qd = d_.heads * d_.head_dim,
+                  kvd = d_.kv_heads * d_.head_dim;
+    auto get = [&](const char* key, int64_t n) {
+      held_.push_back(hold<float>(env, w.Get(key), std::string("weights.") + key, n));
+      return held_.back().data;
+    };
+    held_.reserve(9);
+    lw_.input_norm = get("inputNorm", H);
+    lw_.q = get("q", qd * H);
+    lw_.k = get("k", kvd * H);
+    lw_.v = get("v", kvd * H);
+    lw_.o = get("o", H * qd);
+    lw_.post_norm = get("postNorm", H);
+    lw_.gate = get("gate", F * H);
+    lw_.up = get("up", F * H);
+    lw_.down = get("down", H * F);
+  }
+  void Run() override {
+    for (auto& w : windows_) gf::decoder_layer_window(d_, lw_, seqlen_, w.data);
+  }
+
+ private:
+  gf::LlamaDims d_;
+  gf::LayerWeightsF32 lw_;
+  int64_t seqlen_ = 0;
+  std::vector<Held<float>> windows_, held_;
+};
+
+// windowNll(windows: Float32Array[], ids: Int32Array [W*S], norm: Float32Array [H],
+//           lmHead: Float32Array [V*H], dims, seqlen)
+//   → { nll: Float32Array [W*(S-1)], argmax: Int32Array [W*S] }
+class WindowNll : public PromiseWorker {
+ public:
+  WindowNll(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    d_ = dims_arg(env, info[4]);
+    seqlen_ = info[5].As<Napi::Number>().Int64Value();
+    windows_ = windows_arg(env, info[0], seqlen_ * d_.hidden);
+    ids_ = hold<int32_t>(env, info[1], "ids", (int64_t)windows_.size() * seqlen_);
+    norm_ = hold<float>(env, info[2], "norm", d_.hidden);
+    head_ = hold<float>(env, info[3], "lmHead");
+    if (head_.length % d_.hidden != 0)
+      throw Napi::RangeError::New(env, "lmHead: length is not a multiple of hidden");
+    vocab_ = (int64_t)head_.length / d_.hidden;
+    nll_.resize(windows_.size() * (seqlen_ - 1));
+    argmax_.resize(windows_.size() * seqlen_);
+  }
+  void Run() override {
+    for (size_t i = 0; i < ids_.length; ++i)
+      if (ids_.data[i] < 0 || ids_.data[i] >= vocab_)
+        throw std::runtime_error("target id outside the vocabulary");
+    for (size_t w = 0; w < windows_.size(); ++w)
+      gf::window_nll(d_, vocab_, seqlen_, windows_[w].data, norm_.data, head_.data,
+                     ids_.data + w * seqlen_, nll_.data() + w * (seqlen_ - 1),
+                     argmax_.data() + w * seqlen_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    auto nll = Napi::Float32Array::New(env, nll_.size());
+    std::memcpy(nll.Data(), nll_.data(), nll_.size() * sizeof(float));
+    auto argmax = Napi::Int32Array::New(env, argmax_.size());
+    std::memcpy(argmax.Data(), argmax_.data(), argmax_.size() * sizeof(int32_t));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("nll", nll);
+    out.Set("argmax", argmax);
+    return out;
+  }
+
+ private:
+  gf::LlamaDims d_;
+  int64_t seqlen_ = 0, vocab_ = 0;
+  std::vector<Held<float>> windows_;
+  Held<int32_t> ids_;
+  Held<float> norm_, head_;
+  std::vector<float> nll_;
+  std::vector<int32_t> argmax_;
+};
+
+// gemmNt(A: [M*K], B: [N*K], M, N, K, variant: 0 reference, 1 tiled, 2 tiled+threads)
+class GemmNt : public PromiseWorker {
+ public:
+  GemmNt(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    M_ = info[2].As<Napi::Number>().Int64Value();
+    N_ = info[3].As<Napi::Number>().Int64Value();
+    K_ = info[4].As<Napi::Number>().Int64Value();
+    variant_ = info[5].As<Napi::Number>().Int32Value();
+    a_ = hold<float>(env, info[0], "A", M_ * K_);
+    b_ = hold<float>(env, info[1], "B", N_ * K_);
+    c_.resize(M_ * N_);
+  }
+  void Run() override {
+    auto f = variant_ == 0 ? gf::gemm_nt_ref : variant_ == 1 ? gf::gemm_nt : gf::gemm_nt_parallel;
+    f(M_, N_, K_, a_.data, K_, b_.data, K_, c_.data(), N_, false);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    auto out = Napi::Float32Array::New(env, c_.size());
+    std::memcpy(out.Data(), c_.data(), c_.size() * sizeof(float));
+    return out;
+  }
+
+ private:
+  int64_t M_ = 0, N_ = 0, K_ = 0;
+  int variant_ = 0;
+  Held<float> a_, b_;
+  std::vector<float> c_;
+};
+
+// peakFlops(seconds) → measured fp32 FLOP/s over all worker threads
+class PeakFlops : public PromiseWorker {
+ public:
+  PeakFlops(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    seconds_ = info[0].As<Napi::Number>().DoubleValue();
+  }
+  void Run() override { flops_ = gf::measure_fp32_peak(seconds_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, flops_); }
+
+ private:
+  double seconds_ = 1, flops_ = 0;
+};
+
+template <class W>
+Napi::Value start(const Napi::CallbackInfo& info) {
+  return (new W(info))->Queue();
+}
+
+}  // namespace
+
+void RegisterForward(Napi::Env env, Napi::Object exports) {
+  exports.Set("f16ToF32", Napi::Function::New(env, start<F16ToF32>));
+  exports.Set("embed", Napi::Function::New(env, start<Embed>));
+  exports.Set("decoderLayer", Napi::Function::New(env, start<DecoderLayer>));
+  exports.Set("windowNll", Napi::Function::New(env, start<WindowNll>));
+  exports.Set("gemmNt", Napi::Function::New(env, start<GemmNt>));
+  exports.Set("peakFlops", Napi::Function::New(env, start<PeakFlops>));
+}
+
+}  // namespace gfb
