@@ -1,0 +1,49 @@
+/** The `gptq` program: one sub-command per file in src/cli/. */
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../errors';
+import { registerEval } from './eval';
+
+const VERSION: string = require('../../package.json').version;
+
+/** One line for any error: the message of a user error, a short description otherwise. */
+export function describeError(e: unknown): string {
+  if (e instanceof UserError) return e.message;
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC') return `no space left on device (${e.message})`;
+    const first = e.message.split('\n')[0];
+    if (process.env.GPTQ_FORGE_DEBUG) return `${first}\n${e.stack ?? ''}`;
+    return `${first} (set GPTQ_FORGE_DEBUG=1 for a stack trace)`;
+  }
+  return String(e);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('gptq')
+    .description('Produce and validate GPTQ branches of Llama models')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerEval(program);
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function run(argv: string[]): Promise<number> {
+  // stdout carries results (--json); libraries' chatter (@huggingface/hub logs each download
+  // with console.debug) goes to stderr with the progress output.
+  console.debug = (...args: unknown[]) => console.error(...args);
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed its message (usage errors, --help, --version).
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    throw e;
+  }
+}
