@@ -45,6 +45,25 @@ void causal_attention(const LlamaDims& d, int64_t S, const float* q, const float
 // One decoder layer on one window, in place on x[S, H].
 void decoder_layer_window(const LlamaDims& d, const LayerWeightsF32& w, int64_t S, float* x);
 
+// The same layer cut where its linears take their inputs (GPTQ's true-sequential groups), so
+// a pipeline can gather each group's Hessian after quantizing the groups before it:
+//   att = attention(input_layernorm(x))            input of o_proj       (q/k/v read norm1(x))
+//   h1  = x + o_proj(att)                          residual after attention
+//   act = silu(gate(norm2(h1))) · up(norm2(h1))    input of down_proj    (gate/up read norm2(h1))
+//   out = h1 + down_proj(act)                      the layer's output
+// att[S, heads·D]
+void step_attention(const LlamaDims& d, const LayerWeightsF32& w, int64_t S, const float* x,
+                    float* att);
+// h1[S, H] from x[S, H] and att[S, heads·D]
+void step_attn_residual(const LlamaDims& d, const LayerWeightsF32& w, int64_t S, const float* x,
+                        const float* att, float* h1);
+// act[S, F] from h1[S, H]
+void step_mlp_act(const LlamaDims& d, const LayerWeightsF32& w, int64_t S, const float* h1,
+                  float* act);
+// out[S, H] = h1 + down(act); out may alias h1.
+void step_mlp_out(const LlamaDims& d, const LayerWeightsF32& w, int64_t S, const float* h1,
+                  const float* act, float* out);
+
 // Per-token negative log-likelihood of one window: final RMSNorm, lm_head, log-softmax.
 // x[S, H], norm[H], lm_head[V, H] (fp32), ids[S]; nll[S-1] gets -log p(ids[t+1] | ≤ t),
 // argmax[S] the most likely next token at every position.
