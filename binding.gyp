@@ -5,9 +5,16 @@
       "sources": [
         "native/addon.cc",
         "native/bindings/forward.cc",
+        "native/bindings/gptq.cc",
+        "native/bindings/layer.cc",
+        "native/bindings/pack.cc",
         "native/kernels/cpu/gemm.cc",
         "native/kernels/cpu/llama.cc",
-        "native/kernels/cpu/peak.cc"
+        "native/kernels/cpu/peak.cc",
+        "native/kernels/cpu/hessian.cc",
+        "native/kernels/cpu/gptq.cc",
+        "native/kernels/cpu/linalg.cc",
+        "native/kernels/cpu/pack.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

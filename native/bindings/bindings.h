@@ -3,4 +3,6 @@
 
 namespace gfb {
 void RegisterForward(Napi::Env env, Napi::Object exports);
+void RegisterGptq(Napi::Env env, Napi::Object exports);
+void RegisterPack(Napi::Env env, Napi::Object exports);
 }  // namespace gfb

@@ -8,40 +8,13 @@
 #include "../kernels/cpu/parallel.h"
 #include "../kernels/cpu/peak.h"
 #include "bindings.h"
+#include "layer.h"
 #include "util.h"
 
 namespace gfb {
 namespace {
 
-gf::LlamaDims dims_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
-  Napi::Object o = v.As<Napi::Object>();
-  gf::LlamaDims d;
-  d.hidden = int_arg(env, o, "hidden");
-  d.ffn = int_arg(env, o, "ffn");
-  d.heads = int_arg(env, o, "heads");
-  d.kv_heads = int_arg(env, o, "kvHeads");
-  d.head_dim = int_arg(env, o, "headDim");
-  d.eps = (float)num_arg(env, o, "eps");
-  d.rope_theta = (float)num_arg(env, o, "ropeTheta");
-  d.round16 = o.Get("round16").ToBoolean();
-  if (d.hidden == 0 || d.ffn == 0 || d.heads == 0 || d.kv_heads == 0 || d.head_dim == 0 ||
-      d.heads % d.kv_heads != 0 || d.head_dim % 2 != 0)
-    throw Napi::RangeError::New(env, "dims: inconsistent Llama dimensions");
-  return d;
-}
-
-std::vector<Held<float>> windows_arg(const Napi::Env& env, const Napi::Value& v,
-                                     int64_t per_window) {
-  if (!v.IsArray()) throw Napi::TypeError::New(env, "windows: expected an array");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<Held<float>> out;
-  for (uint32_t i = 0; i < a.Length(); ++i)
-    out.push_back(hold<float>(env, a.Get(i), "windows[" + std::to_string(i) + "]", per_window));
-  return out;
-}
-
-// f16ToF32(src: Uint16Array, dst: Float32Array)
+// f16ToF32(src: Uint16Array, dst: Float32Array) → number of non-finite values (NaN/Inf)
 class F16ToF32 : public PromiseWorker {
  public:
   F16ToF32(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
@@ -54,11 +27,15 @@ class F16ToF32 : public PromiseWorker {
       const int64_t i0 = c * chunk;
       gf::halves_to_floats(src_.data + i0, dst_.data + i0, std::min(chunk, n - i0));
     });
+    // fp16 NaN/Inf: exponent bits all ones.
+    for (int64_t i = 0; i < n; ++i) non_finite_ += (src_.data[i] & 0x7c00) == 0x7c00;
   }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)non_finite_); }
 
  private:
   Held<uint16_t> src_;
   Held<float> dst_;
+  int64_t non_finite_ = 0;
 };
 
 // embed(ids: Int32Array [W*S], table: Float32Array [V*H], vocab, windows: Float32Array[] of [S*H])
@@ -104,33 +81,17 @@ class DecoderLayer : public PromiseWorker {
     d_ = dims_arg(env, info[2]);
     seqlen_ = info[3].As<Napi::Number>().Int64Value();
     windows_ = windows_arg(env, info[0], seqlen_ * d_.hidden);
-    Napi::Object w = info[1].As<Napi::Object>();
-    const int64_t H = d_.hidden, F = d_.ffn, qd = d_.heads * d_.head_dim,
-                  kvd = d_.kv_heads * d_.head_dim;
-    auto get = [&](const char* key, int64_t n) {
-      held_.push_back(hold<float>(env, w.Get(key), std::string("weights.") + key, n));
-      return held_.back().data;
-    };
-    held_.reserve(9);
-    lw_.input_norm = get("inputNorm", H);
-    lw_.q = get("q", qd * H);
-    lw_.k = get("k", kvd * H);
-    lw_.v = get("v", kvd * H);
-    lw_.o = get("o", H * qd);
-    lw_.post_norm = get("postNorm", H);
-    lw_.gate = get("gate", F * H);
-    lw_.up = get("up", F * H);
-    lw_.down = get("down", H * F);
+    layer_arg(env, info[1], d_, layer_);
   }
   void Run() override {
-    for (auto& w : windows_) gf::decoder_layer_window(d_, lw_, seqlen_, w.data);
+    for (auto& w : windows_) gf::decoder_layer_window(d_, layer_.w, seqlen_, w.data);
   }
 
  private:
   gf::LlamaDims d_;
-  gf::LayerWeightsF32 lw_;
+  HeldLayer layer_;
   int64_t seqlen_ = 0;
-  std::vector<Held<float>> windows_, held_;
+  std::vector<Held<float>> windows_;
 };
 
 // windowNll(windows: Float32Array[], ids: Int32Array [W*S], norm: Float32Array [H],

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -23,6 +24,16 @@ template <>
 struct ArrayTraits<uint16_t> {
   static constexpr napi_typedarray_type type = napi_uint16_array;
   static constexpr const char* name = "Uint16Array";
+};
+template <>
+struct ArrayTraits<double> {
+  static constexpr napi_typedarray_type type = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
+};
+template <>
+struct ArrayTraits<uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
 };
 template <>
 struct ArrayTraits<int32_t> {
@@ -67,6 +78,14 @@ inline double num_arg(const Napi::Env& env, const Napi::Object& o, const char* k
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(key) + ": expected a number");
   return v.As<Napi::Number>().DoubleValue();
+}
+
+// A new typed array holding a copy of v.
+template <class T>
+Napi::TypedArrayOf<T> to_js(const Napi::Env& env, const std::vector<T>& v) {
+  auto out = Napi::TypedArrayOf<T>::New(env, v.size());
+  if (!v.empty()) std::memcpy(out.Data(), v.data(), v.size() * sizeof(T));
+  return out;
 }
 
 // Base for every native job: Run() executes off the JS thread; a C++ exception (bad_alloc

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
 import { registerEval } from './eval';
+import { registerQuantize } from './quantize';
 
 const VERSION: string = require('../../package.json').version;
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerEval(program);
+  registerQuantize(program);
   return program;
 }
 

@@ -5,10 +5,13 @@
  */
 import { UserError } from '../errors';
 import { Checkpoint } from '../io/checkpoint';
-import { f16ToF32, LayerWeightsF32, NativeDims } from '../native';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { parseQuantizeConfig, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
+import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
 import {
-  EMBED, FINAL_NORM, LM_HEAD, inputNorm, linearWeight, postAttentionNorm,
+  EMBED, FINAL_NORM, LINEARS, LM_HEAD, LinearName, inputNorm, linearWeight, postAttentionNorm,
 } from './weights';
 
 export class LlamaModel {
@@ -16,12 +19,15 @@ export class LlamaModel {
     readonly dir: string,
     readonly config: LlamaConfig,
     readonly checkpoint: Checkpoint,
+    /** Set for a GPTQ branch: its linears are dequantized on load. */
+    readonly quantization: QuantizeConfig | null,
   ) {}
 
   static async open(dir: string): Promise<LlamaModel> {
     const config = await loadLlamaConfig(dir);
+    const quantization = await readQuantization(dir, config);
     const checkpoint = await Checkpoint.open(dir);
-    const model = new LlamaModel(dir, config, checkpoint);
+    const model = new LlamaModel(dir, config, checkpoint, quantization);
     model.checkShapes();
     return model;
   }
@@ -35,26 +41,40 @@ export class LlamaModel {
     };
   }
 
-  /** Reads a tensor as fp32, checking its shape against the config. */
+  /**
+   * Reads a tensor as fp32, checking its shape against the config and that every value is
+   * finite (a NaN/Inf weight would silently poison every later number).
+   */
   async tensorF32(name: string, shape: number[]): Promise<Float32Array> {
     const info = this.checkpoint.info(name);
     this.checkShape(name, shape);
     const buf = await this.checkpoint.read(name);
     const n = shape.reduce((a, b) => a * b, 1);
+    let values: Float32Array;
+    let nonFinite = 0;
     switch (info.dtype) {
       case 'F16':
-        return f16ToF32(new Uint16Array(copyAligned(buf).buffer, 0, n));
+        ({ values, nonFinite } = await f16ToF32Checked(new Uint16Array(aligned(buf).buffer, 0, n)));
+        break;
       case 'F32':
-        return new Float32Array(copyAligned(buf).buffer, 0, n);
+        values = new Float32Array(aligned(buf).buffer, 0, n);
+        values.forEach((v) => { if (!Number.isFinite(v)) nonFinite++; });
+        break;
       case 'BF16': {
-        const src = new Uint16Array(copyAligned(buf).buffer, 0, n);
+        const src = new Uint16Array(aligned(buf).buffer, 0, n);
         const bits = new Uint32Array(n);
         for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
-        return new Float32Array(bits.buffer);
+        values = new Float32Array(bits.buffer);
+        values.forEach((v) => { if (!Number.isFinite(v)) nonFinite++; });
+        break;
       }
       default:
         throw new UserError(`${name}: dtype ${info.dtype} is not a floating-point weight type`);
     }
+    if (nonFinite > 0) {
+      throw new UserError(`${this.dir}: weight ${name} has ${nonFinite} NaN/Inf value(s)`);
+    }
+    return values;
   }
 
   embedding(): Promise<Float32Array> {
@@ -74,7 +94,10 @@ export class LlamaModel {
   /** All weights of decoder layer `i` in fp32 (one layer in memory at a time). */
   async layer(i: number): Promise<LayerWeightsF32> {
     const s = this.shapes(i);
-    const read = (name: string) => this.tensorF32(name, s[name]);
+    const read = (name: string) => {
+      const linear = LINEARS.find((l) => linearWeight(i, l) === name);
+      return linear && this.quantization ? this.dequantized(i, linear, s[name]) : this.tensorF32(name, s[name]);
+    };
     return {
       inputNorm: await read(inputNorm(i)),
       q: await read(linearWeight(i, 'self_attn.q_proj')),
@@ -86,6 +109,19 @@ export class LlamaModel {
       up: await read(linearWeight(i, 'mlp.up_proj')),
       down: await read(linearWeight(i, 'mlp.down_proj')),
     };
+  }
+
+  /** A GPTQ linear's weight [N×K] from qweight, qzeros, scales and g_idx. */
+  private async dequantized(layer: number, linear: LinearName, [n, k]: number[]): Promise<Float32Array> {
+    const names = quantizedTensorNames(linearWeight(layer, linear).replace(/\.weight$/, ''));
+    const bytes = async (t: string) => aligned(await this.checkpoint.read(t)).buffer;
+    const q = this.quantization!;
+    return dequantizeGptq(
+      new Int32Array(await bytes(names.qweight)), new Int32Array(await bytes(names.qzeros)),
+      new Uint16Array(await bytes(names.scales)), new Int32Array(await bytes(names.g_idx)), q.bits, k, n,
+      // scale · (code − zero) in fp16, as AutoGPTQ's torch kernels and transformers compute it
+      { round16: true },
+    );
   }
 
   async close(): Promise<void> {
@@ -131,13 +167,56 @@ export class LlamaModel {
       this.checkShape(LM_HEAD, [c.vocabSize, c.hiddenSize]);
     }
     for (let i = 0; i < c.numLayers; i++) {
-      for (const [name, shape] of Object.entries(this.shapes(i))) this.checkShape(name, shape);
+      for (const [name, shape] of Object.entries(this.shapes(i))) {
+        const linear = LINEARS.find((l) => linearWeight(i, l) === name);
+        if (linear && this.quantization) this.checkQuantizedShapes(i, linear, shape);
+        else this.checkShape(name, shape);
+      }
+    }
+  }
+
+  private checkQuantizedShapes(layer: number, linear: LinearName, [n, k]: number[]): void {
+    const q = this.quantization!;
+    const groups = q.group_size === -1 ? 1 : k / q.group_size;
+    const names = quantizedTensorNames(linearWeight(layer, linear).replace(/\.weight$/, ''));
+    const expected: [string, string, number[]][] = [
+      [names.qweight, 'I32', [(k * q.bits) / 32, n]],
+      [names.qzeros, 'I32', [groups, (n * q.bits) / 32]],
+      [names.scales, 'F16', [groups, n]],
+      [names.g_idx, 'I32', [k]],
+    ];
+    for (const [name, dtype, shape] of expected) {
+      this.checkShape(name, shape);
+      const got = this.checkpoint.info(name).dtype;
+      if (got !== dtype) throw new UserError(`${name}: dtype ${got}, expected ${dtype} (AutoGPTQ format)`);
     }
   }
 }
 
-/** A Buffer's bytes in a fresh, aligned ArrayBuffer (Buffers may sit at odd pool offsets). */
-function copyAligned(buf: Buffer): Uint8Array {
+/** quantize_config.json, or config.json's quantization_config: null for an fp16 model. */
+async function readQuantization(dir: string, config: LlamaConfig): Promise<QuantizeConfig | null> {
+  const file = path.join(dir, 'quantize_config.json');
+  let text: string | undefined;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (text !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
+    }
+    return parseQuantizeConfig(json, file);
+  }
+  return config.quantization ? parseQuantizeConfig(config.quantization, path.join(dir, 'config.json')) : null;
+}
+
+/** The bytes at offset 0 of their own ArrayBuffer (Buffers may sit inside a shared pool). */
+function aligned(buf: Buffer): Uint8Array {
+  if (buf.byteOffset === 0 && buf.buffer.byteLength === buf.length) return new Uint8Array(buf.buffer);
   const out = new Uint8Array(buf.length);
   out.set(buf);
   return out;

@@ -32,7 +32,7 @@ export interface LayerWeightsF32 {
 
 interface Addon {
   threads: number;
-  f16ToF32(src: Uint16Array, dst: Float32Array): Promise<void>;
+  f16ToF32(src: Uint16Array, dst: Float32Array): Promise<number>;
   embed(ids: Int32Array, table: Float32Array, vocab: number, windows: Float32Array[]): Promise<void>;
   decoderLayer(windows: Float32Array[], w: LayerWeightsF32, dims: NativeDims, seqlen: number): Promise<void>;
   windowNll(
@@ -41,6 +41,19 @@ interface Addon {
   ): Promise<WindowNll>;
   gemmNt(a: Float32Array, b: Float32Array, m: number, n: number, k: number, variant: number): Promise<Float32Array>;
   peakFlops(seconds: number): Promise<number>;
+  layerStep(
+    step: number, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
+    w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
+  ): Promise<LayerStepResult>;
+  gptqQuantize(w: Float32Array, h: Float32Array | null, n: number, k: number, opts: GptqOptions): Promise<GptqSolve>;
+  xtx(x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array>;
+  upperCholeskyOfInverse(h: Float64Array, k: number, reference: boolean): Promise<Float64Array | null>;
+  packGptq(codes: Uint8Array, zeros: Int32Array, bits: number, k: number, n: number, variant: number): Promise<PackedGptq>;
+  unpackGptq(qweight: Int32Array, qzeros: Int32Array, bits: number, k: number, n: number, g: number): Promise<UnpackedGptq>;
+  dequantizeGptq(
+    qweight: Int32Array, qzeros: Int32Array, scales: Uint16Array, gIdx: Int32Array,
+    bits: number, k: number, n: number, round16: boolean, variant: number,
+  ): Promise<Float32Array>;
 }
 
 let addon: Addon | undefined;
@@ -87,9 +100,14 @@ function checkSeqlen(seqlen: number): void {
 
 /** Converts fp16 bits to fp32 values (multi-threaded). */
 export async function f16ToF32(src: Uint16Array): Promise<Float32Array> {
-  const dst = new Float32Array(src.length);
-  await load().f16ToF32(src, dst);
-  return dst;
+  return (await f16ToF32Checked(src)).values;
+}
+
+/** Converts fp16 bits to fp32 values and counts the NaN/Inf among them. */
+export async function f16ToF32Checked(src: Uint16Array): Promise<{ values: Float32Array; nonFinite: number }> {
+  const values = new Float32Array(src.length);
+  const nonFinite = await load().f16ToF32(src, values);
+  return { values, nonFinite };
 }
 
 /** Fills each window [S×H] with the embedding rows (table [V×H]) of its S token ids. */
@@ -161,4 +179,211 @@ export async function gemmNt(
 export async function peakFlops(seconds = 1): Promise<number> {
   check(seconds > 0 && seconds <= 60, 'seconds', 'a duration in (0, 60]', seconds);
   return load().peakFlops(seconds);
+}
+
+// ---- GPTQ ----------------------------------------------------------------------------------
+
+/**
+ * The steps of a decoder layer, cut where its linears take their inputs (true-sequential):
+ * each step's Hessian is that of the input of the next group of linears.
+ */
+export enum LayerStep {
+  /** H of input_layernorm(x): the input of q_proj, k_proj, v_proj. */
+  Norm = 0,
+  /** att = attention(x) into `out`; H of att: the input of o_proj. */
+  Attention = 1,
+  /** h1 = x + o_proj(att) into `out` (aux = att); H of post_attention_layernorm(h1): gate/up. */
+  Residual = 2,
+  /** x = h1; H of silu(gate(·)) · up(·): the input of down_proj. */
+  Act = 3,
+  /** x = h1; out = h1 + down_proj(act): the next layer's input. */
+  Output = 4,
+}
+
+export interface LayerStepResult {
+  /** H = 2/n Σ XᵀX over the n windows, or null when not asked (or step Output). */
+  h: Float32Array | null;
+  forwardSeconds: number;
+  hessianSeconds: number;
+}
+
+/** Width of the input whose Hessian a step gathers. */
+export function stepWidth(dims: NativeDims, step: LayerStep): number {
+  if (step === LayerStep.Attention) return dims.heads * dims.headDim;
+  if (step === LayerStep.Act) return dims.ffn;
+  return dims.hidden;
+}
+
+/** Runs one step of a decoder layer over every window (see LayerStep). */
+export async function layerStep(
+  step: LayerStep, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
+  w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
+): Promise<LayerStepResult> {
+  checkDims(dims);
+  checkSeqlen(seqlen);
+  check(x.length > 0, 'x', 'at least one window', x.length);
+  x.forEach((a, i) => checkLength(a, `x[${i}]`, seqlen * dims.hidden));
+  const qd = dims.heads * dims.headDim;
+  if (step === LayerStep.Residual) {
+    check(aux !== null && aux.length === x.length, 'aux', `${x.length} windows`, aux?.length);
+    aux!.forEach((a, i) => checkLength(a, `aux[${i}]`, seqlen * qd));
+  }
+  if (step === LayerStep.Attention || step === LayerStep.Residual || step === LayerStep.Output) {
+    check(out !== null && out.length === x.length, 'out', `${x.length} windows`, out?.length);
+    const width = step === LayerStep.Attention ? qd : dims.hidden;
+    out!.forEach((a, i) => checkLength(a, `out[${i}]`, seqlen * width));
+  }
+  return load().layerStep(step, x, aux, out, w, dims, seqlen, wantHessian);
+}
+
+export interface GptqOptions {
+  bits: number;
+  /** −1: one group of all input columns. */
+  groupSize: number;
+  actOrder: boolean;
+  staticGroups: boolean;
+  sym: boolean;
+  dampPercent: number;
+  blockSize: number;
+}
+
+export interface GptqSolve {
+  /** Dequantized weights [N×K], original column order, rounded to fp16 (the layer's new weight). */
+  q: Float32Array;
+  /** Integer codes [N×K], original column order. */
+  codes: Uint8Array;
+  /** Per group and output row: scales [G×N] and integer zero points [G×N]. */
+  scales: Float32Array;
+  zeros: Int32Array;
+  gIdx: Int32Array;
+  perm: Int32Array;
+  /** Σ (w − q)² / d² / 2, as the reference reports it (0 for round-to-nearest). */
+  loss: number;
+  /** Damping used; dampRaises > 0 when H was not positive definite at the asked damping. */
+  dampPercent: number;
+  dampRaises: number;
+  deadColumns: number;
+}
+
+function checkGptqOptions(o: GptqOptions, k: number): void {
+  check([2, 3, 4, 8].includes(o.bits), 'bits', '2, 3, 4 or 8', o.bits);
+  check(o.groupSize === -1 || (Number.isInteger(o.groupSize) && o.groupSize > 0 && k % o.groupSize === 0),
+    'groupSize', `-1 or a divisor of ${k}`, o.groupSize);
+  check(Number.isFinite(o.dampPercent) && o.dampPercent >= 0, 'dampPercent', 'a number ≥ 0', o.dampPercent);
+  check(Number.isInteger(o.blockSize) && o.blockSize > 0, 'blockSize', 'a positive integer', o.blockSize);
+}
+
+/** The GPTQ solve of one linear W [N×K] with Hessian H [K×K]; H = null gives round-to-nearest. */
+export async function gptqQuantize(
+  w: Float32Array, h: Float32Array | null, n: number, k: number, opts: GptqOptions,
+): Promise<GptqSolve> {
+  checkGptqOptions(opts, k);
+  checkLength(w, 'W', n * k);
+  if (h) checkLength(h, 'H', k * k);
+  return load().gptqQuantize(w, h, n, k, opts);
+}
+
+/** XᵀX of X [T×K]: blocked symmetric kernel, or the fp64 reference loop. */
+export async function xtx(x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array> {
+  checkLength(x, 'X', t * k);
+  return load().xtx(x, t, k, reference);
+}
+
+/** Upper Cholesky factor of H⁻¹ (fast route or the reference's three steps); null if H is not PD. */
+export async function upperCholeskyOfInverse(h: Float64Array, k: number, reference: boolean): Promise<Float64Array | null> {
+  checkLength(h, 'H', k * k);
+  return load().upperCholeskyOfInverse(h, k, reference);
+}
+
+// ---- AutoGPTQ v1 packing ---------------------------------------------------------------------
+
+export interface PackedGptq {
+  /** int32 [K·bits/32, N]: column n is the little-endian bit stream of row n's K codes. */
+  qweight: Int32Array;
+  /** int32 [G, N·bits/32]: row g is the bit stream of the N values (zero − 1) mod 2^bits. */
+  qzeros: Int32Array;
+  /**
+   * How many zero points were 0: v1 stores them as 2^bits − 1 and every reader adds 1 without
+   * wrapping, so they read back as 2^bits (the AutoGPTQ v1 format cannot hold zero = 0).
+   */
+  wrappedZeros: number;
+}
+
+export interface UnpackedGptq {
+  /** [N·K] row-major by output row: codes[n·K + k]. */
+  codes: Uint8Array;
+  /** [G·N]: stored zero + 1, as readers use it (1 … 2^bits). */
+  zeros: Int32Array;
+}
+
+export type PackVariant = 'reference' | 'optimised';
+
+function checkPackLayout(bits: number, k: number, n: number): void {
+  check([2, 3, 4, 8].includes(bits), 'bits', '2, 3, 4 or 8', bits);
+  check(Number.isInteger(k) && k > 0 && k % 32 === 0, 'K', 'a positive multiple of 32', k);
+  check(Number.isInteger(n) && n > 0 && n % 32 === 0, 'N', 'a positive multiple of 32', n);
+}
+
+/** By tag, not instanceof: arrays made by the addon or another realm (jest's vm) still pass. */
+function checkType(arr: unknown, what: string, type: 'Uint8Array' | 'Uint16Array' | 'Int32Array'): void {
+  const tag = Object.prototype.toString.call(arr).slice(8, -1);
+  check(tag === type, what, `${type === 'Int32Array' ? 'an' : 'a'} ${type}`, tag);
+}
+
+/**
+ * Packs a layer's integer codes (codes[n·K + k] = code of W[n, k]) and integer zero points
+ * (zeros[g·N + n], NOT minus one; each in [0, 2^bits]) into AutoGPTQ v1 qweight / qzeros.
+ */
+export async function packGptq(
+  codes: Uint8Array, zeros: Int32Array, bits: number, k: number, n: number,
+  variant: PackVariant = 'optimised',
+): Promise<PackedGptq> {
+  checkPackLayout(bits, k, n);
+  checkType(codes, 'codes', 'Uint8Array');
+  checkType(zeros, 'zeros', 'Int32Array');
+  checkLength(codes, 'codes', n * k);
+  check(zeros.length > 0 && zeros.length % n === 0, 'zeros', `G × N elements (N = ${n})`, zeros.length);
+  return load().packGptq(codes, zeros, bits, k, n, variant === 'reference' ? 0 : 1);
+}
+
+/** The inverse of packGptq (zeros come back as stored + 1, see UnpackedGptq). */
+export async function unpackGptq(
+  qweight: Int32Array, qzeros: Int32Array, bits: number, k: number, n: number, g: number,
+): Promise<UnpackedGptq> {
+  checkPackLayout(bits, k, n);
+  check(Number.isInteger(g) && g > 0, 'G', 'a positive integer', g);
+  checkType(qweight, 'qweight', 'Int32Array');
+  checkType(qzeros, 'qzeros', 'Int32Array');
+  checkLength(qweight, 'qweight', (k * bits / 32) * n);
+  checkLength(qzeros, 'qzeros', g * (n * bits / 32));
+  return load().unpackGptq(qweight, qzeros, bits, k, n, g);
+}
+
+/**
+ * The Linear weight [N, K] (row-major) an AutoGPTQ v1 reader sees:
+ * w[n, k] = scales[g, n] · (code[k, n] − (stored_zero[g, n] + 1)) with g = gIdx[k], computed
+ * exactly in fp32; `round16` rounds it to fp16 as AutoGPTQ's torch dequantization does.
+ * scales: fp16 bits [G·N]; G = scales.length / N.
+ */
+export async function dequantizeGptq(
+  qweight: Int32Array, qzeros: Int32Array, scales: Uint16Array, gIdx: Int32Array,
+  bits: number, k: number, n: number,
+  opts: { round16?: boolean; variant?: PackVariant } = {},
+): Promise<Float32Array> {
+  checkPackLayout(bits, k, n);
+  checkType(qweight, 'qweight', 'Int32Array');
+  checkType(qzeros, 'qzeros', 'Int32Array');
+  checkType(scales, 'scales', 'Uint16Array');
+  checkType(gIdx, 'gIdx', 'Int32Array');
+  check(scales.length > 0 && scales.length % n === 0, 'scales', `G × N elements (N = ${n})`, scales.length);
+  const g = scales.length / n;
+  checkLength(qweight, 'qweight', (k * bits / 32) * n);
+  checkLength(qzeros, 'qzeros', g * (n * bits / 32));
+  checkLength(gIdx, 'gIdx', k);
+  for (let i = 0; i < k; i++) {
+    if (!(gIdx[i] >= 0 && gIdx[i] < g)) check(false, `gIdx[${i}]`, `a group in [0, ${g})`, gIdx[i]);
+  }
+  return load().dequantizeGptq(
+    qweight, qzeros, scales, gIdx, bits, k, n, opts.round16 ?? false, opts.variant === 'reference' ? 0 : 1,
+  );
 }

@@ -1,0 +1,55 @@
+#include "layer.h"
+
+#include <string>
+
+namespace gfb {
+
+gf::LlamaDims dims_arg(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
+  Napi::Object o = v.As<Napi::Object>();
+  gf::LlamaDims d;
+  d.hidden = int_arg(env, o, "hidden");
+  d.ffn = int_arg(env, o, "ffn");
+  d.heads = int_arg(env, o, "heads");
+  d.kv_heads = int_arg(env, o, "kvHeads");
+  d.head_dim = int_arg(env, o, "headDim");
+  d.eps = (float)num_arg(env, o, "eps");
+  d.rope_theta = (float)num_arg(env, o, "ropeTheta");
+  d.round16 = o.Get("round16").ToBoolean();
+  if (d.hidden == 0 || d.ffn == 0 || d.heads == 0 || d.kv_heads == 0 || d.head_dim == 0 ||
+      d.heads % d.kv_heads != 0 || d.head_dim % 2 != 0)
+    throw Napi::RangeError::New(env, "dims: inconsistent Llama dimensions");
+  return d;
+}
+
+std::vector<Held<float>> windows_arg(const Napi::Env& env, const Napi::Value& v,
+                                     int64_t per_window) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "windows: expected an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Held<float>> out;
+  for (uint32_t i = 0; i < a.Length(); ++i)
+    out.push_back(hold<float>(env, a.Get(i), "windows[" + std::to_string(i) + "]", per_window));
+  return out;
+}
+
+void layer_arg(const Napi::Env& env, const Napi::Value& v, const gf::LlamaDims& d, HeldLayer& out) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "weights: expected an object");
+  Napi::Object w = v.As<Napi::Object>();
+  const int64_t H = d.hidden, F = d.ffn, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+  out.held.reserve(9);
+  auto get = [&](const char* key, int64_t n) {
+    out.held.push_back(hold<float>(env, w.Get(key), std::string("weights.") + key, n));
+    return out.held.back().data;
+  };
+  out.w.input_norm = get("inputNorm", H);
+  out.w.q = get("q", qd * H);
+  out.w.k = get("k", kvd * H);
+  out.w.v = get("v", kvd * H);
+  out.w.o = get("o", H * qd);
+  out.w.post_norm = get("postNorm", H);
+  out.w.gate = get("gate", F * H);
+  out.w.up = get("up", F * H);
+  out.w.down = get("down", H * F);
+}
+
+}  // namespace gfb

@@ -1,0 +1,23 @@
+// Argument helpers shared by the forward and GPTQ bindings.
+#pragma once
+#include <napi.h>
+
+#include <vector>
+
+#include "../kernels/cpu/llama.h"
+#include "util.h"
+
+namespace gfb {
+
+gf::LlamaDims dims_arg(const Napi::Env& env, const Napi::Value& v);
+
+std::vector<Held<float>> windows_arg(const Napi::Env& env, const Napi::Value& v, int64_t per_window);
+
+// The nine fp32 weights of a decoder layer, held for the job; checked against dims.
+struct HeldLayer {
+  gf::LayerWeightsF32 w;
+  std::vector<Held<float>> held;
+};
+void layer_arg(const Napi::Env& env, const Napi::Value& v, const gf::LlamaDims& d, HeldLayer& out);
+
+}  // namespace gfb

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the addon with g++ alone (no node-gyp, no Python): for hosts without network or
+# npm, e.g. GPU machines. Needs the N-API headers (node_api*.h, js_native_api*.h) in
+# $NAPI_INCLUDE (default: include/node of the offline bundle or Node's own) and node-addon-api.
+#   native/build-standalone.sh            → build/Release/gptq_forge.node
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+napi="${NAPI_INCLUDE:-}"
+if [ -z "$napi" ]; then
+  for d in "$root/include/node" "$(dirname "$(dirname "$(command -v node 2>/dev/null || echo /usr/bin/node)")")/include/node"; do
+    [ -f "$d/node_api.h" ] && napi="$d" && break
+  done
+fi
+[ -f "$napi/node_api.h" ] || { echo "build-standalone: node_api.h not found (set NAPI_INCLUDE)" >&2; exit 1; }
+addon_api="$root/node_modules/node-addon-api"
+[ -f "$addon_api/napi.h" ] || { echo "build-standalone: node-addon-api headers not found in $addon_api" >&2; exit 1; }
+march="${GPTQ_FORGE_MARCH:-native}"
+sources=$(grep -o '"native/[^"]*\.cc"' binding.gyp | tr -d '"' | tr '\n' ' ')
+mkdir -p build/Release build/standalone
+objs=()
+for src in $sources; do
+  obj="build/standalone/$(echo "$src" | tr '/' '_' ).o"
+  g++ -O3 -march="$march" -std=c++17 -fPIC -pthread -fexceptions -fno-math-errno \
+      -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DBUILDING_NODE_EXTENSION \
+      -I"$napi" -I"$addon_api" -c "$src" -o "$obj" &
+  objs+=("$obj")
+done
+wait
+g++ -shared -pthread -o build/Release/gptq_forge.node "${objs[@]}"
+echo "built build/Release/gptq_forge.node (-march=$march)"

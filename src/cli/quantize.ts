@@ -1,0 +1,159 @@
+/** `gptq quantize`: one GPTQ branch of an fp16 Llama checkpoint, in the AutoGPTQ format. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UserError } from '../errors';
+import { Split } from '../data/datasets';
+import { BranchWriter } from '../gptq/branch-writer';
+import { loadCalibration } from '../gptq/calibration-set';
+import { quantizeLayers, StageTimes } from '../gptq/pipeline';
+import { QuantizeSettings, validateSettings } from '../gptq/settings';
+import { resolveModel } from '../hub/resolve';
+import { LlamaModel } from '../model/llama-model';
+import { nativeThreads } from '../native';
+import { nonNegativeInt, positiveInt } from './options';
+import { createProgress } from './progress';
+
+interface QuantizeFlags {
+  model: string;
+  revision?: string;
+  out: string;
+  bits: number;
+  groupSize: number;
+  actOrder: boolean;
+  damp: number;
+  sym: boolean;
+  staticGroups?: boolean;
+  trueSequential: boolean;
+  dataset: string;
+  split: Split;
+  nsamples: number;
+  seqlen: number;
+  seed: number;
+  force?: boolean;
+  rtn?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function groupSize(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || (n !== -1 && n <= 0)) throw new InvalidArgumentError('expected -1 or a positive integer.');
+  return n;
+}
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError('expected an integer.');
+  return n;
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number such as 0.01.');
+  return n;
+}
+
+export function registerQuantize(program: Command): void {
+  program
+    .command('quantize')
+    .description('quantize an fp16 Llama checkpoint with GPTQ into one AutoGPTQ-format branch')
+    .requiredOption('--model <path-or-repo>', 'local model folder or Hugging Face repo id')
+    .option('--revision <rev>', 'Hub branch, tag or commit (with a repo id)')
+    .requiredOption('--out <dir>', 'output folder of the branch')
+    .option('--bits <b>', 'bits per weight: 2, 3, 4 or 8', integer, 4)
+    .option('--group-size <g>', 'columns per quantization group, -1 for none', groupSize, 128)
+    .option('--act-order', 'quantize columns by decreasing Hessian diagonal (desc_act)', true)
+    .option('--no-act-order', 'quantize columns in natural order')
+    .option('--damp <fraction>', 'damp_percent: damping as a fraction of the mean Hessian diagonal', fraction, 0.01)
+    .option('--sym', 'symmetric grid (default)', true)
+    .option('--no-sym', 'asymmetric grid')
+    .option('--static-groups', 'fix group grids before the solve (with act-order)')
+    .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
+    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
+    .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
+    .option('--nsamples <n>', 'calibration windows', positiveInt, 128)
+    .option('--seqlen <n>', 'tokens per calibration window', positiveInt, 4096)
+    .option('--seed <n>', 'seed of the calibration sampler (Python random)', nonNegativeInt, 0)
+    .option('--force', 'replace an output folder that already holds files')
+    .option('--rtn', 'round-to-nearest on the same grid instead of GPTQ (baseline; no calibration)')
+    .option('--json', 'print a JSON summary on stdout')
+    .option('--quiet', 'no progress output')
+    .action(async (flags: QuantizeFlags) => {
+      const summary = await runQuantize(flags);
+      if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+      else printSummary(summary);
+    });
+}
+
+export interface QuantizeSummary {
+  out: string;
+  settings: QuantizeSettings;
+  seconds: number;
+  times: StageTimes;
+  loss: number;
+  linears: number;
+  calibration: { source: string; nsamples: number; seqlen: number; seed: number; digest: string } | null;
+  threads: number;
+}
+
+async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
+  const settings: QuantizeSettings = {
+    // Round-to-nearest has no column order: its branch is written with desc_act false.
+    bits: flags.bits, groupSize: flags.groupSize, actOrder: flags.actOrder && !flags.rtn, staticGroups: !!flags.staticGroups,
+    sym: flags.sym, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
+  };
+  const dir = await resolveModel(flags.model, { revision: flags.revision });
+  const model = await LlamaModel.open(dir);
+  if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
+  validateSettings(settings, model.config);
+  const t0 = Date.now();
+  let writer: BranchWriter | undefined;
+  const cleanup = () => {
+    void writer?.abort().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', cleanup);
+  process.once('SIGTERM', cleanup);
+  try {
+    const calib = settings.rtn
+      ? null
+      : await loadCalibration(dir, flags.dataset, {
+        split: flags.split, nsamples: flags.nsamples, seqlen: flags.seqlen, seed: flags.seed,
+      });
+    writer = await BranchWriter.create(flags.out, model, settings, { force: !!flags.force, modelNameOrPath: flags.model });
+    const progress = createProgress('quantize', { quiet: flags.quiet });
+    const res = await quantizeLayers(
+      model, calib?.tokens ?? new Int32Array(0), flags.seqlen, settings,
+      (layer, name, solve, shape) => writer!.writeLinear(layer, name, solve, shape),
+      {
+        onProgress: (d, t, label) => progress.update(d, t, label),
+        onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+      },
+    );
+    progress.stop();
+    await writer.finish();
+    return {
+      out: flags.out, settings, seconds: (Date.now() - t0) / 1000, times: res.times,
+      loss: res.linears.reduce((a, l) => a + l.loss, 0), linears: res.linears.length,
+      calibration: calib && { source: calib.source, nsamples: calib.nsamples, seqlen: calib.seqlen, seed: calib.seed, digest: calib.digest },
+      threads: nativeThreads(),
+    };
+  } catch (e) {
+    await writer?.abort();
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', cleanup);
+    process.removeListener('SIGTERM', cleanup);
+    await model.close();
+  }
+}
+
+function printSummary(s: QuantizeSummary): void {
+  const t = s.times;
+  const g = s.settings;
+  process.stdout.write(
+    `wrote ${s.out}: ${g.bits}-bit, group ${g.groupSize}, act-order ${g.actOrder}, damp ${g.dampPercent}` +
+      `${g.rtn ? ' (round-to-nearest)' : ''}\n` +
+      `${s.linears} linears${g.rtn ? '' : `, summed loss ${s.loss.toPrecision(6)}`}, ${s.seconds.toFixed(1)} s ` +
+      `(load ${t.load.toFixed(1)}, forward ${t.forward.toFixed(1)}, hessian ${t.hessian.toFixed(1)}, ` +
+      `solve ${t.solve.toFixed(1)}, pack+write ${t.sink.toFixed(1)})\n`,
+  );
+}

@@ -1,0 +1,155 @@
+/**
+ * Writes one GPTQ branch in the AutoGPTQ "gptq" format, atomically: everything goes into a
+ * sibling temporary folder that replaces the output folder only once complete, so a failed or
+ * killed run never leaves something under the output name that looks finished.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../errors';
+import { atomicWriteFile } from '../io/atomic';
+import { f32ToF16 } from '../io/dtypes';
+import { SafetensorsWriter, TensorSpec } from '../io/safetensors-writer';
+import { LlamaModel } from '../model/llama-model';
+import { LINEARS, LinearName, linearWeight } from '../model/weights';
+import { GptqSolve, packGptq } from '../native';
+import {
+  makeQuantizeConfig, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
+} from './format';
+import { linearShape, QuantizeSettings } from './settings';
+
+export const WEIGHTS_FILE = 'model.safetensors';
+export const MODEL_FILE_BASE_NAME = 'model';
+/** Files of the source folder copied as they are (those that exist). */
+const COPIED_FILES = [
+  'tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json',
+  'generation_config.json',
+];
+
+export interface BranchWriterOptions {
+  force: boolean;
+  /** Recorded as model_name_or_path (the Hub id or folder the user named). */
+  modelNameOrPath: string;
+}
+
+export class BranchWriter {
+  private constructor(
+    readonly out: string,
+    readonly tmp: string,
+    private readonly model: LlamaModel,
+    private readonly config: QuantizeConfig,
+    private readonly writer: SafetensorsWriter,
+  ) {}
+
+  /** Checks the output folder, lays out the weights file and copies the unquantized tensors. */
+  static async create(out: string, model: LlamaModel, s: QuantizeSettings, opts: BranchWriterOptions): Promise<BranchWriter> {
+    await checkOutput(out, opts.force);
+    const tmp = `${out.replace(/\/+$/, '')}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    await fsp.mkdir(tmp, { recursive: true });
+    try {
+      const config = makeQuantizeConfig({
+        bits: s.bits, groupSize: s.groupSize, dampPercent: s.dampPercent, actOrder: s.actOrder,
+        staticGroups: s.staticGroups, sym: s.sym, trueSequential: s.trueSequential,
+        modelNameOrPath: opts.modelNameOrPath, modelFileBaseName: MODEL_FILE_BASE_NAME,
+      });
+      const quantized = new Set<string>();
+      const specs: TensorSpec[] = [];
+      for (let layer = 0; layer < model.config.numLayers; layer++) {
+        for (const name of LINEARS) {
+          quantized.add(linearWeight(layer, name));
+          const { n, k } = linearShape(model.config, name);
+          specs.push(...quantizedTensorSpecs(prefixOf(layer, name), k, n, s.bits, s.groupSize));
+        }
+      }
+      const copied = model.checkpoint.names().filter((t) => !quantized.has(t));
+      for (const t of copied) {
+        const info = model.checkpoint.info(t);
+        specs.push({ name: t, dtype: info.dtype, shape: info.shape });
+      }
+      const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, safetensorsMetadata(config));
+      const bw = new BranchWriter(out, tmp, model, config, writer);
+      for (const t of copied) await writer.write(t, await model.checkpoint.read(t));
+      return bw;
+    } catch (e) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Packs one quantized linear and writes its qweight, qzeros, scales and g_idx. */
+  async writeLinear(layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }): Promise<void> {
+    const { bits } = this.config;
+    const packed = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n);
+    const scales = new Uint16Array(solve.scales.length);
+    for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
+    const names = quantizedTensorNames(prefixOf(layer, name));
+    await this.writer.write(names.qweight, packed.qweight);
+    await this.writer.write(names.qzeros, packed.qzeros);
+    await this.writer.write(names.scales, scales);
+    await this.writer.write(names.g_idx, solve.gIdx);
+  }
+
+  /** Completes the weights, writes the configs, copies tokenizer files, then swaps the folder in. */
+  async finish(): Promise<void> {
+    await this.writer.close();
+    const src = this.model.dir;
+    const quantizeConfig = `${JSON.stringify(this.config, null, 2)}\n`;
+    await atomicWriteFile(path.join(this.tmp, 'quantize_config.json'), quantizeConfig);
+    const config = { ...this.model.config.raw, quantization_config: this.config };
+    await atomicWriteFile(path.join(this.tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    for (const f of COPIED_FILES) {
+      try {
+        await fsp.copyFile(path.join(src, f), path.join(this.tmp, f));
+        await fsp.chmod(path.join(this.tmp, f), 0o644); // the source may be read-only
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+    await swapIn(this.tmp, this.out);
+  }
+
+  /** Removes everything written so far. */
+  async abort(): Promise<void> {
+    await this.writer.abort().catch(() => undefined);
+    await fsp.rm(this.tmp, { recursive: true, force: true });
+  }
+}
+
+function prefixOf(layer: number, name: LinearName): string {
+  return linearWeight(layer, name).replace(/\.weight$/, '');
+}
+
+/** Refuses a non-empty output folder unless forced; names what it holds. */
+async function checkOutput(out: string, force: boolean): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fsp.readdir(out);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new UserError(`--out ${out} exists and is not a folder`);
+    throw e;
+  }
+  if (entries.length === 0 || force) return;
+  let what = `${entries.length} file(s)`;
+  try {
+    const qc = JSON.parse(await fsp.readFile(path.join(out, 'quantize_config.json'), 'utf8'));
+    what = `a GPTQ branch (bits ${qc.bits}, group_size ${qc.group_size}, desc_act ${qc.desc_act})`;
+  } catch {
+    // not a branch: keep the file count
+  }
+  throw new UserError(`--out ${out} already holds ${what}; use --force to replace it`);
+}
+
+/** Puts the finished tmp folder at `out`, replacing what is there (checked before). */
+async function swapIn(tmp: string, out: string): Promise<void> {
+  const old = `${tmp}.old`;
+  let hadOld = false;
+  try {
+    await fsp.rename(out, old);
+    hadOld = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await fsp.rename(tmp, out);
+  if (hadOld) await fsp.rm(old, { recursive: true, force: true });
+}

@@ -1,0 +1,157 @@
+/**
+ * The GPTQ pipeline over a Llama model, layer by layer: calibration activations of all windows
+ * stay in memory; one decoder layer's weights at a time are loaded, quantized group by group
+ * (true-sequential: [k,v,q] → [o] → [up,gate] → [down], each group's Hessian gathered with the
+ * earlier groups already quantized), and the quantized layer's outputs feed the next layer.
+ */
+import { LlamaModel } from '../model/llama-model';
+import { LinearName } from '../model/weights';
+import {
+  embed, GptqSolve, gptqQuantize, layerStep, LayerStep, LayerWeightsF32,
+} from '../native';
+import { BLOCK_SIZE, linearShape, QuantizeSettings } from './settings';
+
+/** True-sequential groups: the step that yields their input's Hessian, and their members. */
+const GROUPS: { step: LayerStep; linears: LinearName[] }[] = [
+  { step: LayerStep.Norm, linears: ['self_attn.k_proj', 'self_attn.v_proj', 'self_attn.q_proj'] },
+  { step: LayerStep.Attention, linears: ['self_attn.o_proj'] },
+  { step: LayerStep.Residual, linears: ['mlp.up_proj', 'mlp.gate_proj'] },
+  { step: LayerStep.Act, linears: ['mlp.down_proj'] },
+];
+
+const WEIGHT_KEY: Record<LinearName, keyof LayerWeightsF32> = {
+  'self_attn.q_proj': 'q', 'self_attn.k_proj': 'k', 'self_attn.v_proj': 'v', 'self_attn.o_proj': 'o',
+  'mlp.gate_proj': 'gate', 'mlp.up_proj': 'up', 'mlp.down_proj': 'down',
+};
+
+export interface LinearReport {
+  layer: number;
+  name: LinearName;
+  n: number;
+  k: number;
+  loss: number;
+  seconds: number;
+  dampPercent: number;
+  dampRaises: number;
+  deadColumns: number;
+}
+
+/** Seconds spent per stage: layer forward passes, Hessian accumulation, solves, the sink. */
+export interface StageTimes {
+  load: number;
+  forward: number;
+  hessian: number;
+  solve: number;
+  sink: number;
+}
+
+export interface PipelineEvents {
+  onProgress?(done: number, total: number, label: string): void;
+  onLinear?(r: LinearReport): void;
+  onWarning?(message: string): void;
+}
+
+/** Receives every quantized linear (e.g. to pack and write it). */
+export type LinearSink = (layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }) => Promise<void>;
+
+export interface PipelineResult {
+  linears: LinearReport[];
+  times: StageTimes;
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/**
+ * Quantizes every decoder layer. `calib` holds nsamples × seqlen token ids (unused with rtn).
+ */
+export async function quantizeLayers(
+  model: LlamaModel, calib: Int32Array, seqlen: number, s: QuantizeSettings, sink: LinearSink,
+  events: PipelineEvents = {},
+): Promise<PipelineResult> {
+  const c = model.config;
+  const dims = model.dims(true);
+  const times: StageTimes = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
+  const linears: LinearReport[] = [];
+  const total = c.numLayers * 7;
+  let done = 0;
+  const opts = {
+    bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
+    sym: s.sym, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
+  };
+
+  const quantize = async (layer: number, w: LayerWeightsF32, name: LinearName, h: Float32Array | null) => {
+    const shape = linearShape(c, name);
+    const key = WEIGHT_KEY[name];
+    const t0 = now();
+    const solve = await gptqQuantize(w[key], h, shape.n, shape.k, opts);
+    const t1 = now();
+    times.solve += t1 - t0;
+    if (solve.dampRaises > 0) {
+      events.onWarning?.(
+        `layer ${layer} ${name}: the Hessian was not positive definite with damp ${s.dampPercent}; ` +
+          `raised ${solve.dampRaises}× to ${solve.dampPercent.toPrecision(3)}`,
+      );
+    }
+    await sink(layer, name, solve, shape);
+    times.sink += now() - t1;
+    w[key] = solve.q;
+    const report: LinearReport = {
+      layer, name, ...shape, loss: solve.loss, seconds: t1 - t0, dampPercent: solve.dampPercent,
+      dampRaises: solve.dampRaises, deadColumns: solve.deadColumns,
+    };
+    linears.push(report);
+    events.onLinear?.(report);
+    events.onProgress?.(++done, total, `layer ${layer + 1}/${c.numLayers} ${name} loss ${solve.loss.toPrecision(4)}`);
+  };
+
+  if (s.rtn) {
+    for (let layer = 0; layer < c.numLayers; layer++) {
+      const t0 = now();
+      const w = await model.layer(layer);
+      times.load += now() - t0;
+      for (const g of GROUPS) for (const name of g.linears) await quantize(layer, w, name, null);
+    }
+    return { linears, times };
+  }
+
+  const windows = calib.length / seqlen;
+  const alloc = (width: number) => Array.from({ length: windows }, () => new Float32Array(seqlen * width));
+  let x = alloc(c.hiddenSize);
+  const att = alloc(c.numHeads * c.headDim);
+  let h1 = alloc(c.hiddenSize);
+  await embed(calib, await model.embedding(), c.vocabSize, x);
+
+  const step = async (st: LayerStep, w: LayerWeightsF32, wantH: boolean): Promise<Float32Array | null> => {
+    const input = st === LayerStep.Act || st === LayerStep.Output ? h1 : x;
+    const aux = st === LayerStep.Residual ? att : null;
+    const out = st === LayerStep.Attention ? att : st === LayerStep.Residual ? h1 : st === LayerStep.Output ? x : null;
+    const r = await layerStep(st, input, aux, out, w, dims, seqlen, wantH);
+    times.forward += r.forwardSeconds;
+    times.hessian += r.hessianSeconds;
+    return r.h;
+  };
+
+  for (let layer = 0; layer < c.numLayers; layer++) {
+    const t0 = now();
+    const w = await model.layer(layer);
+    times.load += now() - t0;
+    if (s.trueSequential) {
+      for (const g of GROUPS) {
+        const h = await step(g.step, w, true);
+        for (const name of g.linears) await quantize(layer, w, name, h);
+      }
+    } else {
+      // All Hessians from the unquantized layer, then the quantized layer's own activations.
+      const hs: (Float32Array | null)[] = [];
+      for (const g of GROUPS) hs.push(await step(g.step, w, true));
+      for (let i = 0; i < GROUPS.length; i++) for (const name of GROUPS[i].linears) await quantize(layer, w, name, hs[i]);
+      await step(LayerStep.Attention, w, false);
+      await step(LayerStep.Residual, w, false);
+    }
+    // The next layer's input: outputs of this layer with every linear quantized. x ← h1 + mlp.
+    await step(LayerStep.Output, w, false);
+  }
+  x = [];
+  h1 = [];
+  return { linears, times };
+}
