@@ -6,7 +6,7 @@
  * 0.01), plus round-to-nearest baselines and fp16, each evaluated on wiki.test.raw at 4096;
  * printed beside the GPTQ authors' figures (../shared/reference/quality-llama2-m-4096.json).
  *
- *   node bench/quality-llama2-m.js [--jobs 1] [--work DIR] [--only name,…] [--shared ../shared]
+ *   node bench/quality-llama2-m.js [--jobs 1] [--threads T] [--work DIR] [--only name,…] [--shared ../shared]
  *
  * Resumable: each finished entry is a JSON file in --work, skipped when run again. Jobs run in
  * parallel with GPTQ_FORGE_THREADS = cores / jobs each. Results: bench/results/quality-llama2-m.json.
@@ -28,7 +28,7 @@ const calib = path.join(shared, 'datasets/wikitext-2-v1/valid.txt');
 const evalText = path.join(shared, 'datasets/wikitext-2-raw-v1/wiki.test.raw');
 const reference = JSON.parse(fs.readFileSync(path.join(shared, 'reference/quality-llama2-m-4096.json'), 'utf8'));
 const matrix = JSON.parse(fs.readFileSync(path.join(root, 'configs/seed-branches.json'), 'utf8'));
-const threads = String(Math.max(1, Math.floor(os.cpus().length / jobs)));
+const threads = arg('--threads', String(Math.max(1, Math.floor(os.cpus().length / jobs))));
 
 const entries = [
   { name: 'fp16' },
