@@ -15,16 +15,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const root = path.resolve(__dirname, '..');
-const args = process.argv.slice(2);
-const arg = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const model = arg('--model', path.resolve(root, '../shared/models/llama2-m'));
+const { root, flag: arg, sharedDir } = require('./args');
+
+const model = arg('--model', path.join(sharedDir(), 'models/llama2-m'));
 const seqlen = Number(arg('--seqlen', '4096'));
 const windows = Number(arg('--windows', '8'));
-const dataset = path.resolve(root, '../shared/datasets/wikitext-2-raw-v1/wiki.test.raw');
+const dataset = path.join(sharedDir(), 'datasets/wikitext-2-raw-v1/wiki.test.raw');
 
 async function main() {
   const native = require(path.join(root, 'dist/native'));

@@ -16,10 +16,9 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const root = path.resolve(__dirname, '..');
-const args = process.argv.slice(2);
-const arg = (name, dflt) => (args.includes(name) ? args[args.indexOf(name) + 1] : dflt);
-const shared = path.resolve(arg('--shared', path.join(root, '../shared')));
+const { root, flag: arg, sharedDir } = require('./args');
+
+const shared = sharedDir();
 const work = path.resolve(arg('--work', path.join(os.tmpdir(), 'gptq-quality-llama2-m')));
 const jobs = Number(arg('--jobs', '1'));
 const only = arg('--only', '');

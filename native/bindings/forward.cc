@@ -186,11 +186,6 @@ class PeakFlops : public PromiseWorker {
   double seconds_ = 1, flops_ = 0;
 };
 
-template <class W>
-Napi::Value start(const Napi::CallbackInfo& info) {
-  return (new W(info))->Queue();
-}
-
 }  // namespace
 
 void RegisterForward(Napi::Env env, Napi::Object exports) {

@@ -214,11 +214,6 @@ class UpperCholInv : public PromiseWorker {
   std::vector<double> u_;
 };
 
-template <class W>
-Napi::Value start(const Napi::CallbackInfo& info) {
-  return (new W(info))->Queue();
-}
-
 }  // namespace
 
 void RegisterGptq(Napi::Env env, Napi::Object exports) {

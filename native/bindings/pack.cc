@@ -149,11 +149,6 @@ class DequantizeGptq : public PromiseWorker {
   Held<float> w_;
 };
 
-template <class W>
-Napi::Value start(const Napi::CallbackInfo& info) {
-  return (new W(info))->Queue();
-}
-
 }  // namespace
 
 void RegisterPack(Napi::Env env, Napi::Object exports) {

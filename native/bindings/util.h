@@ -121,4 +121,11 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
 };
 
+// The JS function of a worker class W: constructs W from the call (validating its arguments)
+// and returns the promise of its result.
+template <class W>
+Napi::Value start(const Napi::CallbackInfo& info) {
+  return (new W(info))->Queue();
+}
+
 }  // namespace gfb

@@ -116,9 +116,9 @@ export async function quantizeLayers(
 
   const windows = calib.length / seqlen;
   const alloc = (width: number) => Array.from({ length: windows }, () => new Float32Array(seqlen * width));
-  let x = alloc(c.hiddenSize);
+  const x = alloc(c.hiddenSize);
   const att = alloc(c.numHeads * c.headDim);
-  let h1 = alloc(c.hiddenSize);
+  const h1 = alloc(c.hiddenSize);
   await embed(calib, await model.embedding(), c.vocabSize, x);
 
   const step = async (st: LayerStep, w: LayerWeightsF32, wantH: boolean): Promise<Float32Array | null> => {
@@ -151,7 +151,5 @@ export async function quantizeLayers(
     // The next layer's input: outputs of this layer with every linear quantized. x ← h1 + mlp.
     await step(LayerStep.Output, w, false);
   }
-  x = [];
-  h1 = [];
   return { linears, times };
 }
