@@ -107,8 +107,9 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   validateSettings(settings, model.config);
   const t0 = Date.now();
   let writer: BranchWriter | undefined;
+  // Ctrl-C / kill: remove the temporary folder, then exit as an interrupted process does.
   const cleanup = () => {
-    void writer?.abort().finally(() => process.exit(130));
+    void (writer ? writer.abort() : Promise.resolve()).finally(() => process.exit(130));
   };
   process.once('SIGINT', cleanup);
   process.once('SIGTERM', cleanup);

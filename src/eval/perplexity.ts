@@ -3,6 +3,7 @@
  * stay in memory while one decoder layer's weights at a time are loaded, applied, dropped —
  * the same shape of computation the quantizer runs.
  */
+import { perplexityFromWindowNll } from '../data/windows';
 import { decoderLayer, embed, windowNll } from '../native';
 import { LlamaModel } from '../model/llama-model';
 
@@ -80,6 +81,5 @@ export async function evaluatePerplexity(
     }
     tick('lm_head');
   }
-  const mean = windowMeans.reduce((a, b) => a + b, 0) / windows;
-  return { perplexity: Math.exp(mean), windowNll: windowMeans, windows, seqlen, tokenNll, argmax };
+  return { perplexity: perplexityFromWindowNll(windowMeans), windowNll: windowMeans, windows, seqlen, tokenNll, argmax };
 }

@@ -13,7 +13,7 @@ import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { GptqSolve, packGptq } from '../native';
 import {
-  makeQuantizeConfig, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
+  makeQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
 } from './format';
 import { linearShape, QuantizeSettings } from './settings';
 
@@ -93,7 +93,7 @@ export class BranchWriter {
     await this.writer.close();
     const src = this.model.dir;
     const quantizeConfig = `${JSON.stringify(this.config, null, 2)}\n`;
-    await atomicWriteFile(path.join(this.tmp, 'quantize_config.json'), quantizeConfig);
+    await atomicWriteFile(path.join(this.tmp, QUANTIZE_CONFIG_FILE), quantizeConfig);
     const config = { ...this.model.config.raw, quantization_config: this.config };
     await atomicWriteFile(path.join(this.tmp, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     for (const f of COPIED_FILES) {
@@ -132,7 +132,7 @@ async function checkOutput(out: string, force: boolean): Promise<void> {
   if (entries.length === 0 || force) return;
   let what = `${entries.length} file(s)`;
   try {
-    const qc = JSON.parse(await fsp.readFile(path.join(out, 'quantize_config.json'), 'utf8'));
+    const qc = JSON.parse(await fsp.readFile(path.join(out, QUANTIZE_CONFIG_FILE), 'utf8'));
     what = `a GPTQ branch (bits ${qc.bits}, group_size ${qc.group_size}, desc_act ${qc.desc_act})`;
   } catch {
     // not a branch: keep the file count

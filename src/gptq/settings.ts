@@ -2,9 +2,9 @@
 import { UserError } from '../errors';
 import { LlamaConfig } from '../model/config';
 import { LINEARS, LinearName } from '../model/weights';
+import { SUPPORTED_BITS } from './format';
 
 export const BLOCK_SIZE = 128;
-export const SUPPORTED_BITS = [2, 3, 4, 8] as const;
 
 export interface QuantizeSettings {
   bits: number;
@@ -34,7 +34,7 @@ export function linearShape(c: LlamaConfig, name: LinearName): { n: number; k: n
 }
 
 export function validateSettings(s: QuantizeSettings, c: LlamaConfig): void {
-  if (!(SUPPORTED_BITS as readonly number[]).includes(s.bits)) {
+  if (!SUPPORTED_BITS.includes(s.bits)) {
     throw new UserError(`--bits ${s.bits} is not supported (use 2, 3, 4 or 8)`);
   }
   if (!(s.groupSize === -1 || (Number.isInteger(s.groupSize) && s.groupSize > 0))) {

@@ -7,7 +7,7 @@ import { UserError } from '../errors';
 import { Checkpoint } from '../io/checkpoint';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseQuantizeConfig, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
+import { parseQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
 import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
 import {
@@ -195,7 +195,7 @@ export class LlamaModel {
 
 /** quantize_config.json, or config.json's quantization_config: null for an fp16 model. */
 async function readQuantization(dir: string, config: LlamaConfig): Promise<QuantizeConfig | null> {
-  const file = path.join(dir, 'quantize_config.json');
+  const file = path.join(dir, QUANTIZE_CONFIG_FILE);
   let text: string | undefined;
   try {
     text = await fsp.readFile(file, 'utf8');

@@ -207,13 +207,6 @@ export interface LayerStepResult {
   hessianSeconds: number;
 }
 
-/** Width of the input whose Hessian a step gathers. */
-export function stepWidth(dims: NativeDims, step: LayerStep): number {
-  if (step === LayerStep.Attention) return dims.heads * dims.headDim;
-  if (step === LayerStep.Act) return dims.ffn;
-  return dims.hidden;
-}
-
 /** Runs one step of a decoder layer over every window (see LayerStep). */
 export async function layerStep(
   step: LayerStep, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
