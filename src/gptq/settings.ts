@@ -2,18 +2,13 @@
 import { UserError } from '../errors';
 import { LlamaConfig } from '../model/config';
 import { LINEARS, LinearName } from '../model/weights';
+import { GptqOptions } from '../native';
 import { SUPPORTED_BITS } from './format';
 
 export const BLOCK_SIZE = 128;
 
-export interface QuantizeSettings {
-  bits: number;
-  /** −1: one group per output row (no grouping). */
-  groupSize: number;
-  actOrder: boolean;
-  staticGroups: boolean;
-  sym: boolean;
-  dampPercent: number;
+/** The solver's options (GptqOptions, less the fixed block size) plus the pipeline's. */
+export interface QuantizeSettings extends Omit<GptqOptions, 'blockSize'> {
   trueSequential: boolean;
   /** Round-to-nearest on the same grid, no Hessians: the baseline GPTQ is measured against. */
   rtn?: boolean;

@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
+import { readJsonFile } from '../io/json-file';
 
 export type LlamaDtype = 'float16' | 'bfloat16' | 'float32';
 
@@ -199,19 +200,7 @@ export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
   }
   if (!st.isDirectory()) throw new UserError(`not a model folder (it is a file): ${dir}`);
   const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`no config.json in model folder ${dir}`);
-    throw new UserError(`cannot read ${file}: ${code ?? (e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
-  }
+  const json = await readJsonFile(file);
+  if (json === undefined) throw new UserError(`no config.json in model folder ${dir}`);
   return parseLlamaConfig(json, file);
 }

@@ -5,8 +5,8 @@
  */
 import { UserError } from '../errors';
 import { Checkpoint } from '../io/checkpoint';
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { readJsonFile } from '../io/json-file';
 import { parseQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
 import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
@@ -196,21 +196,8 @@ export class LlamaModel {
 /** quantize_config.json, or config.json's quantization_config: null for an fp16 model. */
 async function readQuantization(dir: string, config: LlamaConfig): Promise<QuantizeConfig | null> {
   const file = path.join(dir, QUANTIZE_CONFIG_FILE);
-  let text: string | undefined;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  if (text !== undefined) {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
-    }
-    return parseQuantizeConfig(json, file);
-  }
+  const json = await readJsonFile(file);
+  if (json !== undefined) return parseQuantizeConfig(json, file);
   return config.quantization ? parseQuantizeConfig(config.quantization, path.join(dir, 'config.json')) : null;
 }
 
