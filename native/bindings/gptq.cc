@@ -25,6 +25,7 @@ gf::GptqOptions options_arg(const Napi::Env& env, const Napi::Value& v) {
   g.act_order = o.Get("actOrder").ToBoolean();
   g.static_groups = o.Get("staticGroups").ToBoolean();
   g.sym = o.Get("sym").ToBoolean();
+  g.mse = o.Get("mse").ToBoolean();
   g.damp_percent = (float)num_arg(env, o, "dampPercent");
   g.block_size = int_arg(env, o, "blockSize");
   return g;

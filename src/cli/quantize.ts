@@ -22,6 +22,7 @@ interface QuantizeFlags {
   damp: number;
   sym: boolean;
   staticGroups?: boolean;
+  mse?: boolean;
   trueSequential: boolean;
   dataset: string;
   split: Split;
@@ -67,6 +68,7 @@ export function registerQuantize(program: Command): void {
     .option('--sym', 'symmetric grid (default)', true)
     .option('--no-sym', 'asymmetric grid')
     .option('--static-groups', 'fix group grids before the solve (with act-order)')
+    .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
     .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
@@ -99,7 +101,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   const settings: QuantizeSettings = {
     // Round-to-nearest has no column order: its branch is written with desc_act false.
     bits: flags.bits, groupSize: flags.groupSize, actOrder: flags.actOrder && !flags.rtn, staticGroups: !!flags.staticGroups,
-    sym: flags.sym, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
+    sym: flags.sym, mse: !!flags.mse, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
   };
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
@@ -152,7 +154,7 @@ function printSummary(s: QuantizeSummary): void {
   const g = s.settings;
   process.stdout.write(
     `wrote ${s.out}: ${g.bits}-bit, group ${g.groupSize}, act-order ${g.actOrder}, damp ${g.dampPercent}` +
-      `${g.rtn ? ' (round-to-nearest)' : ''}\n` +
+      `${g.mse ? ', mse grid' : ''}${g.rtn ? ' (round-to-nearest)' : ''}\n` +
       `${s.linears} linears${g.rtn ? '' : `, summed loss ${s.loss.toPrecision(6)}`}, ${s.seconds.toFixed(1)} s ` +
       `(load ${t.load.toFixed(1)}, forward ${t.forward.toFixed(1)}, hessian ${t.hessian.toFixed(1)}, ` +
       `solve ${t.solve.toFixed(1)}, pack+write ${t.sink.toFixed(1)})\n`,

@@ -65,7 +65,9 @@ export class BranchWriter {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
       }
-      const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, safetensorsMetadata(config));
+      // AutoGPTQ's config has no field for the MSE grid search; the file's metadata records it.
+      const metadata = { ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}) };
+      const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, metadata);
       const bw = new BranchWriter(out, tmp, model, config, writer);
       for (const t of copied) await writer.write(t, await model.checkpoint.read(t));
       return bw;

@@ -76,7 +76,7 @@ export async function quantizeLayers(
   let done = 0;
   const opts = {
     bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
-    sym: s.sym, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
+    sym: s.sym, mse: !!s.mse, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
   };
 
   const quantize = async (layer: number, w: LayerWeightsF32, name: LinearName, h: Float32Array | null) => {

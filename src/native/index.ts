@@ -236,6 +236,8 @@ export interface GptqOptions {
   actOrder: boolean;
   staticGroups: boolean;
   sym: boolean;
+  /** Shrink each grid to minimise Σ|q − w|^2.4 (the reference Quantizer's mse option). */
+  mse?: boolean;
   dampPercent: number;
   blockSize: number;
 }

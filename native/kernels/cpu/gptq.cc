@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -17,8 +18,13 @@ struct Grid {
   float scale, zero;
 };
 
+// The integer code: clamp(round(w / scale) + zero, 0, maxq); round half to even.
+inline float code_of(float w, float scale, float zero, float maxq) {
+  return std::min(std::max(std::nearbyint(w / scale) + zero, 0.0f), maxq);
+}
+
 // find_params of the reference on one row's slice x[0..n).
-inline Grid find_grid(const float* x, int64_t n, float maxq, bool sym) {
+inline Grid find_grid(const float* x, int64_t n, float maxq, bool sym, bool mse) {
   float xmin = 0, xmax = 0;
   for (int64_t i = 0; i < n; ++i) {
     xmin = std::min(xmin, x[i]);
@@ -35,13 +41,31 @@ inline Grid find_grid(const float* x, int64_t n, float maxq, bool sym) {
   Grid g;
   g.scale = (xmax - xmin) / maxq;
   g.zero = sym ? (maxq + 1) / 2 : std::nearbyint(-xmin / g.scale);
+  if (!mse) return g;
+  // The reference's search: shrink the range by p = 1, 0.99, …, 0.21 and keep the grid with the
+  // least Σ|q − x|^2.4 (first one wins ties).
+  float best = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < 80; ++i) {
+    const float p = 1.0f - (float)i / 100.0f;
+    const float lo = p * xmin, hi = p * xmax;
+    const float scale = (hi - lo) / maxq;
+    const float zero = sym ? (maxq + 1) / 2 : std::nearbyint(-lo / scale);
+    float err = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const float q = scale * (code_of(x[k], scale, zero, maxq) - zero);
+      err += std::pow(std::fabs(q - x[k]), 2.4f);
+    }
+    if (err < best) {
+      best = err;
+      g.scale = scale;
+      g.zero = zero;
+    }
+  }
   return g;
 }
 
-// The integer code: clamp(round(w / scale) + zero, 0, maxq); round half to even.
-inline float code_of(float w, const Grid& g, float maxq) {
-  return std::min(std::max(std::nearbyint(w / g.scale) + g.zero, 0.0f), maxq);
-}
+// The integer code of w on grid g.
+inline float code_of(float w, const Grid& g, float maxq) { return code_of(w, g.scale, g.zero, maxq); }
 
 void check_options(int64_t K, const GptqOptions& o) {
   if (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8)
@@ -63,7 +87,7 @@ void rtn_quantize(int64_t N, int64_t K, float* W, const GptqOptions& o, uint8_t*
   parallel_for(N, [&](int64_t r) {
     float* w = W + r * K;
     for (int64_t j = 0; j < G; ++j) {
-      const Grid gr = find_grid(w + j * g, g, maxq, o.sym);
+      const Grid gr = find_grid(w + j * g, g, maxq, o.sym, o.mse);
       scales[j * N + r] = gr.scale;
       zeros[j * N + r] = (int32_t)gr.zero;
       for (int64_t k = j * g; k < (j + 1) * g; ++k) {
@@ -90,7 +114,7 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
   // Without groups, the one grid per row comes from the whole original W (before dead columns).
   std::vector<Grid> row_grid(grouped ? 0 : N);
   if (!grouped)
-    parallel_for(N, [&](int64_t r) { row_grid[r] = find_grid(W + r * K, K, maxq, o.sym); });
+    parallel_for(N, [&](int64_t r) { row_grid[r] = find_grid(W + r * K, K, maxq, o.sym, o.mse); });
 
   // Dead columns: diag(H) = 0 → H[i, i] = 1, W[:, i] = 0.
   std::vector<double> Hd(H, H + K * K);
@@ -105,7 +129,7 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
   std::vector<Grid> static_grid(o.static_groups && grouped ? G * N : 0);
   if (!static_grid.empty())
     parallel_for(N, [&](int64_t r) {
-      for (int64_t j = 0; j < G; ++j) static_grid[j * N + r] = find_grid(W + r * K + j * g, g, maxq, o.sym);
+      for (int64_t j = 0; j < G; ++j) static_grid[j * N + r] = find_grid(W + r * K + j * g, g, maxq, o.sym, o.mse);
     });
 
   // Act-order: columns by decreasing diag(H) (stable, so ties keep their natural order).
@@ -163,7 +187,7 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
           if (!o.static_groups) {
             if (c % g == 0) {
               // Grid of the group starting here, from W with the updates of earlier blocks only.
-              gr = find_grid(w.data() + c, g, maxq, o.sym);
+              gr = find_grid(w.data() + c, g, maxq, o.sym, o.mse);
               scales[(c / g) * N + r] = gr.scale;
               zeros[(c / g) * N + r] = (int32_t)gr.zero;
             }

@@ -11,6 +11,8 @@ struct GptqOptions {
   bool act_order;         // desc_act: columns in order of decreasing diag(H)
   bool static_groups;     // grids fixed up front on the original column groups
   bool sym;               // symmetric grid (zero = (maxq + 1) / 2)
+  bool mse;               // shrink each grid to minimise Σ|q − w|^2.4 (the reference's
+                          // Quantizer(mse=True): grid 100, maxshrink 0.8); off in AutoGPTQ
   float damp_percent;     // damping = damp_percent · mean(diag H)
   int64_t block_size;     // lazy-batch block, 128
 };
