@@ -6,7 +6,7 @@
  * 0.01), plus round-to-nearest baselines and fp16, each evaluated on wiki.test.raw at 4096;
  * printed beside the GPTQ authors' figures (../shared/reference/quality-llama2-m-4096.json).
  *
- *   node bench/quality-llama2-m.js [--jobs 1] [--threads T] [--work DIR] [--only name,…] [--shared ../shared]
+ *   node bench/quality-llama2-m.js [--jobs 1] [--threads T] [--work DIR] [--only name,…] [--shared ../shared] [--mse]
  *
  * Resumable: each finished entry is a JSON file in --work, skipped when run again. Jobs run in
  * parallel with GPTQ_FORGE_THREADS = cores / jobs each. Results: bench/results/quality-llama2-m.json.
@@ -22,6 +22,8 @@ const shared = sharedDir();
 const work = path.resolve(arg('--work', path.join(os.tmpdir(), 'gptq-quality-llama2-m')));
 const jobs = Number(arg('--jobs', '1'));
 const only = arg('--only', '');
+// --mse: the GPTQ branches with the reference Quantizer's grid search (RTN and fp16 unchanged)
+const mse = process.argv.includes('--mse');
 const model = path.join(shared, 'models/llama2-m');
 const calib = path.join(shared, 'datasets/wikitext-2-v1/valid.txt');
 const evalText = path.join(shared, 'datasets/wikitext-2-raw-v1/wiki.test.raw');
@@ -60,7 +62,7 @@ async function runEntry(e) {
       'quantize', '--model', model, '--out', target, '--force', '--bits', String(e.bits),
       '--group-size', String(e.groupSize), e.actOrder ? '--act-order' : '--no-act-order',
       '--damp', String(e.damp ?? 0.01), '--dataset', calib, '--nsamples', String(matrix.nsamples),
-      '--seqlen', String(matrix.seqlen), '--seed', '0', ...(e.rtn ? ['--rtn'] : []),
+      '--seqlen', String(matrix.seqlen), '--seed', '0', ...(e.rtn ? ['--rtn'] : []), ...(mse && !e.rtn ? ['--mse'] : []),
     ]);
   }
   const evaluation = await gptq(['eval', '--model', target, '--dataset', evalText, '--seqlen', '4096']);
@@ -93,7 +95,7 @@ async function main() {
   const out = {
     date: new Date().toISOString(),
     machine: `${os.cpus()[0].model.trim()} × ${os.cpus().length}, ${jobs} jobs × ${threads} threads`,
-    protocol: { calibration: 'wikitext-2-v1/valid.txt, 128 × 4096, seed 0, damp 0.01, sym, true-sequential', eval: 'wiki.test.raw, seqlen 4096' },
+    protocol: { calibration: `wikitext-2-v1/valid.txt, 128 × 4096, seed 0, damp 0.01, sym, true-sequential${mse ? ', mse grid' : ''}`, eval: 'wiki.test.raw, seqlen 4096' },
     rows,
   };
   const file = arg('--results', path.join(root, 'bench/results/quality-llama2-m.json'));
