@@ -1,6 +1,7 @@
 /** The `gptq` program: one sub-command per file in src/cli/. */
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
+import { registerBranches } from './branches';
 import { registerEval } from './eval';
 import { registerQuantize } from './quantize';
 
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerEval(program);
   registerQuantize(program);
+  registerBranches(program);
   return program;
 }
 

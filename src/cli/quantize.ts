@@ -2,11 +2,15 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { UserError } from '../errors';
 import { Split } from '../data/datasets';
-import { BranchWriter } from '../gptq/branch-writer';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { checkOutput } from '../gptq/branch-writer';
+import { buildBranch } from '../gptq/build-branch';
 import { loadCalibration } from '../gptq/calibration-set';
-import { quantizeLayers, StageTimes } from '../gptq/pipeline';
+import { StageTimes } from '../gptq/pipeline';
 import { QuantizeSettings, validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
+import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
 import { nonNegativeInt, positiveInt } from './options';
@@ -105,42 +109,46 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   };
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
-  if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
-  validateSettings(settings, model.config);
   const t0 = Date.now();
-  let writer: BranchWriter | undefined;
-  // Ctrl-C / kill: remove the temporary folder, then exit as an interrupted process does.
+  const out = flags.out.replace(/\/+$/, '');
+  const workDir = `${out}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  // Ctrl-C / kill: remove the work folder, then exit as an interrupted process does.
   const cleanup = () => {
-    void (writer ? writer.abort() : Promise.resolve()).finally(() => process.exit(130));
+    void fsp.rm(workDir, { recursive: true, force: true }).finally(() => process.exit(130));
   };
   process.once('SIGINT', cleanup);
   process.once('SIGTERM', cleanup);
   try {
+    if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
+    validateSettings(settings, model.config);
+    await checkOutput(out, !!flags.force);
     const calib = settings.rtn
       ? null
       : await loadCalibration(dir, flags.dataset, {
         split: flags.split, nsamples: flags.nsamples, seqlen: flags.seqlen, seed: flags.seed,
       });
-    writer = await BranchWriter.create(flags.out, model, settings, { force: !!flags.force, modelNameOrPath: flags.model });
+    const base = { model: flags.model, revision: flags.revision ?? null, fingerprint: await modelFingerprint(dir, model.checkpoint) };
     const progress = createProgress('quantize', { quiet: flags.quiet });
-    const res = await quantizeLayers(
-      model, calib?.tokens ?? new Int32Array(0), flags.seqlen, settings,
-      (layer, name, solve, shape) => writer!.writeLinear(layer, name, solve, shape),
-      {
+    const res = await buildBranch({
+      model, base, branch: path.basename(out), settings, calib, dataset: flags.dataset, split: flags.split,
+      out, workDir, resume: false, keepActivations: false,
+      events: {
         onProgress: (d, t, label) => progress.update(d, t, label),
         onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+        onStage: () => progress.stop(),
       },
-    );
+    });
     progress.stop();
-    await writer.finish();
+    const t = res.manifest.timings;
     return {
-      out: flags.out, settings, seconds: (Date.now() - t0) / 1000, times: res.times,
-      loss: res.linears.reduce((a, l) => a + l.loss, 0), linears: res.linears.length,
+      out: flags.out, settings, seconds: (Date.now() - t0) / 1000,
+      times: { load: t.load, forward: t.forward, hessian: t.hessian, solve: t.solve, sink: t.sink + t.assemble },
+      loss: res.loss, linears: res.linears,
       calibration: calib && { source: calib.source, nsamples: calib.nsamples, seqlen: calib.seqlen, seed: calib.seed, digest: calib.digest },
       threads: nativeThreads(),
     };
   } catch (e) {
-    await writer?.abort();
+    await fsp.rm(workDir, { recursive: true, force: true });
     throw e;
   } finally {
     process.removeListener('SIGINT', cleanup);

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
 import { f32ToF16 } from '../io/dtypes';
-import { SafetensorsWriter, TensorSpec } from '../io/safetensors-writer';
+import { SafetensorsWriter, TensorData, TensorSpec } from '../io/safetensors-writer';
 import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { GptqSolve, packGptq } from '../native';
@@ -26,7 +26,6 @@ const COPIED_FILES = [
 ];
 
 export interface BranchWriterOptions {
-  force: boolean;
   /** Recorded as model_name_or_path (the Hub id or folder the user named). */
   modelNameOrPath: string;
 }
@@ -40,10 +39,12 @@ export class BranchWriter {
     private readonly writer: SafetensorsWriter,
   ) {}
 
-  /** Checks the output folder, lays out the weights file and copies the unquantized tensors. */
-  static async create(out: string, model: LlamaModel, s: QuantizeSettings, opts: BranchWriterOptions): Promise<BranchWriter> {
-    await checkOutput(out, opts.force);
-    const tmp = `${out.replace(/\/+$/, '')}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  /**
+   * Lays out the weights file in the folder `tmp` (created, and removed on failure) and copies
+   * the unquantized tensors. The caller has checked `out` (checkOutput).
+   */
+  static async create(out: string, tmp: string, model: LlamaModel, s: QuantizeSettings, opts: BranchWriterOptions): Promise<BranchWriter> {
+    await fsp.rm(tmp, { recursive: true, force: true });
     await fsp.mkdir(tmp, { recursive: true });
     try {
       const config = makeQuantizeConfig({
@@ -77,21 +78,16 @@ export class BranchWriter {
     }
   }
 
-  /** Packs one quantized linear and writes its qweight, qzeros, scales and g_idx. */
-  async writeLinear(layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }): Promise<void> {
-    const { bits } = this.config;
-    const packed = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n);
-    const scales = new Uint16Array(solve.scales.length);
-    for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
-    const names = quantizedTensorNames(prefixOf(layer, name));
-    await this.writer.write(names.qweight, packed.qweight);
-    await this.writer.write(names.qzeros, packed.qzeros);
-    await this.writer.write(names.scales, scales);
-    await this.writer.write(names.g_idx, solve.gIdx);
+  /** Writes tensors of the weights file's layout (each once, any order). */
+  async writeTensors(tensors: readonly TensorData[]): Promise<void> {
+    for (const t of tensors) await this.writer.write(t.name, t.data);
   }
 
-  /** Completes the weights, writes the configs, copies tokenizer files, then swaps the folder in. */
-  async finish(): Promise<void> {
+  /**
+   * Completes the weights, writes the configs, copies tokenizer files, lets `beforeSwap` add
+   * the last files (the manifest), then swaps the folder in.
+   */
+  async finish(beforeSwap?: (tmp: string) => Promise<void>): Promise<void> {
     await this.writer.close();
     const src = this.model.dir;
     const quantizeConfig = `${JSON.stringify(this.config, null, 2)}\n`;
@@ -106,6 +102,7 @@ export class BranchWriter {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
     }
+    await beforeSwap?.(this.tmp);
     await swapIn(this.tmp, this.out);
   }
 
@@ -116,12 +113,25 @@ export class BranchWriter {
   }
 }
 
+/** One quantized linear as the four tensors of the AutoGPTQ format. */
+export async function packLinear(
+  layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }, bits: number, groupSize: number,
+): Promise<TensorData[]> {
+  const packed = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n);
+  const scales = new Uint16Array(solve.scales.length);
+  for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
+  const names = quantizedTensorNames(prefixOf(layer, name));
+  const specs = new Map(quantizedTensorSpecs(prefixOf(layer, name), shape.k, shape.n, bits, groupSize).map((t) => [t.name, t]));
+  const t = (tensor: string, data: ArrayBufferView): TensorData => ({ ...specs.get(tensor)!, data });
+  return [t(names.qweight, packed.qweight), t(names.qzeros, packed.qzeros), t(names.scales, scales), t(names.g_idx, solve.gIdx)];
+}
+
 function prefixOf(layer: number, name: LinearName): string {
   return linearWeight(layer, name).replace(/\.weight$/, '');
 }
 
 /** Refuses a non-empty output folder unless forced; names what it holds. */
-async function checkOutput(out: string, force: boolean): Promise<void> {
+export async function checkOutput(out: string, force: boolean): Promise<void> {
   let entries: string[];
   try {
     entries = await fsp.readdir(out);

@@ -19,7 +19,8 @@ const GROUPS: { step: LayerStep; linears: LinearName[] }[] = [
   { step: LayerStep.Act, linears: ['mlp.down_proj'] },
 ];
 
-const WEIGHT_KEY: Record<LinearName, keyof LayerWeightsF32> = {
+/** Which field of a layer's weights holds each linear. */
+export const WEIGHT_KEY: Record<LinearName, keyof LayerWeightsF32> = {
   'self_attn.q_proj': 'q', 'self_attn.k_proj': 'k', 'self_attn.v_proj': 'v', 'self_attn.o_proj': 'o',
   'mlp.gate_proj': 'gate', 'mlp.up_proj': 'up', 'mlp.down_proj': 'down',
 };
@@ -54,6 +55,16 @@ export interface PipelineEvents {
 /** Receives every quantized linear (e.g. to pack and write it). */
 export type LinearSink = (layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }) => Promise<void>;
 
+/** Where to start and what to do after each layer (per-layer checkpoints). */
+export interface LayerRange {
+  /** The first layer to quantize (earlier ones are done); needs `x` unless rtn. */
+  startLayer: number;
+  /** The calibration activations entering `startLayer` (one per window). */
+  x: Float32Array[] | null;
+  /** Called once a layer is complete: its outputs (null with rtn) and the stage times so far. */
+  onLayerDone?(layer: number, x: Float32Array[] | null, times: StageTimes): Promise<void>;
+}
+
 export interface PipelineResult {
   linears: LinearReport[];
   times: StageTimes;
@@ -66,13 +77,14 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
  */
 export async function quantizeLayers(
   model: LlamaModel, calib: Int32Array, seqlen: number, s: QuantizeSettings, sink: LinearSink,
-  events: PipelineEvents = {},
+  events: PipelineEvents = {}, range: LayerRange = { startLayer: 0, x: null },
 ): Promise<PipelineResult> {
   const c = model.config;
   const dims = model.dims(true);
   const times: StageTimes = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
   const linears: LinearReport[] = [];
-  const total = c.numLayers * 7;
+  const start = range.startLayer;
+  const total = (c.numLayers - start) * 7;
   let done = 0;
   const opts = {
     bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
@@ -105,21 +117,30 @@ export async function quantizeLayers(
   };
 
   if (s.rtn) {
-    for (let layer = 0; layer < c.numLayers; layer++) {
+    for (let layer = start; layer < c.numLayers; layer++) {
       const t0 = now();
       const w = await model.layer(layer);
       times.load += now() - t0;
       for (const g of GROUPS) for (const name of g.linears) await quantize(layer, w, name, null);
+      await range.onLayerDone?.(layer, null, times);
     }
     return { linears, times };
   }
 
   const windows = calib.length / seqlen;
   const alloc = (width: number) => Array.from({ length: windows }, () => new Float32Array(seqlen * width));
-  const x = alloc(c.hiddenSize);
+  let x: Float32Array[];
+  if (start === 0) {
+    x = alloc(c.hiddenSize);
+    await embed(calib, await model.embedding(), c.vocabSize, x);
+  } else {
+    if (range.x === null || range.x.length !== windows || range.x.some((a) => a.length !== seqlen * c.hiddenSize)) {
+      throw new Error(`quantizeLayers: layer ${start} needs ${windows} activation windows of ${seqlen}×${c.hiddenSize}`);
+    }
+    x = range.x;
+  }
   const att = alloc(c.numHeads * c.headDim);
   const h1 = alloc(c.hiddenSize);
-  await embed(calib, await model.embedding(), c.vocabSize, x);
 
   const step = async (st: LayerStep, w: LayerWeightsF32, wantH: boolean): Promise<Float32Array | null> => {
     const input = st === LayerStep.Act || st === LayerStep.Output ? h1 : x;
@@ -131,7 +152,7 @@ export async function quantizeLayers(
     return r.h;
   };
 
-  for (let layer = 0; layer < c.numLayers; layer++) {
+  for (let layer = start; layer < c.numLayers; layer++) {
     const t0 = now();
     const w = await model.layer(layer);
     times.load += now() - t0;
@@ -150,6 +171,7 @@ export async function quantizeLayers(
     }
     // The next layer's input: outputs of this layer with every linear quantized. x ← h1 + mlp.
     await step(LayerStep.Output, w, false);
+    await range.onLayerDone?.(layer, x, times);
   }
   return { linears, times };
 }

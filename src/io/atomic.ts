@@ -35,12 +35,27 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Test hook: with GPTQ_FORGE_FAIL_WRITES_AFTER=<bytes> in the environment, writes fail with
+ * ENOSPC once this process has written that many bytes, as on a disk that fills up.
+ */
+let writeBudget = Number(process.env.GPTQ_FORGE_FAIL_WRITES_AFTER ?? Infinity);
+
+function spend(bytes: number): void {
+  if (bytes > writeBudget) {
+    writeBudget = 0;
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  }
+  writeBudget -= bytes;
+}
+
 /** Write all of `data` at `position` (handles short writes, chunks of 1 GiB). */
 export async function writeFully(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
   const CHUNK = 1 << 30;
   let done = 0;
   while (done < data.byteLength) {
     const length = Math.min(CHUNK, data.byteLength - done);
+    spend(length);
     const { bytesWritten } = await handle.write(data, done, length, position + done);
     if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten}`);
     done += bytesWritten;

@@ -167,6 +167,11 @@ export class Checkpoint {
     return this.shard(name).read(name);
   }
 
+  /** Part of a tensor's raw bytes (see SafetensorsFile.readSlice). */
+  readSlice(name: string, start: number, length: number): Promise<Buffer> {
+    return this.shard(name).readSlice(name, start, length);
+  }
+
   /** Paths of the safetensors files of this checkpoint, sorted. */
   files(): string[] {
     return this.shards.map((s) => s.path);

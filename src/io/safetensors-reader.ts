@@ -166,6 +166,17 @@ export class SafetensorsFile {
     return buf;
   }
 
+  /** `length` bytes of the tensor's data from byte `start` (clamped to the tensor's end). */
+  async readSlice(name: string, start: number, length: number): Promise<Buffer> {
+    const info = this.info(name);
+    const from = Math.min(Math.max(0, start), info.byteLength);
+    const n = Math.min(length, info.byteLength - from);
+    const handle = await this.getHandle();
+    const buf = Buffer.allocUnsafe(n);
+    await readFully(handle, this.path, buf, 0, n, info.offset + from);
+    return buf;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

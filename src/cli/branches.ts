@@ -1,0 +1,177 @@
+/**
+ * `gptq branches`: every branch of a matrix file, built one after the other into DIR/<branch>/,
+ * with per-layer checkpoints so that a killed run continues (`--resume`) where it stopped.
+ */
+import { Command, Option } from 'commander';
+import * as path from 'node:path';
+import { UserError } from '../errors';
+import { Split } from '../data/datasets';
+import { WORK_SUFFIX } from '../gptq/branch-work';
+import { branchStatus, checkBranchesDir, matchesMatrix, settingsOf } from '../gptq/branches-dir';
+import { buildBranch } from '../gptq/build-branch';
+import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
+import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
+import { validateSettings } from '../gptq/settings';
+import { resolveModel } from '../hub/resolve';
+import { modelFingerprint } from '../model/fingerprint';
+import { LlamaModel } from '../model/llama-model';
+import { nonNegativeInt, positiveInt } from './options';
+import { createProgress } from './progress';
+
+interface BranchesFlags {
+  model?: string;
+  revision?: string;
+  matrix: string;
+  out?: string;
+  only?: string;
+  resume?: boolean;
+  force?: boolean;
+  list?: boolean;
+  dataset?: string;
+  split?: Split;
+  nsamples?: number;
+  seqlen?: number;
+  seed?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface BranchOutcome {
+  name: string;
+  status: 'built' | 'resumed' | 'skipped';
+  seconds: number;
+  dir: string;
+}
+
+export function registerBranches(program: Command): void {
+  program
+    .command('branches')
+    .description('build every branch of a matrix file (resumable), one folder per branch')
+    .requiredOption('--matrix <file>', 'branch matrix (JSON), e.g. configs/llama-2-70b-gptq.json')
+    .option('--model <path-or-repo>', 'fp16 model: local folder or Hugging Face repo id')
+    .option('--revision <rev>', 'Hub branch, tag or commit of --model')
+    .option('--out <dir>', 'folder that receives one subfolder per branch')
+    .option('--only <names>', 'comma-separated branch names to build (default: all)')
+    .option('--resume', 'continue an interrupted run: skip finished branches, restart at the first unfinished layer')
+    .option('--force', 'rebuild branches that are already finished')
+    .option('--list', 'print the matrix\'s branch names as JSON and exit (for CI job matrices)')
+    .option('--dataset <name-or-file>', 'override every branch\'s calibration dataset')
+    .addOption(new Option('--split <split>', 'override the dataset split').choices(['train', 'validation', 'test']))
+    .option('--nsamples <n>', 'override the calibration windows', positiveInt)
+    .option('--seqlen <n>', 'override the tokens per calibration window', positiveInt)
+    .option('--seed <n>', 'override the calibration seed', nonNegativeInt)
+    .option('--json', 'print a JSON summary on stdout')
+    .option('--quiet', 'no progress output')
+    .action(async (flags: BranchesFlags) => {
+      const matrix = await loadMatrix(flags.matrix);
+      const selected = selectBranches(matrix, flags.only);
+      if (flags.list) {
+        process.stdout.write(`${JSON.stringify(selected.map((b) => b.name))}\n`);
+        return;
+      }
+      if (!flags.model) throw new UserError('--model is required (except with --list)');
+      if (!flags.out) throw new UserError('--out is required (except with --list)');
+      const branches = selected.map((b): MatrixBranch => ({
+        ...b, dataset: flags.dataset ?? b.dataset, split: flags.split ?? b.split, nsamples: flags.nsamples ?? b.nsamples,
+        seqlen: flags.seqlen ?? b.seqlen, seed: flags.seed ?? b.seed,
+      }));
+      const outcomes = await runBranches(flags.model, flags.out, branches, flags);
+      if (flags.json) process.stdout.write(`${JSON.stringify(outcomes)}\n`);
+      else for (const o of outcomes) process.stdout.write(`${o.status.padEnd(8)} ${o.dir}  ${o.seconds.toFixed(1)} s\n`);
+    });
+}
+
+async function runBranches(modelSpec: string, out: string, branches: MatrixBranch[], flags: BranchesFlags): Promise<BranchOutcome[]> {
+  const dir = await resolveModel(modelSpec, { revision: flags.revision });
+  const model = await LlamaModel.open(dir);
+  // Killed or interrupted: the work folders stay for --resume.
+  let current: string | null = null;
+  const interrupted = () => {
+    if (current) process.stderr.write(`\ninterrupted during ${current}; rerun with --resume to continue from its last finished layer\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
+    for (const b of branches) {
+      try {
+        validateSettings(settingsOf(b), model.config);
+      } catch (e) {
+        throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message.replace(/^--/, '')}`) : e;
+      }
+    }
+    const fingerprint = await modelFingerprint(dir, model.checkpoint);
+    await checkBranchesDir(out, fingerprint, modelSpec);
+    // Decide every branch before any work, so that a refusal never comes hours into a run.
+    const plan: { b: MatrixBranch; resume: boolean; skip: boolean }[] = [];
+    for (const b of branches) {
+      const st = await branchStatus(out, b.name);
+      const where = path.join(out, b.name);
+      if (st.kind === 'foreign' && !flags.force) throw new UserError(`${where} holds ${st.what}; remove it or use --force`);
+      if (st.kind === 'partial' && !flags.resume) {
+        throw new UserError(`${where}${WORK_SUFFIX} holds an interrupted build (${st.layersDone}/${st.numLayers} layers done); rerun with --resume`);
+      }
+      if (st.kind === 'finished' && !flags.force) {
+        if (!flags.resume) throw new UserError(`${where} is already built; use --resume to skip finished branches or --force to rebuild`);
+        if (!matchesMatrix(st.manifest, b)) throw new UserError(`${where} was built with other settings or calibration than the matrix says; use --force to rebuild it`);
+      }
+      plan.push({ b, resume: !!flags.resume && !flags.force, skip: st.kind === 'finished' && !flags.force });
+    }
+
+    const base = { model: modelSpec, revision: flags.revision ?? null, fingerprint };
+    const calibrations = new Map<string, Promise<CalibrationSet>>();
+    const calibration = (b: MatrixBranch) => {
+      const key = JSON.stringify([b.dataset, b.split, b.nsamples, b.seqlen, b.seed]);
+      if (!calibrations.has(key)) {
+        calibrations.set(key, loadCalibration(dir, b.dataset, { split: b.split, nsamples: b.nsamples, seqlen: b.seqlen, seed: b.seed, revision: undefined }));
+      }
+      return calibrations.get(key)!;
+    };
+
+    const outcomes: BranchOutcome[] = [];
+    for (const [i, { b, resume, skip }] of plan.entries()) {
+      const branchDir = path.join(out, b.name);
+      const tag = `[${i + 1}/${plan.length}] ${b.name}`;
+      if (skip) {
+        if (!flags.quiet) process.stderr.write(`${tag}: already built, skipped\n`);
+        outcomes.push({ name: b.name, status: 'skipped', seconds: 0, dir: branchDir });
+        continue;
+      }
+      current = b.name;
+      const t0 = Date.now();
+      const calib = await calibration(b);
+      const progress = createProgress(tag, { quiet: flags.quiet });
+      let resumedAt = 0;
+      await buildBranch({
+        model, base, branch: b.name, settings: settingsOf(b), calib, dataset: b.dataset, split: b.split,
+        out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, keepActivations: true,
+        events: {
+          onProgress: (d, t, label) => progress.update(d, t, label),
+          onWarning: (m) => process.stderr.write(`warning: ${b.name}: ${m}\n`),
+          onResume: (done, total) => {
+            resumedAt = done;
+            if (!flags.quiet) process.stderr.write(`${tag}: resuming after ${done}/${total} finished layers\n`);
+          },
+          onStage: (what) => {
+            progress.stop();
+            if (!flags.quiet) process.stderr.write(`${tag}: ${what}\n`);
+          },
+        },
+      });
+      progress.stop();
+      current = null;
+      outcomes.push({ name: b.name, status: resumedAt > 0 ? 'resumed' : 'built', seconds: (Date.now() - t0) / 1000, dir: branchDir });
+    }
+    return outcomes;
+  } catch (e) {
+    if (current && e instanceof UserError) {
+      throw new UserError(`${e.message} (while building ${current}; what is finished is kept: rerun with --resume after fixing it)`);
+    }
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
+    await model.close();
+  }
+}

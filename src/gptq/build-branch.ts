@@ -1,0 +1,130 @@
+/**
+ * Builds one branch through its work folder: quantize the layers not yet committed (per-layer
+ * checkpoints, see branch-work.ts), then assemble the AutoGPTQ branch from the layer files,
+ * write its manifest and swap it in under its final name. `gptq quantize` and `gptq branches`
+ * both build this way; only `branches` keeps the activations that make a build resumable.
+ */
+import * as path from 'node:path';
+import { atomicWriteFile } from '../io/atomic';
+import { LlamaModel } from '../model/llama-model';
+import { SafetensorsFile } from '../io/safetensors-reader';
+import { TensorData } from '../io/safetensors-writer';
+import { BranchWork, Timings, WorkState } from './branch-work';
+import { BranchWriter, packLinear } from './branch-writer';
+import { hashBranch } from './branch-hash';
+import { CalibrationSet } from './calibration-set';
+import { BaseModelRef, CalibrationRef, Manifest, MANIFEST_FILE, MANIFEST_FORMAT } from './manifest';
+import { PipelineEvents, quantizeLayers, StageTimes } from './pipeline';
+import { QuantizeSettings } from './settings';
+
+const VERSION: string = require('../../package.json').version;
+
+export interface BuildOptions {
+  model: LlamaModel;
+  base: BaseModelRef;
+  branch: string;
+  settings: QuantizeSettings;
+  /** Null for round-to-nearest. */
+  calib: CalibrationSet | null;
+  /** The calibration's dataset as the user named it. */
+  dataset: string;
+  split: string;
+  out: string;
+  workDir: string;
+  /** Continue the interrupted build in workDir. */
+  resume: boolean;
+  /** Keep each layer's output activations so that a killed build can resume. */
+  keepActivations: boolean;
+  events?: PipelineEvents & { onResume?(layersDone: number, numLayers: number): void; onStage?(what: string): void };
+}
+
+export interface BuildResult {
+  manifest: Manifest;
+  loss: number;
+  linears: number;
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+const STAGES = ['load', 'forward', 'hessian', 'solve', 'sink'] as const;
+
+export function calibrationRef(c: CalibrationSet | null, dataset: string, split: string): CalibrationRef | null {
+  return c && { dataset, source: c.source, split, nsamples: c.nsamples, seqlen: c.seqlen, seed: c.seed, digest: c.digest };
+}
+
+export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
+  const c = o.model.config;
+  const init: Omit<WorkState, 'format' | 'layersDone' | 'activations' | 'timings' | 'resumes'> = {
+    branch: o.branch, settings: o.settings, base: o.base, calibration: calibrationRef(o.calib, o.dataset, o.split), numLayers: c.numLayers,
+  };
+  const work = await BranchWork.open(o.workDir, init, o.resume);
+  const startLayer = work.layersDone;
+  if (startLayer > 0) o.events?.onResume?.(startLayer, c.numLayers);
+
+  let loss = 0, linears = 0;
+  if (startLayer < c.numLayers) {
+    const x = startLayer > 0 && !o.settings.rtn ? await work.loadActivations() : null;
+    let layerTensors: TensorData[] = [];
+    let last: Record<(typeof STAGES)[number], number> = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
+    let wall = now();
+    const res = await quantizeLayers(
+      o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
+      async (layer, name, solve, shape) => {
+        layerTensors.push(...(await packLinear(layer, name, solve, shape, o.settings.bits, o.settings.groupSize)));
+      },
+      o.events,
+      {
+        startLayer,
+        x,
+        onLayerDone: async (layer, xs, times: StageTimes) => {
+          const add: Partial<Timings> = {};
+          for (const k of STAGES) add[k] = times[k] - last[k];
+          last = { ...times };
+          const t = now();
+          add.seconds = t - wall;
+          wall = t;
+          await work.commitLayer(layer, layerTensors, o.keepActivations ? xs : null, add);
+          layerTensors = [];
+        },
+      },
+    );
+    loss = res.linears.reduce((a, l) => a + l.loss, 0);
+    linears = res.linears.length;
+  }
+
+  // Assemble: the writer lays out model.safetensors with the copied tensors, then each layer's.
+  o.events?.onStage?.('assembling');
+  const ta = now();
+  const writer = await BranchWriter.create(o.out, path.join(o.workDir, 'assembly'), o.model, o.settings, { modelNameOrPath: o.base.model });
+  let manifest: Manifest | undefined;
+  try {
+    for (let layer = 0; layer < c.numLayers; layer++) {
+      const f = await SafetensorsFile.open(work.layerFile(layer));
+      try {
+        for (const name of f.names()) await writer.writeTensors([{ ...f.info(name), data: await f.read(name) }]);
+      } finally {
+        await f.close();
+      }
+    }
+    await writer.finish(async (tmp) => {
+      const hashes = await hashBranch(tmp);
+      work.addTimings({ assemble: now() - ta, seconds: now() - ta });
+      manifest = {
+        format: MANIFEST_FORMAT, branch: o.branch, tool: { name: 'gptq-forge', version: VERSION }, base: o.base,
+        settings: o.settings, calibration: init.calibration, files: hashes.files, tensors: hashes.tensors,
+        timings: roundTimings(work.timings), resumes: work.resumes, createdAt: new Date().toISOString(),
+      };
+      await atomicWriteFile(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    });
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+  await work.remove();
+  return { manifest: manifest!, loss, linears };
+}
+
+function roundTimings(t: Timings): Timings {
+  const r = { ...t };
+  for (const k of Object.keys(r) as (keyof Timings)[]) r[k] = Math.round(r[k] * 1000) / 1000;
+  return r;
+}

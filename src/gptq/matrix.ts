@@ -1,0 +1,134 @@
+/**
+ * A branch matrix (configs/*.json): the branches of one GPTQ repository as data. Top-level
+ * `dataset`, `split`, `seqlen`, `nsamples` and `seed` are defaults each branch may override;
+ * every branch names its `bits`, `groupSize`, `actOrder` and `damp`. Unknown keys are errors
+ * (a typo must not silently fall back to a default).
+ */
+import { UserError } from '../errors';
+import { readJsonFile } from '../io/json-file';
+import { SPLITS, Split } from '../data/datasets';
+import { SUPPORTED_BITS } from './format';
+
+export interface CalibrationSpec {
+  dataset: string;
+  split: Split;
+  seqlen: number;
+  nsamples: number;
+  seed: number;
+}
+
+export interface MatrixBranch extends CalibrationSpec {
+  name: string;
+  bits: number;
+  groupSize: number;
+  actOrder: boolean;
+  damp: number;
+  staticGroups: boolean;
+  mse: boolean;
+}
+
+export interface BranchMatrix {
+  source: string;
+  description?: string;
+  branches: MatrixBranch[];
+}
+
+const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'branches'];
+const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
+const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
+
+/** A git branch name the Hub accepts and that cannot be mistaken for our work folders. */
+const BRANCH_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+type Obj = Record<string, unknown>;
+const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseMatrix(json: unknown, source: string): BranchMatrix {
+  const fail = (where: string, msg: string): never => {
+    throw new UserError(`${source}: ${where}${where ? ': ' : ''}${msg}`);
+  };
+  if (!isObject(json)) return fail('', 'a branch matrix must be a JSON object with a "branches" array');
+  checkKeys(json, TOP_KEYS, '', fail);
+  if (!Array.isArray(json.branches) || json.branches.length === 0) {
+    return fail('branches', 'expected a non-empty array of branches');
+  }
+  const top = json;
+  const names = new Set<string>();
+  const branches = json.branches.map((b: unknown, i: number): MatrixBranch => {
+    const at = `branches[${i}]`;
+    if (!isObject(b)) return fail(at, `expected an object, got ${JSON.stringify(b)}`);
+    checkKeys(b, BRANCH_KEYS, at, fail);
+    const pick = (key: string): unknown => (b[key] !== undefined ? b[key] : top[key]);
+    const where = (key: string) => (b[key] !== undefined ? `${at}.${key}` : key);
+    const name = b.name;
+    if (typeof name !== 'string' || !BRANCH_NAME.test(name) || name.includes('..') || /\.(lock|partial)$/.test(name)) {
+      return fail(`${at}.name`, `expected a branch name of letters, digits, '.', '_' and '-' (not ending in .lock or .partial), got ${JSON.stringify(name)}`);
+    }
+    if (names.has(name)) return fail(`${at}.name`, `"${name}" appears twice`);
+    names.add(name);
+    const bits = b.bits;
+    if (typeof bits !== 'number' || !SUPPORTED_BITS.includes(bits)) {
+      return fail(`${at}.bits`, `${JSON.stringify(bits)} is not supported (use ${SUPPORTED_BITS.join(', ')})`);
+    }
+    const groupSize = b.groupSize;
+    if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize <= 0)) {
+      return fail(`${at}.groupSize`, `expected -1 or a positive integer, got ${JSON.stringify(groupSize)}`);
+    }
+    const actOrder = b.actOrder;
+    if (typeof actOrder !== 'boolean') return fail(`${at}.actOrder`, `expected true or false, got ${JSON.stringify(actOrder)}`);
+    const damp = b.damp;
+    if (typeof damp !== 'number' || !(damp > 0 && damp < 1)) {
+      return fail(`${at}.damp`, `expected a fraction in (0, 1) such as 0.01, got ${JSON.stringify(damp)}`);
+    }
+    const flag = (key: 'staticGroups' | 'mse'): boolean => {
+      const v = b[key] ?? DEFAULTS[key];
+      return typeof v === 'boolean' ? v : fail(`${at}.${key}`, `expected true or false, got ${JSON.stringify(v)}`);
+    };
+    const staticGroups = flag('staticGroups');
+    if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
+    const dataset = pick('dataset');
+    if (typeof dataset !== 'string' || dataset.length === 0) {
+      return fail(where('dataset'), `expected a dataset name or file, got ${JSON.stringify(dataset)}`);
+    }
+    const split = pick('split') ?? DEFAULTS.split;
+    if (!SPLITS.includes(split as Split)) return fail(where('split'), `expected one of ${SPLITS.join(', ')}, got ${JSON.stringify(split)}`);
+    const int = (key: 'seqlen' | 'nsamples' | 'seed', min: number): number => {
+      const v = pick(key) ?? (key === 'seqlen' ? undefined : DEFAULTS[key]);
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+        return fail(where(key), `expected an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+      }
+      return v;
+    };
+    return {
+      name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
+      dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
+    };
+  });
+  const description = typeof json.description === 'string' ? json.description : undefined;
+  return { source, description, branches };
+}
+
+function checkKeys(o: Obj, allowed: string[], at: string, fail: (w: string, m: string) => never): void {
+  for (const key of Object.keys(o)) {
+    if (!allowed.includes(key)) fail(at, `unknown key "${key}" (allowed: ${allowed.filter((k) => k !== '$schema').join(', ')})`);
+  }
+}
+
+export async function loadMatrix(file: string): Promise<BranchMatrix> {
+  const json = await readJsonFile(file);
+  if (json === undefined) throw new UserError(`--matrix ${file}: no such file`);
+  return parseMatrix(json, file);
+}
+
+/** The branches named by `--only` (comma-separated), in the matrix's order; all without it. */
+export function selectBranches(m: BranchMatrix, only?: string): MatrixBranch[] {
+  if (only === undefined) return m.branches;
+  const wanted = only.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (wanted.length === 0) throw new UserError('--only needs at least one branch name');
+  const known = new Set(m.branches.map((b) => b.name));
+  const unknown = wanted.filter((w) => !known.has(w));
+  if (unknown.length > 0) {
+    throw new UserError(`--only: unknown branch ${unknown.map((u) => `"${u}"`).join(', ')}; ${m.source} has ${[...known].join(', ')}`);
+  }
+  return m.branches.filter((b) => wanted.includes(b.name));
+}

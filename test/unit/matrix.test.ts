@@ -1,0 +1,64 @@
+/** The branch matrix schema: the shipped matrix parses as the seed's table; bad matrices get a line naming the place. */
+import * as path from 'node:path';
+import { loadMatrix, parseMatrix, selectBranches } from '../../src/gptq/matrix';
+
+const SEED = path.resolve(__dirname, '../../configs/llama-2-70b-gptq.json');
+
+test('the Llama-2-70B matrix is the seed table: 8 branches at wikitext2 × 4096', async () => {
+  const m = await loadMatrix(SEED);
+  expect(m.branches.map((b) => [b.name, b.bits, b.groupSize, b.actOrder, b.damp])).toEqual([
+    ['main', 4, -1, true, 0.01],
+    ['gptq-4bit-32g-actorder_True', 4, 32, true, 0.01],
+    ['gptq-4bit-64g-actorder_True', 4, 64, true, 0.01],
+    ['gptq-4bit-128g-actorder_True', 4, 128, true, 0.01],
+    ['gptq-3bit-128g-actorder_True', 3, 128, true, 0.01],
+    ['gptq-3bit-128g-actorder_False', 3, 128, false, 0.01],
+    ['gptq-3bit--1g-actorder_True', 3, -1, true, 0.01],
+    ['gptq-3bit-64g-actorder_True', 3, 64, true, 0.01],
+  ]);
+  for (const b of m.branches) {
+    expect(b).toMatchObject({ dataset: 'wikitext2', split: 'train', seqlen: 4096, nsamples: 128, seed: 0, staticGroups: false, mse: false });
+  }
+});
+
+const one = (b: Record<string, unknown>, top: Record<string, unknown> = {}) => ({
+  dataset: 'wikitext2', seqlen: 128, ...top,
+  branches: [{ name: 'a', bits: 4, groupSize: 128, actOrder: true, damp: 0.01, ...b }],
+});
+
+test.each([
+  [one({ bits: 5 }), /m\.json: branches\[0\]\.bits: 5 is not supported \(use 2, 3, 4, 8\)/],
+  [one({ groupSize: 0 }), /branches\[0\]\.groupSize: expected -1 or a positive integer, got 0/],
+  [one({ actOrder: 'yes' }), /branches\[0\]\.actOrder: expected true or false, got "yes"/],
+  [one({ damp: 1 }), /branches\[0\]\.damp: expected a fraction in \(0, 1\)/],
+  [one({ name: 'a b' }), /branches\[0\]\.name: expected a branch name/],
+  [one({ name: 'x.partial' }), /branches\[0\]\.name: expected a branch name/],
+  [one({ groupsize: 64 }), /branches\[0\]: unknown key "groupsize"/],
+  [one({ staticGroups: true, groupSize: -1 }), /branches\[0\]\.staticGroups: needs a group size/],
+  [one({}, { seqlen: undefined }), /m\.json: seqlen: expected an integer ≥ 1, got undefined/],
+  [one({ seqlen: 0 }), /branches\[0\]\.seqlen: expected an integer ≥ 1, got 0/],
+  [one({}, { split: 'dev' }), /split: expected one of train, validation, test/],
+  [{ branches: [] }, /branches: expected a non-empty array/],
+  [[1], /a branch matrix must be a JSON object/],
+  [{ ...one({}), extra: 1 }, /unknown key "extra"/],
+])('bad matrix %#', (json, pattern) => {
+  expect(() => parseMatrix(json, 'm.json')).toThrow(pattern);
+});
+
+test('duplicate names are refused', () => {
+  const m = one({});
+  m.branches.push({ ...m.branches[0] });
+  expect(() => parseMatrix(m, 'm.json')).toThrow(/branches\[1\]\.name: "a" appears twice/);
+});
+
+test('per-branch values override the top-level defaults', () => {
+  const m = parseMatrix({ ...one({ seqlen: 64, nsamples: 8, dataset: 'x.txt' }), nsamples: 16 }, 'm.json');
+  expect(m.branches[0]).toMatchObject({ seqlen: 64, nsamples: 8, dataset: 'x.txt', seed: 0, split: 'train' });
+});
+
+test('--only keeps the matrix order and names unknown branches', async () => {
+  const m = await loadMatrix(SEED);
+  expect(selectBranches(m, 'gptq-3bit-64g-actorder_True, main').map((b) => b.name)).toEqual(['main', 'gptq-3bit-64g-actorder_True']);
+  expect(() => selectBranches(m, 'main,gptq-5bit')).toThrow(/--only: unknown branch "gptq-5bit"; .* has main, /);
+  expect(() => selectBranches(m, ' , ')).toThrow(/--only needs at least one branch name/);
+});
