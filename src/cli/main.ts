@@ -4,6 +4,8 @@ import { UserError } from '../errors';
 import { registerBranches } from './branches';
 import { registerEval } from './eval';
 import { registerQuantize } from './quantize';
+import { registerReport } from './report';
+import { registerVerify } from './verify';
 
 const VERSION: string = require('../../package.json').version;
 
@@ -31,6 +33,8 @@ export function buildProgram(): Command {
   registerEval(program);
   registerQuantize(program);
   registerBranches(program);
+  registerReport(program);
+  registerVerify(program);
   return program;
 }
 

@@ -19,6 +19,8 @@ export interface ReportRow {
   perplexity: number;
   /** Build time of the branch in seconds (null for fp16). */
   buildSeconds: number | null;
+  /** What was measured: sha256 of the branch's weights file, or the base model's fingerprint. */
+  weightsId: string;
 }
 
 export interface Report {

@@ -1,0 +1,167 @@
+/**
+ * `gptq report DIR`: perplexity, size and build time of the fp16 base and of every finished
+ * branch in DIR; writes DIR/report.json, DIR/report.md and DIR/report.svg. Rows whose weights
+ * and protocol are unchanged since the last report are taken from it, not measured again.
+ */
+import { Command, Option } from 'commander';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../errors';
+import { loadDatasetText, Split } from '../data/datasets';
+import { tokenizeCached } from '../data/tokenizer';
+import { evalWindows } from '../data/windows';
+import { finishedBranches } from '../gptq/branches-dir';
+import { buildBranch } from '../gptq/build-branch';
+import { Manifest } from '../gptq/manifest';
+import { linearShape, QuantizeSettings } from '../gptq/settings';
+import { resolveModel } from '../hub/resolve';
+import { atomicWriteFile } from '../io/atomic';
+import { readJsonFile } from '../io/json-file';
+import { modelFingerprint } from '../model/fingerprint';
+import { LlamaModel } from '../model/llama-model';
+import { evaluatePerplexity } from '../eval/perplexity';
+import { bitsPerWeight, folderBytes, gptqRowBase, renderMarkdown } from '../eval/report';
+import { renderChart } from '../eval/report-chart';
+import { Report, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
+import { positiveInt } from './options';
+import { createProgress } from './progress';
+
+interface ReportFlags {
+  base?: string;
+  revision?: string;
+  dataset: string;
+  split: Split;
+  seqlen: number;
+  maxWindows?: number;
+  rtn?: boolean;
+  remeasure?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export const BASELINES_DIR = '.baselines';
+
+export function registerReport(program: Command): void {
+  program
+    .command('report')
+    .description('perplexity, size and build time of the base model and every branch of a branches folder')
+    .argument('<dir>', 'folder written by gptq branches')
+    .option('--base <path-or-repo>', 'the fp16 model (default: the one the branches\' manifests name)')
+    .option('--revision <rev>', 'Hub revision of --base')
+    .option('--dataset <name-or-file>', 'evaluation text', 'wikitext2')
+    .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('test'))
+    .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
+    .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
+    .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')
+    .option('--remeasure', 'measure every row again instead of reusing the last report\'s')
+    .option('--json', 'print report.json on stdout')
+    .option('--quiet', 'no progress output')
+    .action(async (dir: string, flags: ReportFlags) => {
+      const report = await runReport(dir, flags);
+      if (flags.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+      else process.stdout.write(`wrote ${path.join(dir, REPORT_FILE)}, report.md and report.svg (${report.rows.length} rows)\n`);
+    });
+}
+
+async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
+  const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
+  const baseSpec = flags.base ?? manifests[0].base.model;
+  const revision = flags.base ? flags.revision : manifests[0].base.revision ?? undefined;
+  const baseDir = await resolveModel(baseSpec, { revision });
+  const base = await LlamaModel.open(baseDir);
+  const fingerprint = await modelFingerprint(baseDir, base.checkpoint).finally(() => base.close());
+  const strangers = manifests.filter((m) => m.base.fingerprint !== fingerprint);
+  if (strangers.length > 0) {
+    throw new UserError(`${strangers[0].branch} was not built from ${baseSpec} (its manifest names ${strangers[0].base.model}); give --base`);
+  }
+
+  const { text, source } = await loadDatasetText(flags.dataset, { split: flags.split });
+  const ids = await tokenizeCached(baseDir, text, { addBos: true });
+  const windows = evalWindows(ids, flags.seqlen, flags.maxWindows);
+  const evalInfo = { dataset: flags.dataset, source, seqlen: flags.seqlen, windows: windows.count, tokens: ids.length };
+  const previous = flags.remeasure ? undefined : ((await readJsonFile(path.join(dir, REPORT_FILE))) as Report | undefined);
+  const reusable = previous?.format === REPORT_FORMAT && JSON.stringify(previous.eval) === JSON.stringify(evalInfo);
+
+  const measure = async (name: string, modelDir: string, weightsId: string): Promise<number> => {
+    const old = reusable ? previous!.rows.find((r) => r.name === name && r.weightsId === weightsId) : undefined;
+    if (old) return old.perplexity;
+    const model = await LlamaModel.open(modelDir);
+    const progress = createProgress(`eval ${name}`, { quiet: flags.quiet });
+    try {
+      const res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, {
+        round16: true, onProgress: (d, t, label) => progress.update(d, t, label),
+      });
+      return res.perplexity;
+    } finally {
+      progress.stop();
+      await model.close();
+    }
+  };
+
+  const rows: ReportRow[] = [];
+  const c = base.config;
+  const baseBytes = (await Promise.all(base.checkpoint.files().map(async (f) => (await fsp.stat(f)).size))).reduce((a, b) => a + b, 0);
+  rows.push({
+    name: 'fp16', kind: 'fp16', bits: 16, groupSize: null, actOrder: null, dampPercent: null, dataset: null, seqlen: null,
+    sizeBytes: baseBytes, bitsPerWeight: 16, perplexity: await measure('fp16', baseDir, fingerprint), buildSeconds: null, weightsId: fingerprint,
+  });
+  const branchRow = async (m: Manifest, branchDir: string): Promise<ReportRow> => {
+    const weights = m.files.find((f) => f.path.endsWith('.safetensors'))!;
+    return {
+      ...gptqRowBase(m), sizeBytes: await folderBytes(branchDir),
+      bitsPerWeight: await bitsPerWeight(path.join(branchDir, weights.path), c, (n) => linearShape(c, n)),
+      perplexity: await measure(m.branch, branchDir, weights.sha256), weightsId: weights.sha256,
+    };
+  };
+  if (flags.rtn) {
+    for (const m of await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet)) {
+      rows.push(await branchRow(m, path.join(dir, BASELINES_DIR, m.branch)));
+    }
+  }
+  for (const m of manifests) rows.push(await branchRow(m, path.join(dir, m.branch)));
+
+  const report: Report = {
+    format: REPORT_FORMAT, base: { model: baseSpec, revision: revision ?? null }, eval: evalInfo, rows, createdAt: new Date().toISOString(),
+  };
+  await atomicWriteFile(path.join(dir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+  await atomicWriteFile(path.join(dir, 'report.md'), renderMarkdown(report, 'report.svg'));
+  await atomicWriteFile(path.join(dir, 'report.svg'), renderChart(rows, `${baseSpec}: size on disk against perplexity`));
+  return report;
+}
+
+/** Round-to-nearest branches for each distinct (bits, group size), built once into DIR/.baselines. */
+async function rtnBaselines(
+  dir: string, baseDir: string, baseSpec: string, revision: string | null, fingerprint: string, manifests: Manifest[], quiet?: boolean,
+): Promise<Manifest[]> {
+  const grids = new Map<string, { bits: number; groupSize: number }>();
+  for (const m of manifests) grids.set(`rtn-${m.settings.bits}bit-${m.settings.groupSize}g`, m.settings);
+  const root = path.join(dir, BASELINES_DIR);
+  const existing = new Map((await finishedBranches(root).catch(() => [] as Manifest[])).map((m) => [m.branch, m]));
+  const out: Manifest[] = [];
+  for (const [name, g] of grids) {
+    const have = existing.get(name);
+    if (have && have.base.fingerprint === fingerprint) {
+      out.push(have);
+      continue;
+    }
+    const model = await LlamaModel.open(baseDir);
+    const settings: QuantizeSettings = {
+      bits: g.bits, groupSize: g.groupSize, actOrder: false, staticGroups: false, sym: true, mse: false, dampPercent: 0.01,
+      trueSequential: true, rtn: true,
+    };
+    const progress = createProgress(`baseline ${name}`, { quiet });
+    try {
+      const res = await buildBranch({
+        model, base: { model: baseSpec, revision, fingerprint }, branch: name, settings, calib: null, dataset: '', split: '',
+        out: path.join(root, name), workDir: path.join(root, `${name}.partial`), resume: false, keepActivations: false,
+        events: { onProgress: (d, t, label) => progress.update(d, t, label), onStage: () => progress.stop() },
+      });
+      out.push(res.manifest);
+    } finally {
+      progress.stop();
+      await model.close();
+    }
+  }
+  return out;
+}
