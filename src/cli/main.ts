@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
 import { registerEval } from './eval';
+import { registerPush } from './push';
 import { registerQuantize } from './quantize';
 
 const VERSION: string = require('../../package.json').version;
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerEval(program);
   registerQuantize(program);
+  registerPush(program);
   return program;
 }
 
