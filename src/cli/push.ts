@@ -61,9 +61,10 @@ async function cardFor(flags: PushFlags, hubUrl: string, branches: FinishedBranc
   const baseIsLocal = !!(await fsp.stat(base).catch(() => null));
   const cfg = (await readJsonFile(path.join(branches[0].dir, 'config.json')).catch(() => undefined)) as { model_type?: unknown } | undefined;
   const cardBranches: CardBranch[] = branches.map((b) => ({ name: b.name, manifest: b.manifest, sizeBytes: b.sizeBytes }));
+  const baseModel = flags.baseModel ?? (!baseIsLocal && HUB_ID.test(base) ? base : undefined);
+  if (!baseModel) log(flags, `model card: no base_model (the manifests name ${base}, not a Hub id; pass --base-model ID)`);
   const text = modelCard({
-    repo: flags.repo, hubUrl, branches: cardBranches, report,
-    baseModel: flags.baseModel ?? (!baseIsLocal && HUB_ID.test(base) ? base : undefined),
+    repo: flags.repo, hubUrl, branches: cardBranches, report, baseModel,
     license: flags.license ?? (await baseLicense(base)),
     quantizedBy: flags.quantizedBy,
     modelType: typeof cfg?.model_type === 'string' ? cfg.model_type : undefined,
