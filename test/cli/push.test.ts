@@ -19,6 +19,8 @@ import { runCli, runCliAsync } from '../helpers/cli';
 import { startHubServer, type HubServer } from '../helpers/hub-server';
 import { settings, sha256File, wikitextCalibration, writeManifest } from '../helpers/manifest-fixture';
 import { LLAMA2_S } from '../helpers/shared';
+import { HubPusher } from '../../src/hub/push';
+import { memoryFile } from '../../src/hub/push-branches';
 
 const TOKEN = 'hf_PushTestSecret0123456789';
 const G32 = 'gptq-4bit-32g-actorder_True';
@@ -234,4 +236,16 @@ test('Hub and network errors: status, method and endpoint, no token', async () =
   await new Promise((resolve) => probe.close(resolve));
   const n = await push([dir, '--repo', 'test-owner/x', '--only', G32, '--quiet'], { HF_ENDPOINT: `http://127.0.0.1:${port}` });
   expectOneLineError(n, new RegExp(`network error on GET http://127\\.0\\.0\\.1:${port}/api/models/test-owner/x: ECONNREFUSED`));
+});
+
+test('a commit whose parent is no longer the branch head is refused (412), not applied', async () => {
+  const repo = server.store.repos.get('models/test-owner/llama2-s-GPTQ')!;
+  const pusher = new HubPusher('test-owner/llama2-s-GPTQ', TOKEN, server.url);
+  const heads = await pusher.branches();
+  const stale = repo.commits.get(heads.get('main')!)!.parent!;
+  const card = memoryFile('README.md', Buffer.from('# changed'));
+  const e = await pusher.commit('main', stale, 'late', '', [card], []).then(() => undefined, (err: Error) => err);
+  expect(e?.message).toMatch(/pushing branch main: HTTP 412 on POST http:\/\/127\.0\.0\.1:\d+\/api\/models\/test-owner\/llama2-s-GPTQ\/commit\/main: A commit has happened since/);
+  expect(e?.message).not.toContain(TOKEN);
+  expect(repo.branches.get('main')).toBe(heads.get('main'));
 });
