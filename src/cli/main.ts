@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
 import { registerBranches } from './branches';
 import { registerEval } from './eval';
+import { registerPush } from './push';
 import { registerQuantize } from './quantize';
 import { registerReport } from './report';
 import { registerVerify } from './verify';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerBranches(program);
   registerReport(program);
   registerVerify(program);
+  registerPush(program);
   return program;
 }
 

@@ -1,7 +1,9 @@
 /**
- * A local stand-in for the Hugging Face Hub (node:http on 127.0.0.1, port 0) serving snapshot
- * folders in the Hub's URL layout: exactly the endpoints @huggingface/hub 2.x calls from
- * modelInfo/datasetInfo, listFiles, downloadFileToCacheDir (paths-info + resolve) and fileExists.
+ * A local stand-in for the Hugging Face Hub (node:http on 127.0.0.1, port 0): no test touches the
+ * internet. It implements exactly the Hub endpoints @huggingface/hub 2.x calls.
+ *
+ * Read side, serving snapshot folders in the Hub's URL layout (modelInfo/datasetInfo, listFiles,
+ * downloadFileToCacheDir (paths-info + resolve) and fileExists):
  *
  *   GET  /api/{models|datasets}/{owner}/{name}/revision/{rev}          repo info with `sha`
  *   GET  /api/{models|datasets}/{owner}/{name}/tree/{rev}[/{dir}]      ?recursive=true|false
@@ -9,15 +11,21 @@
  *   GET|HEAD /{owner}/{name}/{resolve|raw}/{rev}/{path}                Range, ETag, X-Repo-Commit
  *   GET|HEAD /datasets/{owner}/{name}/{resolve|raw}/{rev}/{path}
  *
+ * Write side (hub-upload.ts), for `gptq push`: in-memory model repos created through the server
+ * (repoExists, createRepo, the `refs` listing, createBranch, listFiles, and commit's preupload,
+ * LFS batch, LFS object PUT and NDJSON commit), with commits stored per branch in `store`; a
+ * pushed repo is readable through the read endpoints above too.
+ *
  * Errors as the Hub gives them: 404 + `X-Error-Code: RepoNotFound | RevisionNotFound |
- * EntryNotFound` and a JSON `{"error": ...}` body. Every revision of a repo serves the same folder;
- * each has its own fake commit id, which is accepted as a revision too.
+ * EntryNotFound` and a JSON `{"error": ...}` body. Every revision of a folder repo serves the same
+ * folder; each has its own fake commit id, which is accepted as a revision too.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { createHubStore, handleUpload, type HubStore } from './hub-upload';
 
 export interface HubRepoSpec {
   dir: string;
@@ -38,6 +46,8 @@ export interface HubServer {
   log: HubRequest[];
   /** Body bytes sent per file, keyed `models/owner/name/file` or `datasets/owner/name/file`. */
   bytesServed: Record<string, number>;
+  /** The in-memory repos written through the upload endpoints. */
+  store: HubStore;
   close(): Promise<void>;
 }
 
@@ -84,7 +94,14 @@ async function listTree(root: string, sub: string, recursive: boolean): Promise<
   return out;
 }
 
-export async function startHubServer(repos: Record<string, HubRepoSpec>): Promise<HubServer> {
+export interface HubServerOptions {
+  /** When set, write requests must carry `Authorization: Bearer <token>` (401 otherwise). */
+  token?: string;
+}
+
+export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: HubServerOptions = {}): Promise<HubServer> {
+  const store = createHubStore(opts.token);
+  let baseUrl = '';
   const requests: string[] = [];
   const log: HubRequest[] = [];
   const bytesServed: Record<string, number> = {};
@@ -165,6 +182,7 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>): Promis
     const seg = url.pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
     let m: RegExpMatchArray | null;
     const joined = seg.join('\u0000');
+    if (await handleUpload(req, res, url, seg, store, baseUrl, send)) return;
 
     // /api/{models|datasets}/{owner}/{name}/{revision|tree|paths-info}/{rev}[/...]
     if (seg[0] === 'api' && (seg[1] === 'models' || seg[1] === 'datasets') && seg.length >= 6) {
@@ -222,11 +240,13 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>): Promis
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  baseUrl = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: baseUrl,
     requests,
     log,
     bytesServed,
+    store,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
