@@ -12,7 +12,7 @@ import { tokenizeCached } from '../data/tokenizer';
 import { evalWindows } from '../data/windows';
 import { finishedBranches } from '../gptq/branches-dir';
 import { buildBranch } from '../gptq/build-branch';
-import { Manifest } from '../gptq/manifest';
+import { Manifest, resolveManifestBase } from '../gptq/manifest';
 import { linearShape, QuantizeSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { atomicWriteFile } from '../io/atomic';
@@ -68,7 +68,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   const baseSpec = flags.base ?? manifests[0].base.model;
   const revision = flags.base ? flags.revision : manifests[0].base.revision ?? undefined;
-  const baseDir = await resolveModel(baseSpec, { revision });
+  const baseDir = flags.base ? await resolveModel(baseSpec, { revision }) : await resolveManifestBase(manifests[0].base);
   const base = await LlamaModel.open(baseDir);
   const fingerprint = await modelFingerprint(baseDir, base.checkpoint).finally(() => base.close());
   const strangers = manifests.filter((m) => m.base.fingerprint !== fingerprint);

@@ -1,6 +1,7 @@
 /** `gptq verify BRANCH`: structure, g_idx, hashes against the manifest, weight error against the base. */
 import { Command } from 'commander';
 import { UserError } from '../errors';
+import { resolveManifestBase } from '../gptq/manifest';
 import { Check, checkErrors, checkGIdx, checkManifest, checkStructure, LinearError } from '../gptq/verify';
 import { resolveModel } from '../hub/resolve';
 import { LlamaModel } from '../model/llama-model';
@@ -8,6 +9,7 @@ import { createProgress } from './progress';
 
 interface VerifyFlags {
   base?: string;
+  baseRevision?: string;
   revision?: string;
   json?: boolean;
   quiet?: boolean;
@@ -20,6 +22,7 @@ export function registerVerify(program: Command): void {
     .argument('<branch>', 'branch folder (or Hub repo id with --revision)')
     .option('--base <path-or-repo>', 'the fp16 model it was built from (default: the one its manifest names)')
     .option('--revision <rev>', 'Hub revision of the branch (a repo id)')
+    .option('--base-revision <rev>', 'Hub revision of --base')
     .option('--json', 'print the checks as JSON on stdout')
     .option('--quiet', 'no progress output')
     .action(async (branch: string, flags: VerifyFlags) => {
@@ -47,7 +50,7 @@ async function runVerify(branch: string, flags: VerifyFlags): Promise<{ checks: 
     if (!baseSpec) {
       add({ name: 'weights', ok: true, detail: 'not checked: no --base and no manifest naming the base model' });
     } else {
-      const baseDir = await resolveModel(baseSpec, { revision: flags.base ? undefined : manifest?.base.revision ?? undefined });
+      const baseDir = flags.base ? await resolveModel(flags.base, { revision: flags.baseRevision }) : await resolveManifestBase(manifest!.base);
       const base = await LlamaModel.open(baseDir);
       const progress = createProgress('weights', { quiet: flags.quiet });
       try {

@@ -62,10 +62,17 @@ export function renderChart(rows: readonly ReportRow[], title: string): string {
     const x = px(r.sizeBytes), y = py(r.perplexity);
     const anchor = x > W * 0.7 ? 'end' : 'start';
     const dx = anchor === 'end' ? -8 : 8;
-    out.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${COLORS[r.kind]}"><title>${esc(`${r.name}: ${r.perplexity.toFixed(3)}, ${formatBytes(r.sizeBytes)}`)}</title></circle>`);
+    out.push(`<circle class="point" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${COLORS[r.kind]}"><title>${esc(`${r.name}: ${r.perplexity.toFixed(3)}, ${formatBytes(r.sizeBytes)}`)}</title></circle>`);
     // Alternate labels above and below to keep neighbours apart.
     const dy = i % 2 === 0 ? -8 : 16;
     out.push(`<text x="${(x + dx).toFixed(1)}" y="${(y + dy).toFixed(1)}" text-anchor="${anchor}" fill="${COLORS[r.kind]}">${esc(r.name)}</text>`);
+  });
+  // Legend: the kinds present, top right.
+  const kinds = (['fp16', 'gptq', 'rtn'] as const).filter((k) => rows.some((r) => r.kind === k));
+  const names = { fp16: 'fp16 base', gptq: 'GPTQ', rtn: 'round-to-nearest' };
+  kinds.forEach((k, i) => {
+    const y = M.top + 16 + 18 * i, x = W - M.right - 130;
+    out.push(`<circle cx="${x}" cy="${y}" r="5" fill="${COLORS[k]}"/><text x="${x + 10}" y="${y}" dominant-baseline="middle">${names[k]}</text>`);
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;

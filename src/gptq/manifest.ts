@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import { UserError } from '../errors';
+import { resolveModel } from '../hub/resolve';
 import { readJsonFile } from '../io/json-file';
 import { QuantizeSettings } from './settings';
 
@@ -68,4 +69,19 @@ export async function readManifest(branchDir: string): Promise<Manifest> {
     throw new UserError(`${file} is not a gptq-forge manifest (format ${JSON.stringify(m?.format)}, expected ${MANIFEST_FORMAT})`);
   }
   return m as Manifest;
+}
+
+/**
+ * The folder of the base model a manifest names (a local path as given at build time, relative
+ * to where the build ran, or a Hub id), with a hint to pass --base when it cannot be found.
+ */
+export async function resolveManifestBase(base: BaseModelRef): Promise<string> {
+  try {
+    return await resolveModel(base.model, { revision: base.revision ?? undefined });
+  } catch (e) {
+    if (e instanceof UserError) {
+      throw new UserError(`${e.message} (the base model the manifest names, as given at build time); pass --base <path-or-repo>`);
+    }
+    throw e;
+  }
 }

@@ -64,7 +64,7 @@ test('the seed matrix on llama2-s: 8 branches, report with 9 rows and a chart, e
   expect(md).toContain('![size on disk against perplexity](report.svg)');
   const svg = fs.readFileSync(path.join(out, 'report.svg'), 'utf8');
   expect(svg.startsWith('<svg')).toBe(true);
-  expect(svg.match(/<circle /g)).toHaveLength(9);
+  expect(svg.match(/<circle class="point" /g)).toHaveLength(9);
 
   // A second report reuses the measured rows (same weights, same protocol): same numbers.
   const again = runCli(['report', out, '--dataset', WIKI_TEST_RAW, '--seqlen', '256', '--max-windows', '2', '--json', '--quiet']);
