@@ -29,24 +29,87 @@ async function exists(p: string): Promise<boolean> {
   return fsp.stat(p).then(() => true, () => false);
 }
 
-/** Finished branches of `dir` (subfolders with a manifest), by name. */
-export async function finishedBranches(dir: string): Promise<Manifest[]> {
-  const out: Manifest[] = [];
-  let entries;
-  try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${dir}: no such folder`);
-    if (code === 'ENOTDIR') throw new UserError(`${dir} is not a folder`);
-    throw e;
-  }
-  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (e.isDirectory() && !e.name.endsWith(WORK_SUFFIX) && (await exists(path.join(dir, e.name, MANIFEST_FILE)))) {
-      out.push(await readManifest(path.join(dir, e.name)));
+export interface FinishedBranch {
+  name: string;
+  dir: string;
+  manifest: Manifest;
+  /** Bytes of the files the manifest lists. */
+  sizeBytes: number;
+}
+
+export interface SkippedFolder {
+  name: string;
+  reason: string;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Git ref names the Hub accepts, kept to the safe subset (no `..`, no `.lock` end). */
+const BRANCH = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/;
+
+/** A git branch name the Hub accepts that cannot be mistaken for a work folder. */
+export function isValidBranchName(name: string): boolean {
+  return BRANCH.test(name) && !name.includes('..') && !name.endsWith('.lock') && !name.endsWith('.') && !name.endsWith(WORK_SUFFIX);
+}
+
+/** Why the manifest cannot be pushed as the branch in folder `name`, or undefined if it can. */
+function manifestProblem(m: Manifest, name: string): string | undefined {
+  if (m.branch !== name) return `manifest.json names branch ${JSON.stringify(m.branch)}, not the folder's name`;
+  if (!isValidBranchName(name)) return `${JSON.stringify(name)} is not a valid git branch name`;
+  if (!Array.isArray(m.files) || m.files.length === 0) return 'manifest.json lists no files';
+  if (!m.settings || typeof m.settings.bits !== 'number') return 'manifest.json has no settings';
+  const seen = new Set<string>();
+  for (const f of m.files) {
+    if (!f || typeof f.path !== 'string' || !Number.isSafeInteger(f.size) || f.size < 0 || typeof f.sha256 !== 'string' || !SHA256.test(f.sha256)) {
+      return `manifest.json has an invalid file entry ${JSON.stringify(f)}`;
     }
+    const parts = f.path.split('/');
+    if (f.path.startsWith('/') || parts.some((p) => p === '' || p === '.' || p === '..') || f.path.includes('\\')) {
+      return `manifest.json lists an unsafe path ${JSON.stringify(f.path)}`;
+    }
+    if (f.path === MANIFEST_FILE || f.path === '.gitattributes') return `manifest.json lists ${f.path} itself`;
+    if (seen.has(f.path)) return `manifest.json lists ${f.path} twice`;
+    seen.add(f.path);
   }
-  return out;
+  return undefined;
+}
+
+/** The finished branches of `dir` (sorted, `main` first) and the folders left out, with why. */
+export async function scanBranchesDir(dir: string): Promise<{ branches: FinishedBranch[]; skipped: SkippedFolder[] }> {
+  const st = await fsp.stat(dir).catch(() => null);
+  if (!st) throw new UserError(`branches folder not found: ${dir}`);
+  if (!st.isDirectory()) throw new UserError(`not a folder: ${dir}`);
+  const entries = (await fsp.readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory());
+  const branches: FinishedBranch[] = [];
+  const skipped: SkippedFolder[] = [];
+  for (const d of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (d.name.endsWith(WORK_SUFFIX)) {
+      skipped.push({ name: d.name, reason: 'unfinished (.partial)' });
+      continue;
+    }
+    const bdir = path.join(dir, d.name);
+    let m: Manifest;
+    try {
+      m = await readManifest(bdir);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      const missing = !(await fsp.stat(path.join(bdir, MANIFEST_FILE)).catch(() => null));
+      skipped.push({ name: d.name, reason: missing ? 'no manifest.json' : e.message });
+      continue;
+    }
+    const problem = manifestProblem(m, d.name);
+    if (problem) {
+      skipped.push({ name: d.name, reason: problem });
+      continue;
+    }
+    branches.push({ name: d.name, dir: bdir, manifest: m, sizeBytes: m.files.reduce((a, f) => a + f.size, 0) });
+  }
+  branches.sort((a, b) => (a.name === 'main' ? -1 : b.name === 'main' ? 1 : a.name.localeCompare(b.name)));
+  return { branches, skipped };
+}
+
+/** The manifests of the finished branches of `dir`. */
+export async function finishedBranches(dir: string): Promise<Manifest[]> {
+  return (await scanBranchesDir(dir)).branches.map((b) => b.manifest);
 }
 
 /**

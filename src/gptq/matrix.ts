@@ -7,6 +7,7 @@
 import { UserError } from '../errors';
 import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
+import { isValidBranchName } from './branches-dir';
 import { SUPPORTED_BITS } from './format';
 
 export interface CalibrationSpec {
@@ -37,8 +38,6 @@ const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamp
 const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
-/** A git branch name the Hub accepts and that cannot be mistaken for our work folders. */
-const BRANCH_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -61,8 +60,8 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     const pick = (key: string): unknown => (b[key] !== undefined ? b[key] : top[key]);
     const where = (key: string) => (b[key] !== undefined ? `${at}.${key}` : key);
     const name = b.name;
-    if (typeof name !== 'string' || !BRANCH_NAME.test(name) || name.includes('..') || /\.(lock|partial)$/.test(name)) {
-      return fail(`${at}.name`, `expected a branch name of letters, digits, '.', '_' and '-' (not ending in .lock or .partial), got ${JSON.stringify(name)}`);
+    if (typeof name !== 'string' || !isValidBranchName(name)) {
+      return fail(`${at}.name`, `expected a branch name of letters, digits, '.', '_' and '-' (no '..', not ending in '.', .lock or .partial), got ${JSON.stringify(name)}`);
     }
     if (names.has(name)) return fail(`${at}.name`, `"${name}" appears twice`);
     names.add(name);

@@ -9,26 +9,16 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { MANIFEST_FILE, Manifest, readManifest } from '../gptq/manifest';
+import { WORK_SUFFIX } from '../gptq/branch-work';
+import { FinishedBranch, scanBranchesDir, SkippedFolder } from '../gptq/branches-dir';
+import { MANIFEST_FILE } from '../gptq/manifest';
 import { REPORT_FILE, REPORT_FORMAT, Report } from '../eval/report-types';
 import { readJsonFile } from '../io/json-file';
 
-export const PARTIAL_SUFFIX = '.partial';
 /** Written by `gptq push` itself into every branch; a branch file of that name is replaced. */
 export const CARD_FILE = 'README.md';
 
-export interface FinishedBranch {
-  name: string;
-  dir: string;
-  manifest: Manifest;
-  /** Bytes of the files the manifest lists. */
-  sizeBytes: number;
-}
-
-export interface SkippedFolder {
-  name: string;
-  reason: string;
-}
+export type { FinishedBranch, SkippedFolder };
 
 export interface BranchScan {
   branches: FinishedBranch[];
@@ -49,36 +39,6 @@ export interface UploadFile {
   content?: Buffer;
 }
 
-const SHA256 = /^[0-9a-f]{64}$/;
-/** Git ref names the Hub accepts, kept to the safe subset (no `..`, no `.lock` end). */
-const BRANCH = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$/;
-
-export function isValidBranchName(name: string): boolean {
-  return BRANCH.test(name) && !name.includes('..') && !name.endsWith('.lock') && !name.endsWith('.');
-}
-
-/** Why the manifest cannot be pushed as the branch in folder `name`, or undefined if it can. */
-function manifestProblem(m: Manifest, name: string): string | undefined {
-  if (m.branch !== name) return `manifest.json names branch ${JSON.stringify(m.branch)}, not the folder's name`;
-  if (!isValidBranchName(name)) return `${JSON.stringify(name)} is not a valid git branch name`;
-  if (!Array.isArray(m.files) || m.files.length === 0) return 'manifest.json lists no files';
-  if (!m.settings || typeof m.settings.bits !== 'number') return 'manifest.json has no settings';
-  const seen = new Set<string>();
-  for (const f of m.files) {
-    if (!f || typeof f.path !== 'string' || !Number.isSafeInteger(f.size) || f.size < 0 || typeof f.sha256 !== 'string' || !SHA256.test(f.sha256)) {
-      return `manifest.json has an invalid file entry ${JSON.stringify(f)}`;
-    }
-    const parts = f.path.split('/');
-    if (f.path.startsWith('/') || parts.some((p) => p === '' || p === '.' || p === '..') || f.path.includes('\\')) {
-      return `manifest.json lists an unsafe path ${JSON.stringify(f.path)}`;
-    }
-    if (f.path === MANIFEST_FILE || f.path === '.gitattributes') return `manifest.json lists ${f.path} itself`;
-    if (seen.has(f.path)) return `manifest.json lists ${f.path} twice`;
-    seen.add(f.path);
-  }
-  return undefined;
-}
-
 async function readReport(dir: string): Promise<{ report: Report | null; problem?: string }> {
   let r: unknown;
   try {
@@ -94,37 +54,9 @@ async function readReport(dir: string): Promise<{ report: Report | null; problem
   return { report: rep as Report };
 }
 
-/** The finished branches of `dir` (sorted, `main` first) and the folders left out, with why. */
+/** The finished branches of `dir` (sorted, `main` first), the folders left out, and report.json. */
 export async function scanBranches(dir: string): Promise<BranchScan> {
-  const st = await fsp.stat(dir).catch(() => null);
-  if (!st) throw new UserError(`branches folder not found: ${dir}`);
-  if (!st.isDirectory()) throw new UserError(`not a folder: ${dir}`);
-  const entries = (await fsp.readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory());
-  const branches: FinishedBranch[] = [];
-  const skipped: SkippedFolder[] = [];
-  for (const d of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    if (d.name.endsWith(PARTIAL_SUFFIX)) {
-      skipped.push({ name: d.name, reason: 'unfinished (.partial)' });
-      continue;
-    }
-    const bdir = path.join(dir, d.name);
-    let m: Manifest;
-    try {
-      m = await readManifest(bdir);
-    } catch (e) {
-      if (!(e instanceof UserError)) throw e;
-      const missing = !(await fsp.stat(path.join(bdir, MANIFEST_FILE)).catch(() => null));
-      skipped.push({ name: d.name, reason: missing ? 'no manifest.json' : e.message });
-      continue;
-    }
-    const problem = manifestProblem(m, d.name);
-    if (problem) {
-      skipped.push({ name: d.name, reason: problem });
-      continue;
-    }
-    branches.push({ name: d.name, dir: bdir, manifest: m, sizeBytes: m.files.reduce((a, f) => a + f.size, 0) });
-  }
-  branches.sort((a, b) => (a.name === 'main' ? -1 : b.name === 'main' ? 1 : a.name.localeCompare(b.name)));
+  const { branches, skipped } = await scanBranchesDir(dir);
   const { report, problem } = await readReport(dir);
   return { branches, skipped, report, reportProblem: problem };
 }
@@ -141,7 +73,7 @@ export function selectBranches(scan: BranchScan, only: string | undefined, dir: 
   const known = new Map(scan.branches.map((b) => [b.name, b]));
   for (const n of names) {
     if (known.has(n)) continue;
-    const sk = scan.skipped.find((s) => s.name === n || s.name === `${n}${PARTIAL_SUFFIX}`);
+    const sk = scan.skipped.find((s) => s.name === n || s.name === `${n}${WORK_SUFFIX}`);
     if (sk) throw new UserError(`--only ${n}: not a finished branch of ${dir} (${sk.name}: ${sk.reason})`);
     throw new UserError(`--only ${n}: no such branch in ${dir} (finished branches: ${[...known.keys()].join(', ')})`);
   }
