@@ -7,7 +7,8 @@ import { CardBranch, commitDescription, commitTitle, formatSize, modelCard } fro
 import {
   CARD_FILE, FinishedBranch, UploadFile, memoryFile, scanBranches, selectBranches, verifyBranch,
 } from '../hub/push-branches';
-import { HubPusher, checkRepoName, hubEndpoint, hubToken, sameFile, staleFiles } from '../hub/push';
+import { HubPusher, checkRepoName, hubToken, sameFile, staleFiles } from '../hub/push';
+import { hubEndpoint } from '../hub/resolve';
 import { createProgress } from './progress';
 
 interface PushFlags {

@@ -34,9 +34,9 @@ import {
   type RepoId,
 } from '@huggingface/hub';
 import { UserError } from '../errors';
+import { hubEndpoint } from './resolve';
 import { UploadFile } from './push-branches';
 
-export const DEFAULT_HUB = 'https://huggingface.co';
 /** The Hub's repo id rules (huggingface_hub's validate_repo_id), namespace required. */
 const PART = /^[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?$/;
 
@@ -46,10 +46,6 @@ export function checkRepoName(repo: string): void {
   if (!ok) {
     throw new UserError(`--repo ${JSON.stringify(repo)} is not a Hub repo name: use OWNER/NAME (letters, digits, "-", "_", ".", at most 96 each, no "--" or "..")`);
   }
-}
-
-export function hubEndpoint(): string {
-  return process.env.HF_ENDPOINT?.trim().replace(/\/+$/, '') || DEFAULT_HUB;
 }
 
 /** HF_TOKEN, checked before any request. */

@@ -68,13 +68,19 @@ interface Ctx {
   errorCode?: string;
 }
 
+export const DEFAULT_HUB = 'https://huggingface.co';
+
+/** The Hub's base URL: HF_ENDPOINT without a trailing slash, or huggingface.co. */
+export function hubEndpoint(): string {
+  return process.env.HF_ENDPOINT?.trim().replace(/\/+$/, '') || DEFAULT_HUB;
+}
+
 function makeCtx(repo: RepoId, opts: { revision?: string; cacheDir?: string }): Ctx {
-  const endpoint = process.env.HF_ENDPOINT?.trim().replace(/\/+$/, '');
   const ctx: Ctx = {
     repo,
     revision: opts.revision ?? 'main',
     label: `${repo.type} "${repo.name}" (revision ${opts.revision ?? 'main'})`,
-    hubUrl: endpoint || undefined,
+    hubUrl: hubEndpoint(),
     accessToken: process.env.HF_TOKEN || undefined,
     cacheDir: opts.cacheDir ?? defaultCacheDir(),
     fetch: fetch,

@@ -77,7 +77,7 @@ beforeAll(async () => {
   for (const n of ['main', G32, 'fp16']) perplexity[n] = 5 + Math.random() * 5;
   const row = (name: string, kind: 'fp16' | 'gptq' | 'rtn') => ({
     name, kind, bits: 4, groupSize: 128, actOrder: false, dampPercent: 0.01, dataset: null, seqlen: null,
-    sizeBytes: 1, bitsPerWeight: 4.2, perplexity: perplexity[name], buildSeconds: null,
+    sizeBytes: 1, bitsPerWeight: 4.2, perplexity: perplexity[name], buildSeconds: null, weightsId: name,
   });
   const report: Report = {
     format: 'gptq-forge/report@1', base: { model: 'meta-llama/Llama-2-7b-hf', revision: null },
