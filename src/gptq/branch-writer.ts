@@ -1,7 +1,8 @@
 /**
  * Writes one GPTQ branch in the AutoGPTQ "gptq" format, atomically: everything goes into a
- * sibling temporary folder that replaces the output folder only once complete, so a failed or
- * killed run never leaves something under the output name that looks finished.
+ * temporary folder (the work folder's `assembly/`, see build-branch.ts) that replaces the output
+ * folder only once complete, so a failed or killed run never leaves something under the output
+ * name that looks finished.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
