@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
 import { registerEval } from './eval';
+import { registerExportOnnx } from './export-onnx';
 import { registerQuantize } from './quantize';
 
 const VERSION: string = require('../../package.json').version;
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerEval(program);
+  registerExportOnnx(program);
   registerQuantize(program);
   return program;
 }
