@@ -34,7 +34,8 @@ export function registerExportOnnx(program: Command): void {
       const res = await exportModel(model, flags.out, flags);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ model, ...res, seconds, summary: summarize(res.linears) })}\n`);
+        const { linears, ...rest } = res;
+        process.stdout.write(`${JSON.stringify({ model, ...rest, seconds, summary: summarize(linears) })}\n`);
       } else {
         process.stdout.write(
           `wrote ${res.file} (${kib(res.modelBytes)} KiB) and ${path.basename(res.dataFile)} ` +
