@@ -19,7 +19,8 @@ const read = (f) => JSON.parse(fs.readFileSync(path.join(out, f), 'utf8'));
 const rows = [];
 for (const f of fs.readdirSync(out).filter((x) => x.endsWith('-native.json')).sort()) {
   const name = f.replace(/-native\.json$/, '');
-  if (!fs.existsSync(path.join(out, `${name}-onnx.json`))) continue;
+  const done = (f2) => fs.existsSync(path.join(out, f2)) && fs.statSync(path.join(out, f2)).size > 0;
+  if (![f, `${name}-onnx.json`, `${name}-export.json`].every(done)) continue; // still running
   const native = read(f), onnx = read(`${name}-onnx.json`), exp = read(`${name}-export.json`);
   const transformers = name === 'fp16' ? ref.ppl.fp16 : undefined;
   rows.push({
