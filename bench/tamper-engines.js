@@ -6,7 +6,11 @@
  * the same bytes), and both must see the damage. Prints the four perplexities and writes
  * bench/results/tamper-engines-cpu.json.
  *
- *   node bench/tamper-engines.js --branch DIR [--tensor NAME] [--word I] [--windows 4] [--seqlen 4096]
+ *   node bench/tamper-engines.js --branch DIR [--tensor NAME] [--word I|max-scale] [--windows 4] [--seqlen 4096]
+ *
+ * `--word max-scale` (the default) flips row 0 of the output column with the largest group-0
+ * scale: the column whose weights are largest, so the damage is well above both engines'
+ * rounding differences.
  */
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -16,7 +20,7 @@ const { root, flag: arg, sharedDir } = require('./args');
 
 const branch = arg('--branch');
 const tensor = arg('--tensor', 'model.layers.0.self_attn.q_proj.qweight');
-const word = Number(arg('--word', '1000'));
+const wordArg = arg('--word', 'max-scale');
 const windows = arg('--windows', '4');
 const seqlen = arg('--seqlen', '4096');
 const dataset = path.join(sharedDir(), 'datasets/wikitext-2-raw-v1/wiki.test.raw');
@@ -33,14 +37,31 @@ function flip(dir) {
   const file = path.join(dir, 'model.safetensors');
   const buf = fs.readFileSync(file);
   const n = Number(buf.readBigUInt64LE(0));
-  const entry = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))[tensor];
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const entry = header[tensor];
   if (!entry) throw new Error(`${file}: no tensor ${tensor}`);
+  let word = Number(wordArg);
+  if (wordArg === 'max-scale') {
+    const sc = header[tensor.replace(/\.qweight$/, '.scales')];
+    const cols = sc.shape[1];
+    let best = 0, bestV = -1;
+    for (let j = 0; j < cols; j++) {
+      const v = f16(buf.readUInt16LE(8 + n + sc.data_offsets[0] + 2 * j));
+      if (v > bestV) { bestV = v; best = j; }
+    }
+    word = best; // qweight row 0, column `best`
+  }
   const at = 8 + n + entry.data_offsets[0] + 4 * word;
   if (at + 4 > 8 + n + entry.data_offsets[1]) throw new Error(`word ${word} is outside ${tensor}`);
   const before = buf.readInt32LE(at);
   buf.writeInt32LE(~before, at);
   fs.writeFileSync(file, buf);
-  return [before, ~before];
+  return [word, before, ~before];
+}
+
+function f16(h) {
+  const e = (h >> 10) & 31, m = h & 1023, s = h >> 15 ? -1 : 1;
+  return e === 0 ? s * m * 2 ** -24 : e === 31 ? s * Infinity : s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 function main() {
@@ -49,7 +70,7 @@ function main() {
   try {
     const bad = path.join(tmp, 'tampered');
     fs.cpSync(branch, bad, { recursive: true });
-    const [before, after] = flip(bad);
+    const [word, before, after] = flip(bad);
     const r = {};
     for (const [label, dir] of [['clean', branch], ['tampered', bad]]) {
       r[label] = { native: evalJson(dir, 'native').perplexity, onnx: evalJson(dir, 'onnx').perplexity };
