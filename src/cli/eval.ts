@@ -1,12 +1,22 @@
-/** `gptq eval`: perplexity of a model on a dataset with the native CPU engine. */
+/**
+ * `gptq eval`: perplexity of a model on a dataset, with the native CPU engine or through
+ * onnxruntime-node (`--engine onnx`: the model is exported with export-onnx, or `--onnx FILE`
+ * names an existing export).
+ */
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Command, Option } from 'commander';
+import { UserError } from '../errors';
 import { loadDatasetText } from '../data/datasets';
 import { tokenizeCached } from '../data/tokenizer';
 import { evalWindows } from '../data/windows';
-import { evaluatePerplexity } from '../eval/perplexity';
+import { PerplexityResult, evaluatePerplexity } from '../eval/perplexity';
+import { evaluatePerplexityOnnx, openOnnxSession } from '../eval/onnx/perplexity-onnx';
 import { resolveModel } from '../hub/resolve';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
+import { describe, exportModel } from './export-onnx';
 import { positiveInt } from './options';
 import { createProgress } from './progress';
 
@@ -20,12 +30,14 @@ interface EvalFlags {
   json?: boolean;
   fp32Activations?: boolean;
   quiet?: boolean;
+  engine: 'native' | 'onnx';
+  onnx?: string;
 }
 
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('perplexity of an fp16 Llama model (local folder or Hub repo) on a dataset')
+    .description('perplexity of an fp16 Llama model or GPTQ branch (local folder or Hub repo) on a dataset')
     .requiredOption('--model <path-or-repo>', 'local model folder or Hugging Face repo id')
     .option('--revision <rev>', 'Hub branch, tag or commit (with a repo id)')
     .requiredOption('--dataset <name-or-file>', 'wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
@@ -36,6 +48,8 @@ export function registerEval(program: Command): void {
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--json', 'print one JSON object on stdout')
     .option('--fp32-activations', 'keep activations in fp32 (default: stored as fp16, as transformers does)')
+    .addOption(new Option('--engine <engine>', 'native CPU engine, or onnxruntime-node (CPU)').choices(['native', 'onnx']).default('native'))
+    .option('--onnx <file.onnx>', 'with --engine onnx: an existing export of --model (default: export to a temporary folder)')
     .option('--quiet', 'no progress output')
     .action(async (flags: EvalFlags) => {
       const result = await runEval(flags);
@@ -66,8 +80,10 @@ export interface EvalResult {
 }
 
 async function runEval(flags: EvalFlags): Promise<EvalResult> {
+  if (flags.onnx !== undefined && flags.engine !== 'onnx') throw new UserError('--onnx needs --engine onnx');
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
+  let tmpDir: string | undefined;
   try {
     const { text, source } = await loadDatasetText(flags.dataset, {
       split: flags.split, revision: undefined,
@@ -75,22 +91,45 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
     if (!flags.quiet) process.stderr.write('tokenizing (cached after the first run)…\n');
     const ids = await tokenizeCached(dir, text, { addBos: true });
     const windows = evalWindows(ids, flags.seqlen, flags.maxWindows);
+    let onnxFile = flags.onnx;
+    if (flags.engine === 'onnx' && onnxFile === undefined) {
+      tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'gptq-eval-onnx-'));
+      onnxFile = path.join(tmpDir, 'model.onnx');
+      const t = process.hrtime.bigint();
+      const res = await exportModel(dir, onnxFile, { quiet: flags.quiet });
+      if (!flags.quiet) {
+        const s = Number(process.hrtime.bigint() - t) / 1e9;
+        process.stderr.write(`exported to ONNX in ${s.toFixed(1)} s: ${describe(res.linears)}\n`);
+      }
+    }
     const progress = createProgress('eval', { quiet: flags.quiet });
+    const onProgress = (done: number, total: number, label: string) => progress.update(done, total, label);
+    const threads = nativeThreads();
     const t0 = process.hrtime.bigint();
-    const res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, {
-      round16: !flags.fp32Activations,
-      onProgress: (done, total, label) => progress.update(done, total, label),
-    });
+    let res: PerplexityResult;
+    if (onnxFile !== undefined) {
+      const session = await openOnnxSession(onnxFile, threads);
+      try {
+        res = await evaluatePerplexityOnnx(session, windows.tokens, flags.seqlen, { threads, onProgress });
+      } finally {
+        await session.release();
+      }
+    } else {
+      res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: !flags.fp32Activations, onProgress });
+    }
     progress.stop();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const evaluated = res.windows * res.seqlen;
     return {
       model: flags.model, dataset: source, perplexity: res.perplexity, tokens: ids.length,
       windows: res.windows, seqlen: res.seqlen, evaluatedTokens: evaluated, seconds,
-      tokensPerSecond: evaluated / seconds, engine: 'native-cpu', threads: nativeThreads(),
-      activations: flags.fp32Activations ? 'fp32' : 'fp16',
+      tokensPerSecond: evaluated / seconds, engine: onnxFile !== undefined ? 'onnxruntime-cpu' : 'native-cpu',
+      threads,
+      // the ONNX graph computes in fp32 throughout
+      activations: onnxFile !== undefined || flags.fp32Activations ? 'fp32' : 'fp16',
     };
   } finally {
     await model.close();
+    if (tmpDir) await fs.rm(tmpDir, { recursive: true, force: true });
   }
 }

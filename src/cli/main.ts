@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { UserError } from '../errors';
 import { registerBranches } from './branches';
 import { registerEval } from './eval';
+import { registerExportOnnx } from './export-onnx';
 import { registerPush } from './push';
 import { registerQuantize } from './quantize';
 import { registerReport } from './report';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerEval(program);
+  registerExportOnnx(program);
   registerQuantize(program);
   registerBranches(program);
   registerReport(program);
