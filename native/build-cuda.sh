@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend when a CUDA toolkit with cuBLAS and cuSOLVER is present; otherwise
+# prints one line saying why it was skipped and exits 0 (exit 3 with --require).
+#   native/build-cuda.sh [--require]
+# Outputs (build/cuda/): libgptq_forge_cuda.a (the kernels of native/kernels/cuda), cuda_selftest
+# (device checks: kernels vs references, GPU solve vs the CPU engine, the GPTQ golden) and
+# layer70b (the Llama-2-70B layer benchmark, bench/native/layer70b.cu).
+# Environment: NVCC (default: nvcc on PATH or $CUDA_HOME/bin/nvcc), CUDA_ARCH (default sm_90).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+require=0
+[ "${1:-}" = "--require" ] && require=1
+skip() {
+  echo "gptq-forge: CUDA backend skipped: $1"
+  exit $((require ? 3 : 0))
+}
+nvcc="${NVCC:-$(command -v nvcc || true)}"
+[ -z "$nvcc" ] && [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ] && nvcc="$CUDA_HOME/bin/nvcc"
+[ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc
+[ -n "$nvcc" ] || skip "nvcc not found (set NVCC or CUDA_HOME)"
+arch="${CUDA_ARCH:-sm_90}"
+out=build/cuda
+mkdir -p "$out/obj"
+probe="$out/probe.cu"
+cat > "$probe" <<'CU'
+#include <cublas_v2.h>
+#include <cusolverDn.h>
+int main() { cublasHandle_t b; cusolverDnHandle_t s; (void)cublasCreate(&b); (void)cusolverDnCreate(&s); return 0; }
+CU
+if ! "$nvcc" -o "$out/probe" "$probe" -lcublas -lcusolver >"$out/probe.log" 2>&1; then
+  skip "cuBLAS/cuSOLVER headers or libraries not found by $nvcc (see $out/probe.log)"
+fi
+flags=(-std=c++17 -O3 -arch="$arch" -Xcompiler -fPIC -Xcompiler -fexceptions --expt-relaxed-constexpr)
+objs=()
+for src in native/kernels/cuda/*.cu; do
+  obj="$out/obj/$(basename "$src" .cu).o"
+  "$nvcc" "${flags[@]}" -c "$src" -o "$obj" &
+  objs+=("$obj")
+done
+# The CPU engine pieces the CUDA code uses as references (fp64 Cholesky) and the self-test compares against.
+for src in native/kernels/cpu/linalg.cc native/kernels/cpu/gptq.cc; do
+  obj="$out/obj/cpu_$(basename "$src" .cc).o"
+  g++ -std=c++17 -O3 -fPIC -pthread -fno-math-errno -march="${GPTQ_FORGE_MARCH:-native}" -c "$src" -o "$obj" &
+  objs+=("$obj")
+done
+"$nvcc" "${flags[@]}" -c native/tests/cuda_selftest.cu -o "$out/obj/selftest.o" &
+"$nvcc" "${flags[@]}" -c bench/native/layer70b.cu -o "$out/obj/layer70b.o" &
+for job in $(jobs -p); do wait "$job"; done
+ar rcs "$out/libgptq_forge_cuda.a" "${objs[@]}"
+"$nvcc" -arch="$arch" -o "$out/cuda_selftest" "$out/obj/selftest.o" "$out/libgptq_forge_cuda.a" -lcublas -lcusolver -Xcompiler -pthread
+"$nvcc" -arch="$arch" -o "$out/layer70b" "$out/obj/layer70b.o" "$out/libgptq_forge_cuda.a" -lcublas -lcusolver -Xcompiler -pthread
+echo "gptq-forge: CUDA backend built ($arch): $out/libgptq_forge_cuda.a, $out/cuda_selftest, $out/layer70b"
