@@ -144,9 +144,14 @@ void check_solves(Context& ctx) {
       {64, 256, {4, -1, true, false, true, false, 0.01f, 128}, 1},
       {64, 512, {4, 64, true, true, true, false, 0.01f, 128}, 2},
       {48, 320, {8, 64, false, false, true, false, 0.0f, 128}, 0},
+      // K > 512: the solve's superblocks of 512 columns and their deferred updates.
+      {72, 1536, {4, 128, true, false, true, false, 0.01f, 128}, 2},
+      {40, 1024, {4, -1, true, false, true, false, 0.01f, 128}, 0},
+      {40, 1024, {4, 256, true, false, false, false, 0.01f, 128}, 1},
+      {48, 1152, {3, 384, false, false, false, false, 0.01f, 128}, 1},  // groups don't tile 512
   };
   for (const auto& c : cases) {
-    const auto H = random_hessian(rng, c.K, 2 * c.K, c.dead);
+    const auto H = random_hessian(rng, c.K, c.K <= 512 ? 2 * c.K : c.K + 64, c.dead);
     std::normal_distribution<float> nd(0, 0.02f);
     std::vector<float> W(c.N * c.K);
     for (auto& w : W) w = nd(rng);
@@ -190,6 +195,24 @@ void check_kernels(Context& ctx) {
     xtx_accumulate_ref(ctx, T, K, X.get(), K, G2.get(), 0.5f, 0.0f);
     const double e = rel_err(download(ctx, G1.get(), K * K), download(ctx, G2.get(), K * K));
     report(e < 1e-5, "hessian vs reference, rel err " + std::to_string(e) + " (fp32 sums in another order: ~1e-7)");
+  }
+  {  // U = upper Cholesky factor of H⁻¹: cuSOLVER potrf + recursive triangular inverse (blocks of
+     // 128, so the recursion runs) against the CPU engine's fp64 routine.
+    for (int64_t K : {640, 1000}) {
+      const auto Hh = random_hessian(rng, K, 2 * K, 2);
+      auto H = upload(ctx, Hh);
+      PreparedHessian p1 = analyse_hessian(ctx, K, H.get(), true), p2 = p1, p3 = p1;
+      DevBuf<double> work(K * K);
+      DevBuf<float> work32(K * K), U1(K * K), U2(K * K), U3(K * K);
+      upper_cholesky_of_inverse(ctx, K, H.get(), 0.01f, p1, work.get(), U1.get(), nullptr, 128);
+      upper_cholesky_of_inverse_ref(ctx, K, H.get(), 0.01f, p2, U2.get());
+      upper_cholesky_of_inverse_f32(ctx, K, H.get(), 0.01f, p3, work32.get(), U3.get(), nullptr, 128);
+      const auto u1 = download(ctx, U1.get(), K * K), u2 = download(ctx, U2.get(), K * K), u3 = download(ctx, U3.get(), K * K);
+      const double e = rel_err(u1, u2), e32 = rel_err(u3, u2);
+      // fp64 throughout, both rounded to fp32 at the end: ~1e-7. fp32 factor: cond(H)·eps32-ish.
+      report(e < 1e-6, "U (fp64, recursive inverse) K=" + std::to_string(K) + " vs CPU fp64, rel err " + std::to_string(e));
+      report(e32 < 1e-3, "U (fp32, recursive inverse) K=" + std::to_string(K) + " vs CPU fp64, rel err " + std::to_string(e32));
+    }
   }
   {  // RMSNorm
     const int64_t T = 64, H = 1024;

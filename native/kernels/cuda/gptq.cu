@@ -78,7 +78,7 @@ __global__ void unpermute_kernel(int64_t N, int64_t K, const T* in, const int32_
 template <int ROWS>
 __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int64_t i1, int count,
                                                                  float* Wp, const float* U,
-                                                                 uint8_t* Cp, float* Err) {
+                                                                 uint8_t* Cp, float* Err, int ldE) {
   extern __shared__ float Ub[];  // [B][B] = U[i1 + i, i1 + j]
   const int lane = threadIdx.x % 32;
   for (int idx = threadIdx.x; idx < B * B; idx += blockDim.x) {
@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
         Wp[r * a.K + i1 + j] = q[k][s];
         Cp[r * a.K + i1 + j] = (uint8_t)code[k][s];
       }
-      Err[r * B + j] = j < count ? e[k][s] : 0.0f;
+      Err[r * ldE + j] = j < count ? e[k][s] : 0.0f;
     }
   }
   if (lane == 0) atomicAdd(a.loss, loss / 2);
@@ -338,18 +338,33 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
     auto kernel = wide ? gptq_block_kernel<4> : gptq_block_kernel<1>;
     const int rows_per_block = WARPS * (wide ? 4 : 1);
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    DevBuf<float> Err(N * B);
+    // Two levels of lazy batching: within a superblock of SB = 4·B columns, each block's
+    // errors update the superblock's later columns at once (k = 128 GEMMs); the columns after
+    // the superblock get all of its errors in one GEMM with k = SB (the same sums, grouped;
+    // skinny k = 128 GEMMs run at about half the rate). A dynamic group must not reach past its
+    // superblock (its grid reads those columns), so SB = B when groups don't tile SB.
+    const bool dyn = a.grouped && !a.static_groups;
+    const int SB = !dyn || (a.g <= 4 * B && (4 * B) % a.g == 0) ? 4 * B : B;
+    DevBuf<float> Err(N * SB);
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     const float minus = -1, one = 1;
-    for (int64_t i1 = 0; i1 < K; i1 += B) {
-      const int64_t i2 = std::min<int64_t>(i1 + B, K);
-      const int count = (int)(i2 - i1);
-      kernel<<<blocks_for(N, rows_per_block), WARPS * 32, smem, ctx.stream>>>(a, i1, count, Wp, U, Cp, Err.get());
-      CUDA_LAUNCH_CHECK();
-      // Wp[:, i2:] −= Err[:, :count] · U[i1:i2, i2:] (column-major view: m = K − i2, n = N, k = count).
-      if (i2 < K)
-        CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(K - i2), (int)N, count, &minus,
-                                 U + i1 * K + i2, (int)K, Err.get(), B, &one, Wp + i2, (int)K));
+    for (int64_t s1 = 0; s1 < K; s1 += SB) {
+      const int64_t s2 = std::min<int64_t>(s1 + SB, K);
+      for (int64_t i1 = s1; i1 < s2; i1 += B) {
+        const int64_t i2 = std::min<int64_t>(i1 + B, K);
+        const int count = (int)(i2 - i1);
+        float* E = Err.get() + (i1 - s1);
+        kernel<<<blocks_for(N, rows_per_block), WARPS * 32, smem, ctx.stream>>>(a, i1, count, Wp, U, Cp, E, SB);
+        CUDA_LAUNCH_CHECK();
+        // Wp[:, i2:s2] −= E[:, :count] · U[i1:i2, i2:s2]  (column-major view: m = s2 − i2, n = N, k = count)
+        if (i2 < s2)
+          CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(s2 - i2), (int)N, count, &minus,
+                                   U + i1 * K + i2, (int)K, E, SB, &one, Wp + i2, (int)K));
+      }
+      // Wp[:, s2:] −= Err[:, :s2−s1] · U[s1:s2, s2:]
+      if (s2 < K)
+        CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(K - s2), (int)N, (int)(s2 - s1), &minus,
+                                 U + s1 * K + s2, (int)K, Err.get(), SB, &one, Wp + s2, (int)K));
     }
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH));
   });

@@ -31,14 +31,15 @@ struct CholTimes {
 // U [K, K] fp32 row-major upper triangular (device, zeros below the diagonal): the upper
 // Cholesky factor of (P H Pᵀ + dead fix + damp·mean_diag·I)⁻¹. Raises damping as the CPU engine
 // (doubled, from 1 % when 0 was asked for, at most 10 times; throws after). `work` [K·K] fp64
-// scratch (device); p.damp_percent/damp_raises are set.
+// scratch (device); p.damp_percent/damp_raises are set. The triangular inverse recurses by
+// halves down to blocks of ≤ trtri_base columns (0: one cuSOLVER trtri of the whole matrix).
 void upper_cholesky_of_inverse(Context& ctx, int64_t K, const float* H, float damp_percent,
                                PreparedHessian& p, double* work, float* U,
-                               CholTimes* times = nullptr);
+                               CholTimes* times = nullptr, int64_t trtri_base = 2048);
 // The same in fp32 (as the reference's torch code factors): half the memory, `work` [K·K] fp32.
 void upper_cholesky_of_inverse_f32(Context& ctx, int64_t K, const float* H, float damp_percent,
                                    PreparedHessian& p, float* work, float* U,
-                                   CholTimes* times = nullptr);
+                                   CholTimes* times = nullptr, int64_t trtri_base = 2048);
 
 // Reference: the same U from the fp64 CPU routine of the CPU engine on a host copy (small K).
 void upper_cholesky_of_inverse_ref(Context& ctx, int64_t K, const float* H, float damp_percent,
