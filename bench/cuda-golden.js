@@ -86,10 +86,10 @@ async function session() {
   const names = res.linears.map((l) => l.name).join(',');
   report(names === 'self_attn.k_proj,self_attn.v_proj,self_attn.q_proj,self_attn.o_proj,mlp.up_proj,mlp.gate_proj,mlp.down_proj',
     `session: linears in the reference's order (${names})`);
-  const finite = res.linears.every((l) => Number.isFinite(l.loss) && l.loss > 0) && native.f16ToF32(out).every(Number.isFinite);
+  const finite = res.linears.every((l) => Number.isFinite(l.loss) && l.loss > 0) && Float32Array.from(out, f16ToF32).every(Number.isFinite);
   report(finite, `session: finite positive losses and finite outputs; times ${JSON.stringify(res.times)}`);
   // CPU: H of input_layernorm(x) with fp16 activation storage, then the CPU solve of k, v, q.
-  const f32 = (h) => native.f16ToF32(h);
+  const f32 = (h) => Float32Array.from(h, f16ToF32);  // fp16 bits → values (exact)
   const qkv = f32(w.qkv);
   const layer = {
     inputNorm: f32(w.inputNorm), q: qkv.slice(0, qd * d.hidden), k: qkv.slice(qd * d.hidden, (qd + kvd) * d.hidden),
