@@ -40,9 +40,13 @@ flags=(-std=c++17 -O3 -arch="$arch" -Xcompiler -fPIC -Xcompiler -fexceptions --e
 objs=()
 # What the addon's g++ compile and link need: the directories of the headers nvcc used, and
 # the library directories nvcc links from (without the driver stubs).
-"$nvcc" -M "$probe" 2>/dev/null | tr ' \\' '\n\n' | grep -E '/(cuda_runtime|cublas_v2|cusolverDn)\.h$' |
-  xargs -r -n1 dirname | sort -u > "$out/include-dirs.txt"
-libdirs=$("$nvcc" -dryrun -o "$out/probe" "$probe" -lcublas -lcusolver 2>&1 | grep -o -- '-L"[^"]*"' | tr -d '"' | sed 's/^-L//' | grep -v stubs | sort -u)
+{ "$nvcc" -M "$probe" 2>/dev/null || true; } | tr ' \\' '\n\n' | grep -E '/(cuda_runtime|cublas_v2|cusolverDn)\.h$' |
+  xargs -r -n1 dirname | sort -u > "$out/include-dirs.txt" || true
+[ -s "$out/include-dirs.txt" ] || echo "$(dirname "$nvcc")/../include" > "$out/include-dirs.txt"
+# nvcc -dryrun prints e.g.  #$ LIBRARIES=  "-L/usr/local/cuda/bin/../targets/x86_64-linux/lib"
+libdirs=$({ "$nvcc" -dryrun -o "$out/probe" "$probe" -lcublas -lcusolver 2>&1 || true; } |
+  grep -oE -- '-L"?[^" ]+' | sed -E 's/^-L"?//' | grep -v stubs | sort -u || true)
+[ -n "$libdirs" ] || libdirs="$(dirname "$nvcc")/../lib64"
 {
   echo "$root/$out/libgptq_forge_cuda.a"
   for d in $libdirs; do echo "-L$d"; echo "-Wl,-rpath,$d"; done
