@@ -25,7 +25,7 @@ if [ "$(bash native/build-cuda.sh --gyp)" = 1 ]; then
   sources="$sources native/bindings/cuda.cc"
   cuda_flags=(-DGPTQ_FORGE_CUDA)
   for d in $(cat build/cuda/include-dirs.txt); do cuda_flags+=(-I"$d"); done
-  read -r -a cuda_libs < build/cuda/link-flags.txt
+  read -r -a cuda_libs < build/cuda/link-flags.txt || true  # (no trailing newline: read returns 1)
 fi
 objs=()
 for src in $sources; do

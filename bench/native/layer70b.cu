@@ -190,8 +190,8 @@ int main(int argc, char** argv) try {
   std::printf("%-18s %7.3f  %7.1f   %8.1f  (%s cuSOLVER; potrf %.3f s, trtri %.3f s, permute/flip %.3f s)\n", "cholesky_inverse", tot["cholesky_inverse"], g_chol_flops / 1e12, g_chol_flops / 1e12 / tot["cholesky_inverse"],
               a.chol_fp32 ? "fp32" : "fp64", tot["chol.potrf"], tot["chol.trtri"], tot["chol.build"]);
   std::printf("%-18s %7.3f  %7.1f   %8.1f  (fp32%s trailing GEMMs)\n", "solve", tot["solve"], g_solve_gemm_flops / 1e12, g_solve_gemm_flops / 1e12 / tot["solve"], a.tf32 ? "/tf32" : "");
-  std::printf("%-18s %7.3f\n", "pack", tot["pack"]);
-  std::printf("%-18s %7.3f  (wall %.3f s)\n", "layer total", stage_sum, wall_s);
+  std::printf("%-18s %7.3f  (GPU packing + copies of the packed tensors to the host)\n", "pack", tot["pack"]);
+  std::printf("%-18s %7.3f  (wall clock, the number used below; the stages sum to %.3f s)\n", "layer total", wall_s, stage_sum);
   // Peak: the largest of what the device buffers reached (counted at every allocation) and the
   // sampled device-wide use; library workspaces (cuBLAS, cuSOLVER) are in the latter only.
   const double peak_gpu = std::max(max_used - base_gb, lt.peak_buffers_gb);
@@ -211,7 +211,7 @@ int main(int argc, char** argv) try {
   const double groups_bytes = layers * ((QKV + HID + 2 * FFN) * (HID / 128) + HID * (FFN / 128)) * (2 + 0.5);  // scales fp16 + qzeros 4-bit
   const double branch_bytes = layers * linear_params * 0.5 + groups_bytes + layers * (2 * HID + 2 * HID + FFN) * 4 /* g_idx */ +
                               (2 * vocab * HID + HID + layers * 2 * HID) * 2;
-  const double layer_s = stage_sum * (128.0 * 4096.0 / (double)T);  // scaled if fewer tokens were used
+  const double layer_s = wall_s * (128.0 * 4096.0 / (double)T);  // scaled if fewer tokens were used
   const double io_s = read_bytes / (disk.read_gbs * 1e9) + branch_bytes / (disk.write_gbs * 1e9);
   const double branch_s = layers * layer_s + io_s;
   const double branch_overlap_s = std::max(layers * layer_s, read_bytes / (disk.read_gbs * 1e9)) + branch_bytes / (disk.write_gbs * 1e9);
@@ -236,7 +236,7 @@ int main(int argc, char** argv) try {
   std::fprintf(f, " \"chunk_windows\": %lld,\n \"attention_query_chunk\": %lld,\n", (long long)a.chunk_windows, (long long)a.qc);
   std::fprintf(f, " \"stages_s\": {\"forward\": %.4f, \"hessian\": %.4f, \"cholesky_inverse\": %.4f, \"solve\": %.4f, \"pack\": %.4f},\n",
                tot["forward"], tot["hessian"], tot["cholesky_inverse"], tot["solve"], tot["pack"]);
-  std::fprintf(f, " \"layer_s\": %.4f,\n \"wall_s\": %.4f,\n", stage_sum, wall_s);
+  std::fprintf(f, " \"layer_s\": %.4f,\n \"stage_sum_s\": %.4f,\n", wall_s, stage_sum);
   std::fprintf(f, " \"tflop\": {\"forward\": %.2f, \"hessian\": %.2f, \"cholesky_inverse_fp64\": %.2f, \"solve_trailing\": %.2f},\n",
                fwd_flops / 1e12, hes_flops / 1e12, g_chol_flops / 1e12, g_solve_gemm_flops / 1e12);
   std::fprintf(f, " \"ceilings\": {\"fp16_gemm_tflops\": %.1f, \"device_copy_gbs\": %.1f},\n", peak_tflops, copy_gbs);
