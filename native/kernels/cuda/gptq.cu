@@ -26,7 +26,7 @@ struct SolveArgs {
   const float* st_zero;
   float* scales;                  // [G, N] out (dynamic groups)
   int32_t* zeros;
-  double* loss;                   // one accumulator
+  double* row_loss;               // [N] Σ (w − q)² / d² / 2 per row (zeroed first)
 };
 
 // Rows whose weights are exactly the original (no groups) or dead-zeroed (static) W: one warp
@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
   if (r0 >= a.N) return;
   float w[ROWS][4], q[ROWS][4], e[ROWS][4], code[ROWS][4];
   Grid gr[ROWS];
-  double loss = 0;
+  double loss[ROWS];
 #pragma unroll
   for (int k = 0; k < ROWS; ++k) {
     const int64_t r = min(r0 + k, a.N - 1);  // rows past N repeat the last one, never stored
@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
       q[k][s] = 0; e[k][s] = 0; code[k][s] = 0;
     }
     gr[k] = Grid{0, 0};
+    loss[k] = 0;
     if (!a.grouped) gr[k] = Grid{a.row_scale[r], a.row_zero[r]};
     else if (!a.static_groups && i1 % a.g != 0) {
       // A group that began in an earlier block (g > B): its grid was stored then.
@@ -138,7 +139,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
         const float cd = code_of(x, gr[k], a.maxq);
         const float qq = gr[k].scale * (cd - gr[k].zero);
         const float err = __fdiv_rn(x - qq, d);
-        if (lane == 0 && r0 + k < a.N) loss += (double)((x - qq) * (x - qq)) / ((double)d * d);
+        if (lane == 0) loss[k] += (double)((x - qq) * (x - qq)) / ((double)d * d);
         if (lane == l) { q[k][s] = qq; e[k][s] = err; code[k][s] = cd; }
 #pragma unroll
         for (int s2 = s; s2 < 4; ++s2) {
@@ -161,8 +162,8 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
       }
       Err[r * ldE + j] = j < count ? e[k][s] : 0.0f;
     }
+    if (lane == 0) a.row_loss[r] += loss[k] / 2;  // the row's only writer in this launch
   }
-  if (lane == 0) atomicAdd(a.loss, loss / 2);
 }
 
 // The reference: one thread per row, the CPU engine's loops over global memory (w1 and err in
@@ -207,7 +208,7 @@ __global__ void gptq_ref_kernel(SolveArgs a, float* Wp, const float* U, uint8_t*
       for (int64_t j = i2; j < a.K; ++j) w[j] -= err[b] * U[(i1 + b) * a.K + j];
     for (int64_t i = 0; i < count; ++i) w[i1 + i] = w1[i];
   }
-  atomicAdd(a.loss, loss / 2);
+  a.row_loss[r] = loss / 2;
 }
 
 void check_options(int64_t K, const gf::GptqOptions& o) {
@@ -230,7 +231,7 @@ template <class Solve>
 gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                          const gf::GptqOptions& o, uint8_t* codes, float* scales, int32_t* zeros,
                          int32_t* g_idx, int32_t* perm, bool reference, bool chol_fp32,
-                         SolveTimes* times, Solve solve) {
+                         SolveTimes* times, std::vector<double>* row_loss, Solve solve) {
   check_options(K, o);
   const auto t0 = std::chrono::steady_clock::now();
   const bool grouped = o.group_size != -1;
@@ -278,8 +279,8 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
 
   DevBuf<float> Wp(N * K);
   DevBuf<uint8_t> Cp(N * K);
-  DevBuf<double> loss(1);
-  CUDA_CHECK(cudaMemsetAsync(loss.get(), 0, sizeof(double), ctx.stream));
+  DevBuf<double> loss(N);
+  CUDA_CHECK(cudaMemsetAsync(loss.get(), 0, N * sizeof(double), ctx.stream));
   permute_kernel<<<dim3(blocks_for(K, 256), (unsigned)N), 256, 0, ctx.stream>>>(N, K, W, dperm.get(), dead.get(), Wp.get());
   CUDA_LAUNCH_CHECK();
   SolveArgs a{N, K, g, maxq, o.sym, grouped, o.static_groups, o.act_order, dperm.get(),
@@ -308,8 +309,11 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
     CUDA_CHECK(cudaMemcpyAsync(zeros, iz.data(), G * N * 4, cudaMemcpyHostToDevice, ctx.stream));
   }
   gf::GptqResult res;
-  CUDA_CHECK(cudaMemcpyAsync(&res.loss, loss.get(), sizeof(double), cudaMemcpyDeviceToHost, ctx.stream));
+  std::vector<double> rl(N);
+  CUDA_CHECK(cudaMemcpyAsync(rl.data(), loss.get(), N * sizeof(double), cudaMemcpyDeviceToHost, ctx.stream));
   ctx.sync();
+  for (double v : rl) res.loss += v;
+  if (row_loss) *row_loss = std::move(rl);
   if (times) times->solve_ms += ms_since(t1);
   res.damp_percent = p.damp_percent;
   res.damp_raises = p.damp_raises;
@@ -328,9 +332,9 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
 gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                              const gf::GptqOptions& o, uint8_t* codes, float* scales,
                              int32_t* zeros, int32_t* g_idx, int32_t* perm, const SolveConfig& cfg,
-                             SolveTimes* times) {
+                             SolveTimes* times, std::vector<double>* row_loss) {
   const bool tf32 = cfg.tf32;
-  return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, false, cfg.chol_fp32, times,
+  return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, false, cfg.chol_fp32, times, row_loss,
                    [&](const SolveArgs& a, float* Wp, const float* U, uint8_t* Cp) {
     const int smem = B * B * sizeof(float);
     // 4 rows per warp where there are enough rows to fill the GPU, else 1.
@@ -373,7 +377,7 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
 gf::GptqResult gptq_quantize_ref(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                                  const gf::GptqOptions& o, uint8_t* codes, float* scales,
                                  int32_t* zeros, int32_t* g_idx, int32_t* perm) {
-  return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, true, false, nullptr,
+  return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, true, false, nullptr, nullptr,
                    [&](const SolveArgs& a, float* Wp, const float* U, uint8_t* Cp) {
     DevBuf<float> scr(N * 2 * B);
     gptq_ref_kernel<<<blocks_for(N, 64), 64, 0, ctx.stream>>>(a, Wp, U, Cp, scr.get());

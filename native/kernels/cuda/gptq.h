@@ -6,6 +6,7 @@
 // shared memory; no launch per column) followed by one cuBLAS GEMM for the trailing update.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "../cpu/gptq.h"
 #include "context.h"
@@ -34,7 +35,8 @@ struct SolveConfig {
 gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                              const gf::GptqOptions& o, uint8_t* codes, float* scales,
                              int32_t* zeros, int32_t* g_idx, int32_t* perm,
-                             const SolveConfig& cfg = SolveConfig(), SolveTimes* times = nullptr);
+                             const SolveConfig& cfg = SolveConfig(), SolveTimes* times = nullptr,
+                             std::vector<double>* row_loss = nullptr);  // [N] per-row losses
 
 // Reference: the same results from the simplest kernel (one thread per row walking the CPU
 // engine's loops in global memory, U from the CPU engine's fp64 routine). Small sizes only.

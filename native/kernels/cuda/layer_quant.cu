@@ -93,8 +93,9 @@ void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, con
   std::vector<int32_t> g_idx(K), perm(K);
   SolveTimes st;
   ctx.sync();  // the solve's host clock must not absorb the forward work still queued
+  std::vector<double> row_loss;
   const gf::GptqResult r = gptq_quantize(ctx, N, K, W32.get(), H, o.gptq, codes.get(), scales.get(), zeros.get(),
-                                         g_idx.data(), perm.data(), o.solve, &st);
+                                         g_idx.data(), perm.data(), o.solve, &st, &row_loss);
   t.chol_s += st.prepare_ms / 1e3;
   t.solve_s += st.solve_ms / 1e3;
   t.chol.build_ms += st.chol.build_ms;
@@ -125,6 +126,8 @@ void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, con
     L.n = n;
     L.k = K;
     L.res = r;
+    L.res.loss = 0;  // this member's rows only
+    for (int64_t i = r0; i < r0 + n; ++i) L.res.loss += row_loss[i];
     L.seconds = (st.prepare_ms + st.solve_ms) / 1e3;
     L.g_idx = g_idx;
     L.perm = perm;
