@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "gptq_cuda%": "<!(bash native/build-cuda.sh --gyp)"
+  },
   "targets": [
     {
       "target_name": "gptq_forge",
@@ -24,7 +27,15 @@
         "-std=c++17", "-O3", "-fexceptions", "-fno-math-errno",
         "-march=<!(node -p \"process.env.GPTQ_FORGE_MARCH || 'native'\")"
       ],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread"],
+      "conditions": [
+        ["gptq_cuda==1", {
+          "sources": ["native/bindings/cuda.cc"],
+          "defines": ["GPTQ_FORGE_CUDA"],
+          "include_dirs": ["<!@(cat build/cuda/include-dirs.txt 2>/dev/null || true)"],
+          "libraries": ["<!@(cat build/cuda/link-flags.txt 2>/dev/null || true)"]
+        }]
+      ]
     }
   ]
 }

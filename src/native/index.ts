@@ -73,16 +73,21 @@ function load(): Addon {
   return addon;
 }
 
+/** The loaded addon, for the CUDA wrappers in ./cuda (which type its optional members). */
+export function nativeAddon(): unknown {
+  return load();
+}
+
 /** Worker threads the native kernels use (GPTQ_FORGE_THREADS or all cores). */
 export function nativeThreads(): number {
   return load().threads;
 }
 
-function check(cond: boolean, what: string, expected: string, got: unknown): void {
+export function check(cond: boolean, what: string, expected: string, got: unknown): void {
   if (!cond) throw new RangeError(`${what}: expected ${expected}, got ${String(got)}`);
 }
 
-function checkLength(arr: ArrayLike<unknown>, what: string, expected: number): void {
+export function checkLength(arr: ArrayLike<unknown>, what: string, expected: number): void {
   check(arr.length === expected, what, `${expected} elements`, arr.length);
 }
 
@@ -260,7 +265,7 @@ export interface GptqSolve {
   deadColumns: number;
 }
 
-function checkGptqOptions(o: GptqOptions, k: number): void {
+export function checkGptqOptions(o: GptqOptions, k: number): void {
   check([2, 3, 4, 8].includes(o.bits), 'bits', '2, 3, 4 or 8', o.bits);
   check(o.groupSize === -1 || (Number.isInteger(o.groupSize) && o.groupSize > 0 && k % o.groupSize === 0),
     'groupSize', `-1 or a divisor of ${k}`, o.groupSize);
@@ -382,3 +387,5 @@ export async function dequantizeGptq(
     qweight, qzeros, scales, gIdx, bits, k, n, opts.round16 ?? false, opts.variant === 'reference' ? 0 : 1,
   );
 }
+
+export * from './cuda';

@@ -1,0 +1,308 @@
+// Bindings of the CUDA engine (compiled only when the build found CUDA: GPTQ_FORGE_CUDA).
+// Coarse calls, each an AsyncWorker:
+//   cudaGptqQuantize(W, H, N, K, options, config)  one linear's solve on the GPU (same result
+//                                                  object as gptqQuantize)
+//   cudaSessionCreate(x, tokens, seqlen, hidden)    calibration activations (fp16 bits) → GPU
+//   cudaQuantizeLayer(session, weights, dims, options, config)
+//                                                  one whole decoder layer, true-sequential;
+//                                                  the session's activations become its outputs
+//   cudaSessionRead(session)                       the activations back (fp16 bits)
+//   cudaSessionFree(session)                       (sync) frees the GPU memory now
+// A session must not be used by two calls at once (the TypeScript wrapper serialises them).
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../kernels/cpu/half.h"
+#include "../kernels/cuda/gptq.h"
+#include "../kernels/cuda/layer_quant.h"
+#include "bindings.h"
+#include "util.h"
+
+namespace gfb {
+namespace {
+
+// One context (stream + handles) for the process, created on first use; calls take turns.
+std::mutex g_mu;
+gfc::Context& context() {
+  static std::unique_ptr<gfc::Context> ctx;
+  if (!ctx) ctx = std::make_unique<gfc::Context>();
+  return *ctx;
+}
+
+gf::GptqOptions gptq_options(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
+  Napi::Object o = v.As<Napi::Object>();
+  gf::GptqOptions g;
+  g.bits = (int)int_arg(env, o, "bits");
+  g.group_size = (int64_t)num_arg(env, o, "groupSize");
+  g.act_order = o.Get("actOrder").ToBoolean();
+  g.static_groups = o.Get("staticGroups").ToBoolean();
+  g.sym = o.Get("sym").ToBoolean();
+  g.mse = o.Get("mse").ToBoolean();
+  g.damp_percent = (float)num_arg(env, o, "dampPercent");
+  g.block_size = int_arg(env, o, "blockSize");
+  return g;
+}
+
+gfc::SolveConfig solve_config(const Napi::Value& v) {
+  gfc::SolveConfig c;
+  if (v.IsObject()) {
+    Napi::Object o = v.As<Napi::Object>();
+    c.tf32 = o.Get("tf32").ToBoolean();
+    c.chol_fp32 = o.Get("cholFp32").ToBoolean();
+  }
+  return c;
+}
+
+struct Session {
+  gfc::DevBuf<__half> x;
+  int64_t tokens = 0, seqlen = 0, hidden = 0;
+};
+
+Session* session_arg(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsExternal()) throw Napi::TypeError::New(env, "session: expected a CUDA session");
+  Session* s = v.As<Napi::External<Session>>().Data();
+  if (!s->x.get()) throw Napi::Error::New(env, "session: already freed");
+  return s;
+}
+
+Napi::Object solve_object(const Napi::Env& env, const gfc::LinearOut& L) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", L.name);
+  out.Set("n", (double)L.n);
+  out.Set("k", (double)L.k);
+  out.Set("codes", to_js(env, L.codes));
+  out.Set("scales", to_js(env, L.scales));
+  out.Set("zeros", to_js(env, L.zeros));
+  out.Set("gIdx", to_js(env, L.g_idx));
+  out.Set("perm", to_js(env, L.perm));
+  if (!L.q.empty()) out.Set("q16", to_js(env, L.q));
+  out.Set("loss", L.res.loss);
+  out.Set("dampPercent", L.res.damp_percent);
+  out.Set("dampRaises", L.res.damp_raises);
+  out.Set("deadColumns", (double)L.res.dead_columns);
+  out.Set("seconds", L.seconds);
+  return out;
+}
+
+class CudaGptqQuantize : public PromiseWorker {
+ public:
+  CudaGptqQuantize(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    N_ = info[2].As<Napi::Number>().Int64Value();
+    K_ = info[3].As<Napi::Number>().Int64Value();
+    o_ = gptq_options(env, info[4]);
+    cfg_ = solve_config(info[5]);
+    w_ = hold<float>(env, info[0], "W", N_ * K_);
+    h_ = hold<float>(env, info[1], "H", K_ * K_);
+  }
+  void Run() override {
+    std::lock_guard<std::mutex> lock(g_mu);
+    gfc::Context& ctx = context();
+    const int64_t G = o_.group_size == -1 ? 1 : K_ / std::max<int64_t>(o_.group_size, 1);
+    gfc::DevBuf<float> W(N_ * K_), H(K_ * K_), scales(G * N_);
+    gfc::DevBuf<uint8_t> codes(N_ * K_);
+    gfc::DevBuf<int32_t> zeros(G * N_);
+    CUDA_CHECK(cudaMemcpyAsync(W.get(), w_.data, N_ * K_ * 4, cudaMemcpyHostToDevice, ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(H.get(), h_.data, K_ * K_ * 4, cudaMemcpyHostToDevice, ctx.stream));
+    L_.g_idx.resize(K_);
+    L_.perm.resize(K_);
+    L_.res = gfc::gptq_quantize(ctx, N_, K_, W.get(), H.get(), o_, codes.get(), scales.get(), zeros.get(),
+                                L_.g_idx.data(), L_.perm.data(), cfg_);
+    q_.resize(N_ * K_);
+    L_.codes.resize(N_ * K_);
+    L_.scales.resize(G * N_);
+    L_.zeros.resize(G * N_);
+    CUDA_CHECK(cudaMemcpyAsync(q_.data(), W.get(), N_ * K_ * 4, cudaMemcpyDeviceToHost, ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(L_.codes.data(), codes.get(), N_ * K_, cudaMemcpyDeviceToHost, ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(L_.scales.data(), scales.get(), G * N_ * 4, cudaMemcpyDeviceToHost, ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(L_.zeros.data(), zeros.get(), G * N_ * 4, cudaMemcpyDeviceToHost, ctx.stream));
+    ctx.sync();
+    for (float v : q_)
+      if (!std::isfinite(v)) throw std::runtime_error("the quantized weights contain NaN or Inf");
+    gf::round_to_half_inplace(q_.data(), (int64_t)q_.size());  // the layer's fp16 weight
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = solve_object(env, L_);
+    out.Set("q", to_js(env, q_));
+    return out;
+  }
+
+ private:
+  int64_t N_ = 0, K_ = 0;
+  gf::GptqOptions o_;
+  gfc::SolveConfig cfg_;
+  Held<float> w_, h_;
+  gfc::LinearOut L_;
+  std::vector<float> q_;
+};
+
+class CudaSessionCreate : public PromiseWorker {
+ public:
+  CudaSessionCreate(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    tokens_ = info[1].As<Napi::Number>().Int64Value();
+    seqlen_ = info[2].As<Napi::Number>().Int64Value();
+    hidden_ = info[3].As<Napi::Number>().Int64Value();
+    if (seqlen_ <= 0 || tokens_ % seqlen_) throw Napi::RangeError::New(env, "tokens: expected whole windows");
+    x_ = hold<uint16_t>(env, info[0], "x", tokens_ * hidden_);
+  }
+  void Run() override {
+    std::lock_guard<std::mutex> lock(g_mu);
+    gfc::Context& ctx = context();
+    s_ = std::make_unique<Session>();
+    s_->tokens = tokens_;
+    s_->seqlen = seqlen_;
+    s_->hidden = hidden_;
+    s_->x.alloc(tokens_ * hidden_);
+    CUDA_CHECK(cudaMemcpyAsync(s_->x.get(), x_.data, tokens_ * hidden_ * 2, cudaMemcpyHostToDevice, ctx.stream));
+    ctx.sync();
+  }
+  Napi::Value Result(Napi::Env env) override {
+    return Napi::External<Session>::New(env, s_.release(), [](Napi::Env, Session* s) {
+      std::lock_guard<std::mutex> lock(g_mu);
+      delete s;
+    });
+  }
+
+ private:
+  int64_t tokens_ = 0, seqlen_ = 0, hidden_ = 0;
+  Held<uint16_t> x_;
+  std::unique_ptr<Session> s_;
+};
+
+class CudaSessionRead : public PromiseWorker {
+ public:
+  CudaSessionRead(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    s_ = session_arg(info.Env(), info[0]);
+    ref_ = Napi::Persistent(info[0]);
+  }
+  void Run() override {
+    std::lock_guard<std::mutex> lock(g_mu);
+    gfc::Context& ctx = context();
+    x_.resize(s_->tokens * s_->hidden);
+    CUDA_CHECK(cudaMemcpyAsync(x_.data(), s_->x.get(), x_.size() * 2, cudaMemcpyDeviceToHost, ctx.stream));
+    ctx.sync();
+  }
+  Napi::Value Result(Napi::Env env) override { return to_js(env, x_); }
+
+ private:
+  Session* s_;
+  Napi::Reference<Napi::Value> ref_;
+  std::vector<uint16_t> x_;
+};
+
+// weights: { qkv, o, gateUp, down, inputNorm, postNorm } fp16 bits (Uint16Array), stacks as in
+// layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta }.
+class CudaQuantizeLayer : public PromiseWorker {
+ public:
+  CudaQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    s_ = session_arg(env, info[0]);
+    ref_ = Napi::Persistent(info[0]);
+    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
+    Napi::Object d = info[2].As<Napi::Object>();
+    d_ = gfc::LayerDims{int_arg(env, d, "hidden"), int_arg(env, d, "ffn"), int_arg(env, d, "heads"),
+                        int_arg(env, d, "kvHeads"), int_arg(env, d, "headDim"), (float)num_arg(env, d, "eps"),
+                        (float)num_arg(env, d, "ropeTheta")};
+    if (d_.hidden != s_->hidden) throw Napi::RangeError::New(env, "dims.hidden: does not match the session");
+    o_.gptq = gptq_options(env, info[3]);
+    o_.solve = solve_config(info[4]);
+    if (info[4].IsObject()) {
+      Napi::Object c = info[4].As<Napi::Object>();
+      if (c.Get("memBudgetGb").IsNumber()) o_.mem_budget_gb = num_arg(env, c, "memBudgetGb");
+      o_.want_q = c.Get("wantQ").ToBoolean();
+    }
+    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "weights: expected an object");
+    Napi::Object w = info[1].As<Napi::Object>();
+    const int64_t H = d_.hidden, F = d_.ffn, QD = d_.heads * d_.head_dim, KVD = d_.kv_heads * d_.head_dim;
+    qkv_ = hold<uint16_t>(env, w.Get("qkv"), "weights.qkv", (QD + 2 * KVD) * H);
+    o_w_ = hold<uint16_t>(env, w.Get("o"), "weights.o", H * QD);
+    gu_ = hold<uint16_t>(env, w.Get("gateUp"), "weights.gateUp", 2 * F * H);
+    down_ = hold<uint16_t>(env, w.Get("down"), "weights.down", H * F);
+    n1_ = hold<uint16_t>(env, w.Get("inputNorm"), "weights.inputNorm", H);
+    n2_ = hold<uint16_t>(env, w.Get("postNorm"), "weights.postNorm", H);
+  }
+  void Run() override {
+    std::lock_guard<std::mutex> lock(g_mu);
+    gfc::Context& ctx = context();
+    auto up = [&](const Held<uint16_t>& h) {
+      gfc::DevBuf<__half> b(h.length);
+      CUDA_CHECK(cudaMemcpyAsync(b.get(), h.data, h.length * 2, cudaMemcpyHostToDevice, ctx.stream));
+      return b;
+    };
+    auto qkv = up(qkv_), o = up(o_w_), gu = up(gu_), down = up(down_), n1 = up(n1_), n2 = up(n2_);
+    const gfc::LayerDev w{qkv.get(), o.get(), gu.get(), down.get(), n1.get(), n2.get()};
+    gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), w, o_, out_, &t_);
+    ctx.sync();
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object r = Napi::Object::New(env);
+    Napi::Array lin = Napi::Array::New(env, out_.size());
+    for (size_t i = 0; i < out_.size(); ++i) lin.Set((uint32_t)i, solve_object(env, out_[i]));
+    r.Set("linears", lin);
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("forward", t_.forward_s);
+    t.Set("attention", t_.attention_s);
+    t.Set("hessian", t_.hessian_s);
+    t.Set("cholesky", t_.chol_s);
+    t.Set("solve", t_.solve_s);
+    t.Set("copyOut", t_.pack_s);
+    t.Set("peakBuffersGb", t_.peak_buffers_gb);
+    r.Set("times", t);
+    return r;
+  }
+
+ private:
+  Session* s_;
+  Napi::Reference<Napi::Value> ref_;
+  gfc::LayerDims d_;
+  gfc::LayerQuantOptions o_;
+  Held<uint16_t> qkv_, o_w_, gu_, down_, n1_, n2_;
+  std::vector<gfc::LinearOut> out_;
+  gfc::LayerTimes t_;
+};
+
+Napi::Value SessionFree(const Napi::CallbackInfo& info) {
+  Session* s = session_arg(info.Env(), info[0]);
+  std::lock_guard<std::mutex> lock(g_mu);
+  s->x.release();
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  o.Set("devices", e == cudaSuccess ? n : 0);
+  if (e != cudaSuccess) o.Set("error", cudaGetErrorString(e));
+  if (e == cudaSuccess && n > 0) {
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) {
+      o.Set("name", p.name);
+      o.Set("totalMemory", (double)p.totalGlobalMem);
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+void RegisterCuda(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaBuilt", true);
+  exports.Set("cudaInfo", Napi::Function::New(env, Info));
+  exports.Set("cudaGptqQuantize", Napi::Function::New(env, start<CudaGptqQuantize>));
+  exports.Set("cudaSessionCreate", Napi::Function::New(env, start<CudaSessionCreate>));
+  exports.Set("cudaSessionRead", Napi::Function::New(env, start<CudaSessionRead>));
+  exports.Set("cudaQuantizeLayer", Napi::Function::New(env, start<CudaQuantizeLayer>));
+  exports.Set("cudaSessionFree", Napi::Function::New(env, SessionFree));
+}
+
+}  // namespace gfb

@@ -1,0 +1,325 @@
+#include "layer_quant.h"
+
+#include <algorithm>
+#include <cstring>
+#include <chrono>
+#include <map>
+#include <stdexcept>
+
+#include "hessian.h"
+#include "llama.h"
+#include "pack.h"
+
+namespace gfc {
+
+namespace {
+
+__global__ void f16_to_f32_kernel(int64_t n, const __half* a, float* b) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    b[i] = __half2float(a[i]);
+}
+__global__ void f32_to_f16_kernel(int64_t n, const float* a, __half* b) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    b[i] = __float2half_rn(a[i]);
+}
+
+// Device time per stage name: event pairs, summed once at the end.
+class Timeline {
+ public:
+  explicit Timeline(Context& c) : ctx_(c) {}
+  ~Timeline() { for (auto& r : recs_) { cudaEventDestroy(r.a); cudaEventDestroy(r.b); } }
+  void begin(const char* name) {
+    Rec r{name, nullptr, nullptr};
+    CUDA_CHECK(cudaEventCreate(&r.a));
+    CUDA_CHECK(cudaEventCreate(&r.b));
+    CUDA_CHECK(cudaEventRecord(r.a, ctx_.stream));
+    recs_.push_back(r);
+  }
+  void end() { CUDA_CHECK(cudaEventRecord(recs_.back().b, ctx_.stream)); }
+  std::map<std::string, double> seconds() {
+    ctx_.sync();
+    std::map<std::string, double> t;
+    for (auto& r : recs_) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, r.a, r.b));
+      t[r.name] += ms / 1e3;
+    }
+    return t;
+  }
+
+ private:
+  struct Rec { std::string name; cudaEvent_t a, b; };
+  Context& ctx_;
+  std::vector<Rec> recs_;
+};
+
+struct Stack {
+  std::vector<std::pair<std::string, int64_t>> parts;  // (name, rows) in stack order
+  std::vector<std::string> order;                      // the reference's order of the members
+  int64_t N, K;
+  __half* W;
+};
+
+// Device → host through a pinned staging buffer (pageable copies ran at a few GB/s: 0.3 s of
+// a 70B layer's packed tensors on an H100).
+void copy_to_host(Context& ctx, void* dst, const void* src, size_t bytes) {
+  static void* pinned = nullptr;
+  const size_t piece = 64u << 20;
+  if (!pinned) CUDA_CHECK(cudaMallocHost(&pinned, piece));
+  for (size_t off = 0; off < bytes; off += piece) {
+    const size_t n = std::min(piece, bytes - off);
+    CUDA_CHECK(cudaMemcpyAsync(pinned, (const char*)src + off, n, cudaMemcpyDeviceToHost, ctx.stream));
+    ctx.sync();
+    std::memcpy((char*)dst + off, pinned, n);
+  }
+}
+
+double used_gb() {
+  size_t fr = 0, tot = 0;
+  CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
+  return (double)(tot - fr) / 1e9;
+}
+
+void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, const LayerQuantOptions& o,
+                 std::vector<LinearOut>& out, LayerTimes& t) {
+  const int64_t N = s.N, K = s.K, g = o.gptq.group_size == -1 ? K : o.gptq.group_size, G = K / g;
+  const int bits = o.gptq.bits;
+  DevBuf<float> W32(N * K);
+  f16_to_f32_kernel<<<4096, 256, 0, ctx.stream>>>(N * K, s.W, W32.get());
+  CUDA_LAUNCH_CHECK();
+  DevBuf<uint8_t> codes(N * K);
+  DevBuf<float> scales(G * N);
+  DevBuf<int32_t> zeros(G * N);
+  std::vector<int32_t> g_idx(K), perm(K);
+  SolveTimes st;
+  ctx.sync();  // the solve's host clock must not absorb the forward work still queued
+  std::vector<double> row_loss;
+  const gf::GptqResult r = gptq_quantize(ctx, N, K, W32.get(), H, o.gptq, codes.get(), scales.get(), zeros.get(),
+                                         g_idx.data(), perm.data(), o.solve, &st, &row_loss);
+  t.chol_s += st.prepare_ms / 1e3;
+  t.solve_s += st.solve_ms / 1e3;
+  t.chol.build_ms += st.chol.build_ms;
+  t.chol.potrf_ms += st.chol.potrf_ms;
+  t.chol.trtri_ms += st.chol.trtri_ms;
+  t.chol_flops += 2.0 * (double)K * K * K / 3.0;
+  t.solve_flops += (double)N * K * K;
+  tl.begin("solve");
+  f32_to_f16_kernel<<<4096, 256, 0, ctx.stream>>>(N * K, W32.get(), s.W);
+  CUDA_LAUNCH_CHECK();
+  tl.end();
+  ctx.sync();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> hs;
+  std::vector<int32_t> hz;
+  if (o.want_codes) {
+    hs.resize(G * N);
+    hz.resize(G * N);
+    copy_to_host(ctx, hs.data(), scales.get(), G * N * 4);
+    copy_to_host(ctx, hz.data(), zeros.get(), G * N * 4);
+  }
+  std::map<std::string, LinearOut> made;
+  int64_t r0 = 0;
+  for (auto& p : s.parts) {
+    const int64_t n = p.second;
+    LinearOut& L = made[p.first];
+    L.name = p.first;
+    L.n = n;
+    L.k = K;
+    L.res = r;
+    L.res.loss = 0;  // this member's rows only
+    for (int64_t i = r0; i < r0 + n; ++i) L.res.loss += row_loss[i];
+    L.seconds = (st.prepare_ms + st.solve_ms) / 1e3;
+    L.g_idx = g_idx;
+    L.perm = perm;
+    if (o.want_codes) {
+      L.codes.resize(n * K);
+      copy_to_host(ctx, L.codes.data(), codes.get() + r0 * K, n * K);
+    }
+    if (o.want_q) {
+      L.q.resize(n * K);
+      copy_to_host(ctx, L.q.data(), s.W + r0 * K, n * K * 2);
+    }
+    if (o.want_packed) {
+      if (K * bits % 32 || n * bits % 32) throw std::runtime_error("packing needs K and N multiples of 32");
+      DevBuf<int32_t> qw(K * bits / 32 * n), qz(G * (n * bits / 32));
+      DevBuf<__half> sc(G * n);
+      pack_qweight(ctx, codes.get() + r0 * K, K, n, K, bits, qw.get());
+      pack_qzeros(ctx, zeros.get() + r0, N, G, n, bits, qz.get());
+      scales_to_f16(ctx, scales.get() + r0, N, G, n, sc.get());
+      L.qweight.resize(qw.size());
+      L.qzeros.resize(qz.size());
+      L.scales16.resize(sc.size());
+      copy_to_host(ctx, L.qweight.data(), qw.get(), qw.size() * 4);
+      copy_to_host(ctx, L.qzeros.data(), qz.get(), qz.size() * 4);
+      copy_to_host(ctx, L.scales16.data(), sc.get(), sc.size() * 2);
+    }
+    r0 += n;
+  }
+  ctx.sync();
+  r0 = 0;
+  for (auto& p : s.parts) {
+    const int64_t n = p.second;
+    LinearOut& L = made[p.first];
+    if (o.want_codes) {
+      L.scales.resize(G * n);
+      L.zeros.resize(G * n);
+      for (int64_t j = 0; j < G; ++j)
+        for (int64_t c = 0; c < n; ++c) {
+          L.scales[j * n + c] = hs[j * N + r0 + c];
+          L.zeros[j * n + c] = hz[j * N + r0 + c];
+        }
+    }
+    r0 += n;
+  }
+  t.pack_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (auto& name : s.order) out.push_back(std::move(made[name]));
+}
+
+}  // namespace
+
+void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X,
+                    const LayerDev& w, const LayerQuantOptions& o, std::vector<LinearOut>& out,
+                    LayerTimes* times) {
+  const int64_t HID = d.hidden, FFN = d.ffn, HD = d.head_dim, QD = d.heads * HD, KVD = d.kv_heads * HD;
+  const int64_t QKV = QD + 2 * KVD;
+  if (T % S) throw std::runtime_error("tokens must be a whole number of windows");
+  if (HID % 8 || d.heads % d.kv_heads) throw std::runtime_error("unsupported layer dims");
+  const int64_t TC = std::min(std::max<int64_t>(o.chunk_windows, 1) * S, T);
+  const int64_t nchunks = (T + TC - 1) / TC;
+  const float hscale = 2.0f / (float)(T / S);  // H = (2/n) Σ XᵀX, n = windows
+  LayerTimes t;
+  Timeline tl(ctx);
+  const size_t tally0 = Tally::peak();
+  Tally::peak() = Tally::live();
+  const double base_gb = used_gb() - Tally::live() / 1e9;  // context + libraries
+
+  DevBuf<__half> ATT(T * QD), nrm(TC * HID), big(TC * std::max(QKV, 2 * FFN)), act(TC * FFN);
+  DevBuf<__half> scores(d.heads * std::min(o.attention_qc, S) * S);
+  DevBuf<float> Hh(std::max(HID, QD) * std::max(HID, QD));
+  Stack qkv{{{"self_attn.q_proj", QD}, {"self_attn.k_proj", KVD}, {"self_attn.v_proj", KVD}},
+            {"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"}, QKV, HID, w.qkv};
+  Stack ost{{{"self_attn.o_proj", HID}}, {"self_attn.o_proj"}, HID, QD, w.o};
+  Stack gu{{{"mlp.gate_proj", FFN}, {"mlp.up_proj", FFN}}, {"mlp.up_proj", "mlp.gate_proj"}, 2 * FFN, HID, w.gate_up};
+  Stack dn{{{"mlp.down_proj", HID}}, {"mlp.down_proj"}, HID, FFN, w.down};
+  auto chunk_len = [&](int64_t t0) { return std::min(TC, T - t0); };
+
+  // 1. [k, v, q]: input = RMSNorm1(x).
+  for (int64_t t0 = 0; t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    tl.begin("forward");
+    rms_norm(ctx, tc, HID, X + t0 * HID, w.input_norm, d.eps, nrm.get());
+    tl.end();
+    tl.begin("hessian");
+    xtx_accumulate(ctx, tc, HID, nrm.get(), HID, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
+    tl.end();
+    t.hessian_flops += xtx_flops(tc, HID);
+  }
+  tl.begin("hessian");
+  symmetrize_lower(ctx, HID, Hh.get());
+  tl.end();
+  solve_stack(ctx, tl, qkv, Hh.get(), o, out, t);
+
+  // 2. [o]: input = attention(q, k, v quantized) → ATT (kept for step 3).
+  for (int64_t t0 = 0; t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    tl.begin("forward");
+    rms_norm(ctx, tc, HID, X + t0 * HID, w.input_norm, d.eps, nrm.get());
+    linear_f16(ctx, tc, QKV, HID, nrm.get(), HID, w.qkv, HID, big.get(), QKV);
+    rope_inplace(ctx, tc, S, d.heads, HD, d.rope_theta, big.get(), QKV);
+    rope_inplace(ctx, tc, S, d.kv_heads, HD, d.rope_theta, big.get() + QD, QKV);
+    tl.end();
+    tl.begin("attention");
+    causal_attention(ctx, tc, S, d.heads, d.kv_heads, HD, big.get(), QKV, big.get() + QD, QKV, big.get() + QD + KVD,
+                     QKV, ATT.get() + t0 * QD, QD, o.attention_qc, scores.get());
+    tl.end();
+    t.forward_flops += 2.0 * tc * QKV * HID + attention_flops(tc, S, d.heads, HD, o.attention_qc);
+    tl.begin("hessian");
+    xtx_accumulate(ctx, tc, QD, ATT.get() + t0 * QD, QD, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
+    tl.end();
+    t.hessian_flops += xtx_flops(tc, QD);
+  }
+  tl.begin("hessian");
+  symmetrize_lower(ctx, QD, Hh.get());
+  tl.end();
+  solve_stack(ctx, tl, ost, Hh.get(), o, out, t);
+
+  // 3. [up, gate]: h1 = x + o(att) (in place in X), input = RMSNorm2(h1).
+  for (int64_t t0 = 0; t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    tl.begin("forward");
+    linear_f16(ctx, tc, HID, QD, ATT.get() + t0 * QD, QD, w.o, QD, nrm.get(), HID);
+    add_f16(ctx, tc * HID, X + t0 * HID, nrm.get(), X + t0 * HID);
+    rms_norm(ctx, tc, HID, X + t0 * HID, w.post_norm, d.eps, nrm.get());
+    tl.end();
+    t.forward_flops += 2.0 * tc * HID * QD;
+    tl.begin("hessian");
+    xtx_accumulate(ctx, tc, HID, nrm.get(), HID, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
+    tl.end();
+    t.hessian_flops += xtx_flops(tc, HID);
+  }
+  tl.begin("hessian");
+  symmetrize_lower(ctx, HID, Hh.get());
+  tl.end();
+  ATT.release();
+  solve_stack(ctx, tl, gu, Hh.get(), o, out, t);
+  Hh.release();
+
+  // 4. [down]: input = silu(gate(n2)) · up(n2) with the quantized gate/up. The activations of
+  // as many chunks as the memory budget allows (after what the down_proj solve will need) are
+  // kept for step 5 instead of being computed again.
+  DevBuf<float> Hf(FFN * FFN);
+  const double need = (double)FFN * FFN * (4.0 + (o.solve.chol_fp32 ? 4.0 : 8.0)) + (double)HID * FFN * 10.0 + 1.0e9;
+  const double room = o.mem_budget_gb * 1e9 - (used_gb() - base_gb) * 1e9 - need;
+  const int64_t cache_chunks = room > 0 ? std::min<int64_t>(nchunks, (int64_t)(room / ((double)TC * FFN * 2))) : 0;
+  const int64_t cached = std::min(T, cache_chunks * TC);
+  DevBuf<__half> cache(cached * FFN);
+  const int FFN_NB = 16;  // Hessian block rows for wide K (17/32 of the full GEMM)
+  for (int64_t t0 = 0; t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    __half* a_out = t0 < cached ? cache.get() + t0 * FFN : act.get();
+    tl.begin("forward");
+    rms_norm(ctx, tc, HID, X + t0 * HID, w.post_norm, d.eps, nrm.get());
+    linear_f16(ctx, tc, 2 * FFN, HID, nrm.get(), HID, w.gate_up, HID, big.get(), 2 * FFN);
+    swiglu(ctx, tc, FFN, big.get(), a_out);
+    tl.end();
+    t.forward_flops += 2.0 * tc * 2 * FFN * HID;
+    tl.begin("hessian");
+    xtx_accumulate(ctx, tc, FFN, a_out, FFN, Hf.get(), hscale, t0 ? 1.0f : 0.0f, FFN_NB);
+    tl.end();
+    t.hessian_flops += xtx_flops(tc, FFN, FFN_NB);
+  }
+  tl.begin("hessian");
+  symmetrize_lower(ctx, FFN, Hf.get());
+  tl.end();
+  solve_stack(ctx, tl, dn, Hf.get(), o, out, t);
+  Hf.release();
+
+  // 5. The layer's outputs with every weight quantized: the next layer's inputs (in X).
+  for (int64_t t0 = 0; t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    tl.begin("forward");
+    const __half* a_in = act.get();
+    if (t0 < cached) {
+      a_in = cache.get() + t0 * FFN;
+    } else {
+      rms_norm(ctx, tc, HID, X + t0 * HID, w.post_norm, d.eps, nrm.get());
+      linear_f16(ctx, tc, 2 * FFN, HID, nrm.get(), HID, w.gate_up, HID, big.get(), 2 * FFN);
+      swiglu(ctx, tc, FFN, big.get(), act.get());
+      t.forward_flops += 2.0 * tc * 2 * FFN * HID;
+    }
+    linear_f16(ctx, tc, HID, FFN, a_in, FFN, w.down, FFN, X + t0 * HID, HID, 1.0f, 1.0f);
+    tl.end();
+    t.forward_flops += 2.0 * tc * HID * FFN;
+  }
+  auto s = tl.seconds();
+  t.forward_s = s["forward"] + s["attention"];
+  t.attention_s = s["attention"];
+  t.hessian_s = s["hessian"];
+  t.solve_s += s["solve"];
+  t.cached_fraction = (double)cached / T;
+  t.peak_buffers_gb = Tally::peak() / 1e9;
+  Tally::peak() = std::max(tally0, Tally::peak());
+  if (times) *times = t;
+}
+
+}  // namespace gfc
