@@ -9,13 +9,15 @@ import { Split } from '../data/datasets';
 import { WORK_SUFFIX } from '../gptq/branch-work';
 import { branchStatus, checkBranchesDir, matchesMatrix, settingsOf } from '../gptq/branches-dir';
 import { buildBranch } from '../gptq/build-branch';
+import { Device } from '../gptq/manifest';
+import { pickDevice } from '../gptq/pipeline-cuda';
 import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
 import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
 import { validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
-import { nonNegativeInt, positiveInt } from './options';
+import { deviceOption, nonNegativeInt, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface BranchesFlags {
@@ -34,6 +36,7 @@ interface BranchesFlags {
   seed?: number;
   json?: boolean;
   quiet?: boolean;
+  device?: Device;
 }
 
 export interface BranchOutcome {
@@ -62,6 +65,7 @@ export function registerBranches(program: Command): void {
     .option('--seed <n>', 'override the calibration seed', nonNegativeInt)
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
+    .addOption(deviceOption())
     .action(async (flags: BranchesFlags) => {
       const matrix = await loadMatrix(flags.matrix);
       const selected = selectBranches(matrix, flags.only);
@@ -94,9 +98,11 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
   process.once('SIGTERM', interrupted);
   try {
     if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
+    const devices = new Map<string, Device>();
     for (const b of branches) {
       try {
         validateSettings(settingsOf(b), model.config);
+        devices.set(b.name, pickDevice(flags.device, settingsOf(b)));
       } catch (e) {
         throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message.replace(/^--/, '')}`) : e;
       }
@@ -144,7 +150,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       const progress = createProgress(tag, { quiet: flags.quiet });
       let resumedAt = 0;
       await buildBranch({
-        model, base, branch: b.name, settings: settingsOf(b), calib, dataset: b.dataset, split: b.split,
+        model, base, branch: b.name, settings: settingsOf(b), device: devices.get(b.name)!, calib, dataset: b.dataset, split: b.split,
         out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, keepActivations: true,
         events: {
           onProgress: (d, t, label) => progress.update(d, t, label),

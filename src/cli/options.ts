@@ -1,5 +1,5 @@
 /** Option parsers shared by the commands (commander reports their errors as usage errors). */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -15,4 +15,9 @@ export function nonNegativeInt(value: string): number {
     throw new InvalidArgumentError('expected a non-negative integer.');
   }
   return n;
+}
+
+/** `--device cpu|cuda` (default: cuda where the addon has it and a GPU is visible). */
+export function deviceOption(): Option {
+  return new Option('--device <device>', 'quantization engine (default: cuda when a CUDA device is visible, else cpu)').choices(['cpu', 'cuda']);
 }

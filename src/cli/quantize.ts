@@ -6,6 +6,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { checkOutput } from '../gptq/branch-writer';
 import { buildBranch } from '../gptq/build-branch';
+import { Device } from '../gptq/manifest';
+import { pickDevice } from '../gptq/pipeline-cuda';
 import { loadCalibration } from '../gptq/calibration-set';
 import { StageTimes } from '../gptq/pipeline';
 import { QuantizeSettings, validateSettings } from '../gptq/settings';
@@ -13,7 +15,7 @@ import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
-import { nonNegativeInt, positiveInt } from './options';
+import { deviceOption, nonNegativeInt, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface QuantizeFlags {
@@ -37,6 +39,7 @@ interface QuantizeFlags {
   rtn?: boolean;
   json?: boolean;
   quiet?: boolean;
+  device?: Device;
 }
 
 function groupSize(value: string): number {
@@ -83,6 +86,7 @@ export function registerQuantize(program: Command): void {
     .option('--rtn', 'round-to-nearest on the same grid instead of GPTQ (baseline; no calibration)')
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
+    .addOption(deviceOption())
     .action(async (flags: QuantizeFlags) => {
       const summary = await runQuantize(flags);
       if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -121,6 +125,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   try {
     if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
     validateSettings(settings, model.config);
+    const device = pickDevice(flags.device, settings);
     await checkOutput(out, !!flags.force);
     const calib = settings.rtn
       ? null
@@ -130,7 +135,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
     const base = { model: flags.model, revision: flags.revision ?? null, fingerprint: await modelFingerprint(dir, model.checkpoint) };
     const progress = createProgress('quantize', { quiet: flags.quiet });
     const res = await buildBranch({
-      model, base, branch: path.basename(out), settings, calib, dataset: flags.dataset, split: flags.split,
+      model, base, branch: path.basename(out), settings, device, calib, dataset: flags.dataset, split: flags.split,
       out, workDir, resume: false, keepActivations: false,
       events: {
         onProgress: (d, t, label) => progress.update(d, t, label),

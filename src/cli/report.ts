@@ -153,7 +153,7 @@ async function rtnBaselines(
     const progress = createProgress(`baseline ${name}`, { quiet });
     try {
       const res = await buildBranch({
-        model, base: { model: baseSpec, revision, fingerprint }, branch: name, settings, calib: null, dataset: '', split: '',
+        model, base: { model: baseSpec, revision, fingerprint }, branch: name, settings, device: 'cpu', calib: null, dataset: '', split: '',
         out: path.join(root, name), workDir: path.join(root, `${name}.partial`), resume: false, keepActivations: false,
         events: { onProgress: (d, t, label) => progress.update(d, t, label), onStage: () => progress.stop() },
       });

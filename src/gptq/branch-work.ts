@@ -14,7 +14,7 @@ import { atomicWriteFile, removeQuietly } from '../io/atomic';
 import { readJsonFile } from '../io/json-file';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { TensorData, writeSafetensors } from '../io/safetensors-writer';
-import { BaseModelRef, CalibrationRef, Manifest } from './manifest';
+import { BaseModelRef, CalibrationRef, Device, Manifest } from './manifest';
 import { QuantizeSettings } from './settings';
 
 export const WORK_SUFFIX = '.partial';
@@ -30,6 +30,7 @@ export interface WorkState {
   settings: QuantizeSettings;
   base: BaseModelRef;
   calibration: CalibrationRef | null;
+  device: Device;
   numLayers: number;
   layersDone: number;
   /** The activations file after layer layersDone − 1 (null before the first layer, or when not kept). */
@@ -43,8 +44,8 @@ export const layerFileName = (layer: number) => `layer-${pad(layer)}.safetensors
 const activationsFileName = (layer: number) => `x-${pad(layer)}.safetensors`;
 
 /** What must agree between an interrupted build and the run that resumes it. */
-function identity(s: Pick<WorkState, 'branch' | 'settings' | 'base' | 'calibration' | 'numLayers'>): string {
-  return JSON.stringify([s.branch, s.settings, s.base.fingerprint, s.calibration?.digest ?? null, s.numLayers]);
+function identity(s: Pick<WorkState, 'branch' | 'settings' | 'base' | 'calibration' | 'device' | 'numLayers'>): string {
+  return JSON.stringify([s.branch, s.settings, s.base.fingerprint, s.calibration?.digest ?? null, s.device, s.numLayers]);
 }
 
 export class BranchWork {
@@ -82,7 +83,7 @@ export class BranchWork {
         throw new UserError(`${dir} holds an interrupted build of ${old.branch} (${done}): rerun with --resume to continue it, or remove the folder`);
       }
       if (identity(old) !== identity(init)) {
-        throw new UserError(`${dir} holds an interrupted build of ${old.branch} with other settings, model or calibration (${done}); remove it to start again`);
+        throw new UserError(`${dir} holds an interrupted build of ${old.branch} with other settings, model, calibration or device (${old.device}) (${done}); remove it to start again`);
       }
       const work = new BranchWork(dir, { ...old, resumes: old.resumes + 1 });
       await work.removeStrays();

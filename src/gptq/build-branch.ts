@@ -13,8 +13,9 @@ import { BranchWork, Timings, WorkState } from './branch-work';
 import { BranchWriter, packLinear } from './branch-writer';
 import { hashBranch } from './branch-hash';
 import { CalibrationSet } from './calibration-set';
-import { BaseModelRef, CalibrationRef, Manifest, MANIFEST_FILE, MANIFEST_FORMAT } from './manifest';
+import { BaseModelRef, CalibrationRef, Device, Manifest, MANIFEST_FILE, MANIFEST_FORMAT } from './manifest';
 import { PipelineEvents, quantizeLayers, StageTimes } from './pipeline';
+import { quantizeLayersCuda } from './pipeline-cuda';
 import { QuantizeSettings } from './settings';
 
 const VERSION: string = require('../../package.json').version;
@@ -24,6 +25,7 @@ export interface BuildOptions {
   base: BaseModelRef;
   branch: string;
   settings: QuantizeSettings;
+  device: Device;
   /** Null for round-to-nearest. */
   calib: CalibrationSet | null;
   /** The calibration's dataset as the user named it. */
@@ -54,7 +56,8 @@ export function calibrationRef(c: CalibrationSet | null, dataset: string, split:
 export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
   const c = o.model.config;
   const init: Omit<WorkState, 'format' | 'layersDone' | 'activations' | 'timings' | 'resumes'> = {
-    branch: o.branch, settings: o.settings, base: o.base, calibration: calibrationRef(o.calib, o.dataset, o.split), numLayers: c.numLayers,
+    branch: o.branch, settings: o.settings, base: o.base, calibration: calibrationRef(o.calib, o.dataset, o.split), device: o.device,
+    numLayers: c.numLayers,
   };
   const work = await BranchWork.open(o.workDir, init, o.resume);
   const startLayer = work.layersDone;
@@ -66,7 +69,7 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
     let layerTensors: TensorData[] = [];
     let last: Record<(typeof STAGES)[number], number> = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
     let wall = now();
-    const res = await quantizeLayers(
+    const res = await (o.device === 'cuda' ? quantizeLayersCuda : quantizeLayers)(
       o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
       async (layer, name, solve, shape) => {
         layerTensors.push(...(await packLinear(layer, name, solve, shape, o.settings.bits, o.settings.groupSize)));
@@ -75,6 +78,7 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
       {
         startLayer,
         x,
+        wantX: o.keepActivations,
         onLayerDone: async (layer, xs, times: StageTimes) => {
           const add: Partial<Timings> = {};
           for (const k of STAGES) add[k] = times[k] - last[k];
@@ -110,7 +114,7 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
       work.addTimings({ assemble: now() - ta, seconds: now() - ta });
       manifest = {
         format: MANIFEST_FORMAT, branch: o.branch, tool: { name: 'gptq-forge', version: VERSION }, base: o.base,
-        settings: o.settings, calibration: init.calibration, files: hashes.files, tensors: hashes.tensors,
+        settings: o.settings, calibration: init.calibration, device: o.device, files: hashes.files, tensors: hashes.tensors,
         timings: roundTimings(work.timings), resumes: work.resumes, createdAt: new Date().toISOString(),
       };
       await atomicWriteFile(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);

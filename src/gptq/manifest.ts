@@ -41,6 +41,8 @@ export interface CalibrationRef {
   digest: string;
 }
 
+export type Device = 'cpu' | 'cuda';
+
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   /** Branch name, e.g. `gptq-4bit-128g-actorder_True`; `main` is pushed to the Hub's main branch. */
@@ -50,6 +52,8 @@ export interface Manifest {
   settings: QuantizeSettings;
   /** Null for round-to-nearest branches (no calibration). */
   calibration: CalibrationRef | null;
+  /** The engine that quantized it (files are bit-identical only from the same engine). */
+  device: Device;
   /** Every file of the branch folder except manifest.json itself, sorted by path. */
   files: ManifestFile[];
   /** sha256 of each tensor's data bytes in the weights file, by tensor name. */

@@ -13,7 +13,8 @@ import { f32ToF16 } from '../io/dtypes';
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import { CudaLayerConfig, CudaSession, cudaAvailable, cudaInfo, embed, f16ToF32 } from '../native';
-import { LinearReport, LinearSink, PipelineEvents, PipelineResult, StageTimes } from './pipeline';
+import { LayerRange, LinearReport, LinearSink, PipelineEvents, PipelineResult, StageTimes } from './pipeline';
+import { Device } from './manifest';
 import { BLOCK_SIZE, linearShape, QuantizeSettings } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
@@ -47,32 +48,51 @@ export function checkCudaSettings(s: QuantizeSettings): void {
 }
 
 /**
+ * The engine for a build: the one asked for (cuda is checked here), or by default cuda where a
+ * device is visible and the settings run on it, cpu otherwise.
+ */
+export function pickDevice(asked: Device | undefined, s: QuantizeSettings): Device {
+  if (asked === 'cuda') checkCudaSettings(s);
+  if (asked) return asked;
+  return cudaAvailable() && !s.rtn && !s.mse && s.trueSequential ? 'cuda' : 'cpu';
+}
+
+/**
  * Quantizes every decoder layer on the GPU. `calib` holds nsamples × seqlen token ids.
  * `config` chooses the solve's precision (defaults as the CPU engine) and the memory budget.
  */
 export async function quantizeLayersCuda(
   model: LlamaModel, calib: Int32Array, seqlen: number, s: QuantizeSettings, sink: LinearSink,
-  events: PipelineEvents = {}, config: CudaLayerConfig = {},
+  events: PipelineEvents = {}, range: LayerRange = { startLayer: 0, x: null }, config: CudaLayerConfig = {},
 ): Promise<PipelineResult> {
   checkCudaSettings(s);
   const c = model.config;
   const d = model.dims(true);
   const times: StageTimes = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
   const linears: LinearReport[] = [];
-  const total = c.numLayers * 7;
+  const start = range.startLayer;
+  const total = (c.numLayers - start) * 7;
   let done = 0;
   const opts = {
     bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
     sym: s.sym, mse: false, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
   };
-  const windows = calib.length / seqlen, tokens = windows * seqlen;
-  const x = Array.from({ length: windows }, () => new Float32Array(seqlen * c.hiddenSize));
-  await embed(calib, await model.embedding(), c.vocabSize, x);
+  const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;
+  let x: Float32Array[];
+  if (start === 0) {
+    x = Array.from({ length: windows }, () => new Float32Array(per));
+    await embed(calib, await model.embedding(), c.vocabSize, x);
+  } else {
+    if (range.x === null || range.x.length !== windows || range.x.some((a) => a.length !== per)) {
+      throw new Error(`quantizeLayersCuda: layer ${start} needs ${windows} activation windows of ${seqlen}×${c.hiddenSize}`);
+    }
+    x = range.x;
+  }
   const xh = new Uint16Array(tokens * c.hiddenSize);
-  x.forEach((w, i) => xh.set(toHalf(w), i * seqlen * c.hiddenSize));
+  x.forEach((w, i) => xh.set(toHalf(w), i * per));
   const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize);
   try {
-    for (let layer = 0; layer < c.numLayers; layer++) {
+    for (let layer = start; layer < c.numLayers; layer++) {
       const t0 = now();
       const w = await model.layer(layer);
       const weights = {
@@ -105,6 +125,15 @@ export async function quantizeLayersCuda(
         linears.push(report);
         events.onLinear?.(report);
         events.onProgress?.(++done, total, `layer ${layer + 1}/${c.numLayers} ${name} loss ${L.loss.toPrecision(4)}`);
+      }
+      if (range.onLayerDone) {
+        // The layer's outputs (fp16 on the GPU, so exact in fp32) only when the caller keeps them.
+        let out: Float32Array[] | null = null;
+        if (range.wantX !== false) {
+          const all = await f16ToF32(await session.read());
+          out = Array.from({ length: windows }, (_, w) => all.slice(w * per, (w + 1) * per));
+        }
+        await range.onLayerDone(layer, out, times);
       }
     }
   } finally {

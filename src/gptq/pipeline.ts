@@ -63,6 +63,8 @@ export interface LayerRange {
   x: Float32Array[] | null;
   /** Called once a layer is complete: its outputs (null with rtn) and the stage times so far. */
   onLayerDone?(layer: number, x: Float32Array[] | null, times: StageTimes): Promise<void>;
+  /** false: onLayerDone does not need the outputs (spares the CUDA engine a copy to the host). */
+  wantX?: boolean;
 }
 
 export interface PipelineResult {

@@ -19,6 +19,7 @@ export function writeManifest(
     base: { model: base, revision: null, fingerprint: 'f'.repeat(64) },
     settings,
     calibration,
+    device: 'cpu',
     files,
     tensors: {},
     timings: { seconds: 1, load: 0, forward: 0, hessian: 0, solve: 1, sink: 0, assemble: 0 },

@@ -3,7 +3,7 @@
  * exportLlamaOnnx: one session run per window, fetching only the `nll` output, reduced with
  * the same protocol as the native engine (src/eval/perplexity.ts).
  */
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { UserError } from '../../errors';
 import { perplexityFromWindowNll } from '../../data/windows';
 import type { PerplexityResult } from '../perplexity';
@@ -15,7 +15,20 @@ export interface OnnxPerplexityOptions {
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
-export async function openOnnxSession(file: string, threads: number): Promise<ort.InferenceSession> {
+/**
+ * onnxruntime-node, loaded on first use: only `--engine onnx` needs it, and the offline bundle
+ * for GPU hosts leaves out its 290 MB of binaries.
+ */
+function ortModule(): typeof Ort {
+  try {
+    return require('onnxruntime-node') as typeof Ort;
+  } catch (e) {
+    throw new UserError(`--engine onnx needs the onnxruntime-node package, which cannot be loaded here (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+export async function openOnnxSession(file: string, threads: number): Promise<Ort.InferenceSession> {
+  const ort = ortModule();
   try {
     return await ort.InferenceSession.create(file, {
       executionProviders: ['cpu'],
@@ -30,7 +43,7 @@ export async function openOnnxSession(file: string, threads: number): Promise<or
 
 /** Per-token next-token NLL [windows × (seqlen − 1)] of `tokens` (window after window). */
 export async function evaluatePerplexityOnnx(
-  session: ort.InferenceSession, tokens: Int32Array, seqlen: number, opts: OnnxPerplexityOptions,
+  session: Ort.InferenceSession, tokens: Int32Array, seqlen: number, opts: OnnxPerplexityOptions,
 ): Promise<PerplexityResult> {
   const windows = tokens.length / seqlen;
   if (!Number.isInteger(windows) || windows < 1) {
@@ -39,6 +52,7 @@ export async function evaluatePerplexityOnnx(
   if (!session.outputNames.includes('nll')) {
     throw new UserError('the ONNX model has no "nll" output (was it written by gptq export-onnx?)');
   }
+  const ort = ortModule();
   const windowMeans: number[] = [];
   const tokenNll = opts.keepTokens ? new Float32Array(windows * (seqlen - 1)) : undefined;
   for (let w = 0; w < windows; w++) {
