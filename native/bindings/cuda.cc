@@ -35,21 +35,6 @@ gfc::Context& context() {
   return *ctx;
 }
 
-gf::GptqOptions gptq_options(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
-  Napi::Object o = v.As<Napi::Object>();
-  gf::GptqOptions g;
-  g.bits = (int)int_arg(env, o, "bits");
-  g.group_size = (int64_t)num_arg(env, o, "groupSize");
-  g.act_order = o.Get("actOrder").ToBoolean();
-  g.static_groups = o.Get("staticGroups").ToBoolean();
-  g.sym = o.Get("sym").ToBoolean();
-  g.mse = o.Get("mse").ToBoolean();
-  g.damp_percent = (float)num_arg(env, o, "dampPercent");
-  g.block_size = int_arg(env, o, "blockSize");
-  return g;
-}
-
 gfc::SolveConfig solve_config(const Napi::Value& v) {
   gfc::SolveConfig c;
   if (v.IsObject()) {
@@ -97,7 +82,7 @@ class CudaGptqQuantize : public PromiseWorker {
     Napi::Env env = info.Env();
     N_ = info[2].As<Napi::Number>().Int64Value();
     K_ = info[3].As<Napi::Number>().Int64Value();
-    o_ = gptq_options(env, info[4]);
+    o_ = gptq_options_arg(env, info[4]);
     cfg_ = solve_config(info[5]);
     w_ = hold<float>(env, info[0], "W", N_ * K_);
     h_ = hold<float>(env, info[1], "H", K_ * K_);
@@ -212,7 +197,7 @@ class CudaQuantizeLayer : public PromiseWorker {
                         int_arg(env, d, "kvHeads"), int_arg(env, d, "headDim"), (float)num_arg(env, d, "eps"),
                         (float)num_arg(env, d, "ropeTheta")};
     if (d_.hidden != s_->hidden) throw Napi::RangeError::New(env, "dims.hidden: does not match the session");
-    o_.gptq = gptq_options(env, info[3]);
+    o_.gptq = gptq_options_arg(env, info[3]);
     o_.solve = solve_config(info[4]);
     if (info[4].IsObject()) {
       Napi::Object c = info[4].As<Napi::Object>();

@@ -13,9 +13,8 @@
 #include "util.h"
 
 namespace gfb {
-namespace {
 
-gf::GptqOptions options_arg(const Napi::Env& env, const Napi::Value& v) {
+gf::GptqOptions gptq_options_arg(const Napi::Env& env, const Napi::Value& v) {
   if (!v.IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
   Napi::Object o = v.As<Napi::Object>();
   gf::GptqOptions g;
@@ -30,6 +29,9 @@ gf::GptqOptions options_arg(const Napi::Env& env, const Napi::Value& v) {
   g.block_size = int_arg(env, o, "blockSize");
   return g;
 }
+
+namespace {
+
 
 // layerStep(step, x[], aux[], out[], weights, dims, seqlen, wantHessian)
 //   → { h: Float32Array [K*K] | null, forwardSeconds, hessianSeconds }
@@ -114,7 +116,7 @@ class GptqQuantize : public PromiseWorker {
     Napi::Env env = info.Env();
     N_ = info[2].As<Napi::Number>().Int64Value();
     K_ = info[3].As<Napi::Number>().Int64Value();
-    o_ = options_arg(env, info[4]);
+    o_ = gptq_options_arg(env, info[4]);
     w_ = hold<float>(env, info[0], "W", N_ * K_);
     rtn_ = info[1].IsNull();
     if (!rtn_) h_ = hold<float>(env, info[1], "H", K_ * K_);

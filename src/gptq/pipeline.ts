@@ -9,7 +9,7 @@ import { LinearName } from '../model/weights';
 import {
   embed, GptqSolve, gptqQuantize, layerStep, LayerStep, LayerWeightsF32,
 } from '../native';
-import { BLOCK_SIZE, linearShape, QuantizeSettings } from './settings';
+import { linearShape, QuantizeSettings, solverOptions } from './settings';
 
 /** True-sequential groups: the step that yields their input's Hessian, and their members. */
 const GROUPS: { step: LayerStep; linears: LinearName[] }[] = [
@@ -88,10 +88,7 @@ export async function quantizeLayers(
   const start = range.startLayer;
   const total = (c.numLayers - start) * 7;
   let done = 0;
-  const opts = {
-    bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
-    sym: s.sym, mse: !!s.mse, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
-  };
+  const opts = solverOptions(s);
 
   const quantize = async (layer: number, w: LayerWeightsF32, name: LinearName, h: Float32Array | null) => {
     const shape = linearShape(c, name);

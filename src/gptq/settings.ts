@@ -7,6 +7,14 @@ import { SUPPORTED_BITS } from './format';
 
 export const BLOCK_SIZE = 128;
 
+/** The solver's options for these settings (either engine). */
+export function solverOptions(s: QuantizeSettings): GptqOptions {
+  return {
+    bits: s.bits, groupSize: s.groupSize, actOrder: s.actOrder, staticGroups: s.staticGroups,
+    sym: s.sym, mse: !!s.mse, dampPercent: s.dampPercent, blockSize: BLOCK_SIZE,
+  };
+}
+
 /** The solver's options (GptqOptions, less the fixed block size) plus the pipeline's. */
 export interface QuantizeSettings extends Omit<GptqOptions, 'blockSize'> {
   trueSequential: boolean;
