@@ -46,7 +46,8 @@ export function buildProgram(): Command {
 export async function run(argv: string[]): Promise<number> {
   // stdout carries results (--json); libraries' chatter (@huggingface/hub logs each download
   // with console.debug) goes to stderr with the progress output.
-  console.debug = (...args: unknown[]) => console.error(...args);
+  // --quiet (every command has it) silences that chatter too.
+  console.debug = argv.includes('--quiet') ? () => undefined : (...args: unknown[]) => console.error(...args);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
