@@ -4,7 +4,7 @@
  * arguments are validated here first (name, expected, got).
  */
 import {
-  check, checkGptqOptions, checkLength, GptqOptions, GptqSolve, nativeAddon,
+  check, checkGptqOptions, checkLength, GptqOptions, GptqSolve, nativeAddon, NativeDims,
 } from './index';
 
 export interface CudaInfo {
@@ -31,16 +31,8 @@ export interface CudaLayerConfig extends CudaSolveConfig {
   wantQ?: boolean;
 }
 
-/** Layer dimensions the CUDA layer call needs (fp16 activations throughout). */
-export interface CudaLayerDims {
-  hidden: number;
-  ffn: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  eps: number;
-  ropeTheta: number;
-}
+/** Layer dimensions the CUDA layer call needs: the CPU kernels' less round16 (fp16 activations throughout). */
+export type CudaLayerDims = Omit<NativeDims, 'round16'>;
 
 /** One decoder layer's fp16 weights (bits), row-major [out, in]; stacks as the GPU solves them. */
 export interface CudaLayerWeights {
