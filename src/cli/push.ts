@@ -3,7 +3,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { readJsonFile } from '../io/json-file';
-import { CardBranch, commitDescription, commitTitle, formatSize, modelCard } from '../hub/model-card';
+import { formatSize } from '../eval/report';
+import { CardBranch, commitDescription, commitTitle, modelCard } from '../hub/model-card';
 import {
   CARD_FILE, FinishedBranch, UploadFile, memoryFile, scanBranches, selectBranches, verifyBranch,
 } from '../hub/push-branches';

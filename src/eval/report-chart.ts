@@ -1,4 +1,5 @@
 /** The report's chart: size on disk (x) against perplexity (y), one labelled point per row. */
+import { formatSize } from './report';
 import { ReportRow } from './report-types';
 
 const W = 760, H = 480;
@@ -16,17 +17,6 @@ export function niceTicks(lo: number, hi: number, count = 6): number[] {
   const ticks: number[] = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
   return ticks;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let u = 0;
-  let v = n;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return `${v >= 100 || u === 0 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2)} ${units[u]}`;
 }
 
 export function renderChart(rows: readonly ReportRow[], title: string): string {
@@ -47,7 +37,7 @@ export function renderChart(rows: readonly ReportRow[], title: string): string {
     if (t < x0 || t > x1) continue;
     const x = px(t).toFixed(1);
     out.push(`<line x1="${x}" y1="${M.top}" x2="${x}" y2="${H - M.bottom}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${x}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(formatBytes(t))}</text>`);
+    out.push(`<text x="${x}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(formatSize(t))}</text>`);
   }
   for (const t of niceTicks(y0, y1)) {
     if (t < y0 || t > y1) continue;
@@ -62,7 +52,7 @@ export function renderChart(rows: readonly ReportRow[], title: string): string {
     const x = px(r.sizeBytes), y = py(r.perplexity);
     const anchor = x > W * 0.7 ? 'end' : 'start';
     const dx = anchor === 'end' ? -8 : 8;
-    out.push(`<circle class="point" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${COLORS[r.kind]}"><title>${esc(`${r.name}: ${r.perplexity.toFixed(3)}, ${formatBytes(r.sizeBytes)}`)}</title></circle>`);
+    out.push(`<circle class="point" cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="5" fill="${COLORS[r.kind]}"><title>${esc(`${r.name}: ${r.perplexity.toFixed(3)}, ${formatSize(r.sizeBytes)}`)}</title></circle>`);
     // Alternate labels above and below to keep neighbours apart.
     const dy = i % 2 === 0 ? -8 : 16;
     out.push(`<text x="${(x + dx).toFixed(1)}" y="${(y + dy).toFixed(1)}" text-anchor="${anchor}" fill="${COLORS[r.kind]}">${esc(r.name)}</text>`);

@@ -10,8 +10,18 @@ import { SafetensorsFile } from '../io/safetensors-reader';
 import { LINEARS, linearWeight } from '../model/weights';
 import { LlamaConfig } from '../model/config';
 import { quantizedTensorNames } from '../gptq/format';
-import { formatBytes } from './report-chart';
 import { Report, ReportRow } from './report-types';
+
+/**
+ * A byte count for people, in decimal units as the Hub and TheBloke's tables show sizes: 2
+ * decimals in B, kB, MB or GB (the report, its chart and the model card).
+ */
+export function formatSize(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(2)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(2)} kB`;
+  return `${bytes} B`;
+}
 
 /** Bytes on disk of the files of a folder (recursively). */
 export async function folderBytes(dir: string): Promise<number> {
@@ -83,7 +93,7 @@ export function renderMarkdown(report: Report, chartFile: string): string {
     const damp = r.dampPercent === null ? '' : String(r.dampPercent);
     const build = r.buildSeconds === null ? '' : `${r.buildSeconds.toFixed(0)} s`;
     lines.push(
-      `| ${r.name} | ${r.bits} | ${gs} | ${act} | ${damp} | ${r.dataset ?? ''} | ${r.seqlen ?? ''} | ${formatBytes(r.sizeBytes)} | ` +
+      `| ${r.name} | ${r.bits} | ${gs} | ${act} | ${damp} | ${r.dataset ?? ''} | ${r.seqlen ?? ''} | ${formatSize(r.sizeBytes)} | ` +
         `${fmt(r.bitsPerWeight, 2)} | ${fmt(r.perplexity, 3)} | ${rel} | ${build} | ${describe(r)} |`,
     );
   }

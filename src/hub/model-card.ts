@@ -6,6 +6,7 @@
  */
 import type { Manifest } from '../gptq/manifest';
 import type { Report, ReportRow } from '../eval/report-types';
+import { formatSize } from '../eval/report';
 
 export interface CardBranch {
   name: string;
@@ -30,14 +31,6 @@ export interface CardInput {
 
 /** A YAML scalar: JSON's double-quoted strings are valid YAML. */
 const y = (s: string) => JSON.stringify(s);
-
-/** Decimal units, as the Hub and TheBloke's tables show sizes. */
-export function formatSize(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(2)} MB`;
-  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(2)} kB`;
-  return `${bytes} B`;
-}
 
 /** One sentence saying what the branch is, in the style of TheBloke's Desc column. */
 export function describeBranch(m: Manifest): string {
