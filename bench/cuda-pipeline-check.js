@@ -36,7 +36,7 @@ const { quantizeLayersCuda } = require(path.join(root, 'dist/gptq/pipeline-cuda'
     const rc = await quantizeLayers(model, calib, seqlen, s, record(cpu));
     const cpuS = (Date.now() - t) / 1e3;
     t = Date.now();
-    const rg = await quantizeLayersCuda(model, calib, seqlen, s, record(gpu));
+    const rg = await quantizeLayersCuda(model, calib, seqlen, s, record(gpu), {}, { startLayer: 0, x: null }, { wantCodes: true });
     const gpuS = (Date.now() - t) / 1e3;
     console.log(`\nact-order ${actOrder}: ${calib.length / seqlen} × ${seqlen} tokens, ${model.config.numLayers} layers: CPU ${cpuS.toFixed(1)} s ${JSON.stringify(rc.times)}; GPU ${gpuS.toFixed(1)} s ${JSON.stringify(rg.times)}`);
     console.log('     linear                         CPU loss     GPU loss    rel %  codes identical %  same perm');

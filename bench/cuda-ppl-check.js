@@ -13,7 +13,7 @@ const os = require('node:os');
 const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const { LlamaModel } = require(path.join(root, 'dist/model/llama-model'));
-const { BranchWriter } = require(path.join(root, 'dist/gptq/branch-writer'));
+const { BranchWriter, packLinear } = require(path.join(root, 'dist/gptq/branch-writer'));
 const { quantizeLayers } = require(path.join(root, 'dist/gptq/pipeline'));
 const { quantizeLayersCuda } = require(path.join(root, 'dist/gptq/pipeline-cuda'));
 const { evaluatePerplexity } = require(path.join(root, 'dist/eval/perplexity'));
@@ -41,9 +41,10 @@ const ints = (file) => {
   for (const [engine, run, windows] of [['cpu', quantizeLayers, calib], ['cpu-reversed', quantizeLayers, reversed],
     ['cuda', dry ? quantizeLayers : quantizeLayersCuda, calib]]) {
     const out = path.join(work, engine);
-    const writer = await BranchWriter.create(out, model, s, { force: true, modelNameOrPath: 'llama2-s' });
+    const writer = await BranchWriter.create(out, `${out}.tmp`, model, s, { modelNameOrPath: 'llama2-s' });
     const t0 = Date.now();
-    const r = await run(model, windows, seqlen, s, (l, n, solve, shape) => writer.writeLinear(l, n, solve, shape));
+    const r = await run(model, windows, seqlen, s, async (l, n, solve, shape) =>
+      writer.writeTensors(await packLinear(l, n, solve, shape, s.bits, s.groupSize)));
     await writer.finish();
     const loss = r.linears.reduce((a, l) => a + l.loss, 0);
     console.log(`${engine}: quantized in ${((Date.now() - t0) / 1e3).toFixed(1)} s, Σ loss ${loss.toPrecision(6)}, stages ${JSON.stringify(r.times)}`);

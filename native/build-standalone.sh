@@ -17,12 +17,12 @@ fi
 addon_api="$root/node_modules/node-addon-api"
 [ -f "$addon_api/napi.h" ] || { echo "build-standalone: node-addon-api headers not found in $addon_api" >&2; exit 1; }
 march="${GPTQ_FORGE_MARCH:-native}"
-sources=$(grep -o '"native/[^"]*\.cc"' binding.gyp | tr -d '"' | grep -v 'bindings/cuda\.cc' | tr '\n' ' ')
+sources=$(grep -o '"native/[^"]*\.cc"' binding.gyp | tr -d '"' | grep -v 'bindings/cuda' | tr '\n' ' ')
 mkdir -p build/Release build/standalone
 # The CUDA backend when nvcc, cuBLAS and cuSOLVER are there (one line saying why not otherwise).
 cuda_flags=() cuda_libs=()
 if [ "$(bash native/build-cuda.sh --gyp)" = 1 ]; then
-  sources="$sources native/bindings/cuda.cc"
+  sources="$sources native/bindings/cuda.cc native/bindings/cuda_weights.cc"
   cuda_flags=(-DGPTQ_FORGE_CUDA)
   for d in $(cat build/cuda/include-dirs.txt); do cuda_flags+=(-I"$d"); done
   read -r -a cuda_libs < build/cuda/link-flags.txt || true  # (no trailing newline: read returns 1)

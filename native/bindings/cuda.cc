@@ -3,12 +3,16 @@
 //   cudaGptqQuantize(W, H, N, K, options, config)  one linear's solve on the GPU (same result
 //                                                  object as gptqQuantize)
 //   cudaSessionCreate(x, tokens, seqlen, hidden)    calibration activations (fp16 bits) → GPU
-//   cudaQuantizeLayer(session, weights, dims, options, config)
-//                                                  one whole decoder layer, true-sequential;
-//                                                  the session's activations become its outputs
-//   cudaSessionRead(session)                       the activations back (fp16 bits)
+//   cudaSessionLoad(session, slot, shape, entries) a layer's weights → a pinned host slot
+//                                                  (cuda_weights.cc; runs beside a layer call)
+//   cudaQuantizeLayer(session, slot, dims, options, config)
+//                                                  one whole decoder layer (weights from the
+//                                                  slot), true-sequential; the session's
+//                                                  activations become its outputs
+//   cudaSessionRead(session, dst, firstToken)      activations back (fp16 bits) into dst
 //   cudaSessionFree(session)                       (sync) frees the GPU memory now
-// A session must not be used by two calls at once (the TypeScript wrapper serialises them).
+// Calls on one session are serialised by the TypeScript wrapper, except that a load into one
+// slot runs beside the layer call on the other.
 #include <cuda_fp16.h>
 
 #include <cmath>
@@ -22,6 +26,7 @@
 #include "../kernels/cuda/gptq.h"
 #include "../kernels/cuda/layer_quant.h"
 #include "bindings.h"
+#include "cuda_session.h"
 #include "util.h"
 
 namespace gfb {
@@ -45,26 +50,23 @@ gfc::SolveConfig solve_config(const Napi::Value& v) {
   return c;
 }
 
-struct Session {
-  gfc::DevBuf<__half> x;
-  int64_t tokens = 0, seqlen = 0, hidden = 0;
-};
-
-Session* session_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(env, "session: expected a CUDA session");
-  Session* s = v.As<Napi::External<Session>>().Data();
-  if (!s->x.get()) throw Napi::Error::New(env, "session: already freed");
-  return s;
-}
-
 Napi::Object solve_object(const Napi::Env& env, const gfc::LinearOut& L) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("name", L.name);
   out.Set("n", (double)L.n);
   out.Set("k", (double)L.k);
-  out.Set("codes", to_js(env, L.codes));
-  out.Set("scales", to_js(env, L.scales));
-  out.Set("zeros", to_js(env, L.zeros));
+  if (!L.scales.empty()) {
+    out.Set("codes", to_js(env, L.codes));
+    out.Set("scales", to_js(env, L.scales));
+    out.Set("zeros", to_js(env, L.zeros));
+  }
+  if (!L.qweight.empty()) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("qweight", to_js(env, L.qweight));
+    p.Set("qzeros", to_js(env, L.qzeros));
+    p.Set("scales", to_js(env, L.scales16));
+    out.Set("packed", p);
+  }
   out.Set("gIdx", to_js(env, L.g_idx));
   out.Set("perm", to_js(env, L.perm));
   if (!L.q.empty()) out.Set("q16", to_js(env, L.q));
@@ -162,67 +164,73 @@ class CudaSessionCreate : public PromiseWorker {
   std::unique_ptr<Session> s_;
 };
 
+// cudaSessionRead(session, dst: Uint16Array, firstToken): the activations of dst.length / hidden
+// tokens from firstToken on into dst (the caller allocates: no second host copy).
 class CudaSessionRead : public PromiseWorker {
  public:
   CudaSessionRead(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    s_ = session_arg(info.Env(), info[0]);
+    Napi::Env env = info.Env();
+    s_ = session_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
+    dst_ = hold<uint16_t>(env, info[1], "dst");
+    first_ = info[2].As<Napi::Number>().Int64Value();
+    if (first_ < 0 || dst_.length % s_->hidden || first_ + (int64_t)(dst_.length / s_->hidden) > s_->tokens)
+      throw Napi::RangeError::New(env, "dst: not whole tokens within the session's activations");
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
     gfc::Context& ctx = context();
-    x_.resize(s_->tokens * s_->hidden);
-    CUDA_CHECK(cudaMemcpyAsync(x_.data(), s_->x.get(), x_.size() * 2, cudaMemcpyDeviceToHost, ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst_.data, s_->x.get() + first_ * s_->hidden, dst_.length * 2, cudaMemcpyDeviceToHost, ctx.stream));
     ctx.sync();
   }
-  Napi::Value Result(Napi::Env env) override { return to_js(env, x_); }
 
  private:
   Session* s_;
   Napi::Reference<Napi::Value> ref_;
-  std::vector<uint16_t> x_;
+  Held<uint16_t> dst_;
+  int64_t first_ = 0;
 };
 
-// weights: { qkv, o, gateUp, down, inputNorm, postNorm } fp16 bits (Uint16Array), stacks as in
-// layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta }.
+// slot: the session's host slot holding the layer's weights (cudaSessionLoad), stacks as in
+// layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta };
+// config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked, wantQ }.
 class CudaQuantizeLayer : public PromiseWorker {
  public:
   CudaQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
     s_ = session_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
+    slot_ = info[1].As<Napi::Number>().Int32Value();
+    if (slot_ < 0 || slot_ > 1) throw Napi::RangeError::New(env, "slot: expected 0 or 1");
     if (!info[2].IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
     Napi::Object d = info[2].As<Napi::Object>();
     d_ = gfc::LayerDims{int_arg(env, d, "hidden"), int_arg(env, d, "ffn"), int_arg(env, d, "heads"),
                         int_arg(env, d, "kvHeads"), int_arg(env, d, "headDim"), (float)num_arg(env, d, "eps"),
                         (float)num_arg(env, d, "ropeTheta")};
     if (d_.hidden != s_->hidden) throw Napi::RangeError::New(env, "dims.hidden: does not match the session");
+    const HostSlot& slot = s_->slots[slot_];
+    if (!slot.data || slot.counts != LayerShape{d_.hidden, d_.ffn, d_.heads, d_.kv_heads, d_.head_dim}.counts())
+      throw Napi::Error::New(env, "slot " + std::to_string(slot_) + ": no weights of this layer shape were loaded");
     o_.gptq = gptq_options_arg(env, info[3]);
     o_.solve = solve_config(info[4]);
     if (info[4].IsObject()) {
       Napi::Object c = info[4].As<Napi::Object>();
       if (c.Get("memBudgetGb").IsNumber()) o_.mem_budget_gb = num_arg(env, c, "memBudgetGb");
       o_.want_q = c.Get("wantQ").ToBoolean();
+      o_.want_packed = c.Get("wantPacked").ToBoolean();
+      if (c.Has("wantCodes")) o_.want_codes = c.Get("wantCodes").ToBoolean();
     }
-    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "weights: expected an object");
-    Napi::Object w = info[1].As<Napi::Object>();
-    const int64_t H = d_.hidden, F = d_.ffn, QD = d_.heads * d_.head_dim, KVD = d_.kv_heads * d_.head_dim;
-    qkv_ = hold<uint16_t>(env, w.Get("qkv"), "weights.qkv", (QD + 2 * KVD) * H);
-    o_w_ = hold<uint16_t>(env, w.Get("o"), "weights.o", H * QD);
-    gu_ = hold<uint16_t>(env, w.Get("gateUp"), "weights.gateUp", 2 * F * H);
-    down_ = hold<uint16_t>(env, w.Get("down"), "weights.down", H * F);
-    n1_ = hold<uint16_t>(env, w.Get("inputNorm"), "weights.inputNorm", H);
-    n2_ = hold<uint16_t>(env, w.Get("postNorm"), "weights.postNorm", H);
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
     gfc::Context& ctx = context();
-    auto up = [&](const Held<uint16_t>& h) {
-      gfc::DevBuf<__half> b(h.length);
-      CUDA_CHECK(cudaMemcpyAsync(b.get(), h.data, h.length * 2, cudaMemcpyHostToDevice, ctx.stream));
+    const HostSlot& slot = s_->slots[slot_];
+    auto up = [&](int part) {
+      gfc::DevBuf<__half> b(slot.counts[part]);
+      CUDA_CHECK(cudaMemcpyAsync(b.get(), slot.part(part), slot.counts[part] * 2, cudaMemcpyHostToDevice, ctx.stream));
       return b;
     };
-    auto qkv = up(qkv_), o = up(o_w_), gu = up(gu_), down = up(down_), n1 = up(n1_), n2 = up(n2_);
+    auto qkv = up(kQkv), o = up(kO), gu = up(kGateUp), down = up(kDown), n1 = up(kInputNorm), n2 = up(kPostNorm);
     const gfc::LayerDev w{qkv.get(), o.get(), gu.get(), down.get(), n1.get(), n2.get()};
     gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), w, o_, out_, &t_);
     ctx.sync();
@@ -248,8 +256,8 @@ class CudaQuantizeLayer : public PromiseWorker {
   Session* s_;
   Napi::Reference<Napi::Value> ref_;
   gfc::LayerDims d_;
+  int slot_ = 0;
   gfc::LayerQuantOptions o_;
-  Held<uint16_t> qkv_, o_w_, gu_, down_, n1_, n2_;
   std::vector<gfc::LinearOut> out_;
   gfc::LayerTimes t_;
 };
@@ -258,6 +266,7 @@ Napi::Value SessionFree(const Napi::CallbackInfo& info) {
   Session* s = session_arg(info.Env(), info[0]);
   std::lock_guard<std::mutex> lock(g_mu);
   s->x.release();
+  for (auto& slot : s->slots) slot.free();
   return info.Env().Undefined();
 }
 
@@ -288,6 +297,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaSessionRead", Napi::Function::New(env, start<CudaSessionRead>));
   exports.Set("cudaQuantizeLayer", Napi::Function::New(env, start<CudaQuantizeLayer>));
   exports.Set("cudaSessionFree", Napi::Function::New(env, SessionFree));
+  RegisterCudaWeights(env, exports);
 }
 
 }  // namespace gfb

@@ -1,6 +1,7 @@
 // Bindings of the CPU Llama forward: every function returns a promise (PromiseWorker).
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "../kernels/cpu/gemm.h"
 #include "../kernels/cpu/half.h"
@@ -36,6 +37,30 @@ class F16ToF32 : public PromiseWorker {
   Held<uint16_t> src_;
   Held<float> dst_;
   int64_t non_finite_ = 0;
+};
+
+// f32ToF16(src: Float32Array, dst: Uint16Array) → how many values were not exact in fp16.
+class F32ToF16 : public PromiseWorker {
+ public:
+  F32ToF16(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    src_ = hold<float>(info.Env(), info[0], "src");
+    dst_ = hold<uint16_t>(info.Env(), info[1], "dst", (int64_t)src_.length);
+  }
+  void Run() override {
+    const int64_t n = (int64_t)src_.length, chunk = 1 << 20, chunks = (n + chunk - 1) / chunk;
+    std::vector<int64_t> inexact(chunks, 0);
+    gf::parallel_for(chunks, [&](int64_t c) {
+      const int64_t i0 = c * chunk;
+      inexact[c] = gf::floats_to_halves(src_.data + i0, dst_.data + i0, std::min(chunk, n - i0));
+    });
+    for (int64_t v : inexact) inexact_ += v;
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)inexact_); }
+
+ private:
+  Held<float> src_;
+  Held<uint16_t> dst_;
+  int64_t inexact_ = 0;
 };
 
 // embed(ids: Int32Array [W*S], table: Float32Array [V*H], vocab, windows: Float32Array[] of [S*H])
@@ -190,6 +215,7 @@ class PeakFlops : public PromiseWorker {
 
 void RegisterForward(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New(env, start<F16ToF32>));
+  exports.Set("f32ToF16", Napi::Function::New(env, start<F32ToF16>));
   exports.Set("embed", Napi::Function::New(env, start<Embed>));
   exports.Set("decoderLayer", Napi::Function::New(env, start<DecoderLayer>));
   exports.Set("windowNll", Napi::Function::New(env, start<WindowNll>));

@@ -17,7 +17,7 @@ import { validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
-import { deviceOption, nonNegativeInt, positiveInt } from './options';
+import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface BranchesFlags {
@@ -34,6 +34,7 @@ interface BranchesFlags {
   nsamples?: number;
   seqlen?: number;
   seed?: number;
+  checkpointEvery: number;
   json?: boolean;
   quiet?: boolean;
   device?: Device;
@@ -63,6 +64,7 @@ export function registerBranches(program: Command): void {
     .option('--nsamples <n>', 'override the calibration windows', positiveInt)
     .option('--seqlen <n>', 'override the tokens per calibration window', positiveInt)
     .option('--seed <n>', 'override the calibration seed', nonNegativeInt)
+    .option('--checkpoint-every <minutes>', 'keep the calibration activations for --resume at most this often (0: after every layer)', nonNegativeNumber, 10)
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
     .addOption(deviceOption())
@@ -151,7 +153,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       let resumedAt = 0;
       await buildBranch({
         model, base, branch: b.name, settings: settingsOf(b), device: devices.get(b.name)!, calib, dataset: b.dataset, split: b.split,
-        out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, keepActivations: true,
+        out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, keepActivations: true, checkpointEvery: flags.checkpointEvery * 60,
         events: {
           onProgress: (d, t, label) => progress.update(d, t, label),
           onWarning: (m) => process.stderr.write(`warning: ${b.name}: ${m}\n`),

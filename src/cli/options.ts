@@ -17,6 +17,14 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError('expected a non-negative number.');
+  }
+  return n;
+}
+
 /** `--device cpu|cuda` (default: cuda where the addon has it and a GPU is visible). */
 export function deviceOption(): Option {
   return new Option('--device <device>', 'quantization engine (default: cuda when a CUDA device is visible, else cpu)').choices(['cpu', 'cuda']);

@@ -29,7 +29,11 @@ export async function branchFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-export async function hashBranch(dir: string, onFile?: (file: string) => void): Promise<BranchHashes> {
+/**
+ * Hashes `dir`. `known` gives tensors' sha256 already computed from the bytes that were written
+ * (the build's writer): those ranges are not hashed again, the files still are (from disk).
+ */
+export async function hashBranch(dir: string, onFile?: (file: string) => void, known?: ReadonlyMap<string, string>): Promise<BranchHashes> {
   const files: ManifestFile[] = [];
   const tensors: Record<string, string> = {};
   for (const rel of await branchFiles(dir)) {
@@ -41,7 +45,9 @@ export async function hashBranch(dir: string, onFile?: (file: string) => void): 
       const st = await SafetensorsFile.open(full);
       for (const name of st.names()) {
         const info = st.info(name);
-        ranges.push({ name, start: info.offset, end: info.offset + info.byteLength, hash: createHash('sha256') });
+        const sha = known?.get(name);
+        if (sha !== undefined) tensors[name] = sha;
+        else ranges.push({ name, start: info.offset, end: info.offset + info.byteLength, hash: createHash('sha256') });
       }
       await st.close();
       ranges.sort((a, b) => a.start - b.start);

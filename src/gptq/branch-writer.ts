@@ -4,15 +4,17 @@
  * folder only once complete, so a failed or killed run never leaves something under the output
  * name that looks finished.
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
 import { f32ToF16 } from '../io/dtypes';
-import { SafetensorsWriter, TensorData, TensorSpec } from '../io/safetensors-writer';
+import { asBytes, SafetensorsWriter, TensorData, TensorSpec } from '../io/safetensors-writer';
 import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
-import { GptqSolve, packGptq } from '../native';
+import { packGptq } from '../native';
+import { QuantizedLinear } from './pipeline';
 import {
   makeQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
 } from './format';
@@ -71,7 +73,15 @@ export class BranchWriter {
       const metadata = { ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}) };
       const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, metadata);
       const bw = new BranchWriter(out, tmp, model, config, writer);
-      for (const t of copied) await writer.write(t, await model.checkpoint.read(t));
+      try {
+        for (const t of copied) {
+          const info = model.checkpoint.info(t);
+          await bw.writeTensors([{ name: t, dtype: info.dtype, shape: info.shape, data: await model.checkpoint.read(t) }]);
+        }
+      } catch (e) {
+        await writer.abort(); // closes the file, so a full disk gets its space back now
+        throw e;
+      }
       return bw;
     } catch (e) {
       await fsp.rm(tmp, { recursive: true, force: true });
@@ -79,9 +89,15 @@ export class BranchWriter {
     }
   }
 
+  /** sha256 of every tensor written so far, of the bytes handed to the writer. */
+  readonly tensorSha256 = new Map<string, string>();
+
   /** Writes tensors of the weights file's layout (each once, any order). */
   async writeTensors(tensors: readonly TensorData[]): Promise<void> {
-    for (const t of tensors) await this.writer.write(t.name, t.data);
+    for (const t of tensors) {
+      await this.writer.write(t.name, t.data);
+      this.tensorSha256.set(t.name, createHash('sha256').update(asBytes(t.data)).digest('hex'));
+    }
   }
 
   /**
@@ -114,17 +130,27 @@ export class BranchWriter {
   }
 }
 
-/** One quantized linear as the four tensors of the AutoGPTQ format. */
+/** One quantized linear as the four tensors of the AutoGPTQ format (packed here unless on the GPU). */
 export async function packLinear(
-  layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }, bits: number, groupSize: number,
+  layer: number, name: LinearName, solve: QuantizedLinear, shape: { n: number; k: number }, bits: number, groupSize: number,
 ): Promise<TensorData[]> {
-  const packed = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n);
-  const scales = new Uint16Array(solve.scales.length);
-  for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
+  let qweight: Int32Array, qzeros: Int32Array, scales: Uint16Array;
+  if (solve.packed) {
+    ({ qweight, qzeros, scales } = solve.packed);
+  } else {
+    ({ qweight, qzeros } = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n));
+    scales = new Uint16Array(solve.scales.length);
+    for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
+  }
   const names = quantizedTensorNames(prefixOf(layer, name));
   const specs = new Map(quantizedTensorSpecs(prefixOf(layer, name), shape.k, shape.n, bits, groupSize).map((t) => [t.name, t]));
-  const t = (tensor: string, data: ArrayBufferView): TensorData => ({ ...specs.get(tensor)!, data });
-  return [t(names.qweight, packed.qweight), t(names.qzeros, packed.qzeros), t(names.scales, scales), t(names.g_idx, solve.gIdx)];
+  const t = (tensor: string, data: ArrayBufferView): TensorData => {
+    const spec = specs.get(tensor)!;
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    if ((data as Int32Array).length !== n) throw new Error(`${tensor}: ${(data as Int32Array).length} values for shape [${spec.shape}]`);
+    return { ...spec, data };
+  };
+  return [t(names.qweight, qweight), t(names.qzeros, qzeros), t(names.scales, scales), t(names.g_idx, solve.gIdx)];
 }
 
 function prefixOf(layer: number, name: LinearName): string {

@@ -2,7 +2,9 @@
  * Builds one branch through its work folder: quantize the layers not yet committed (per-layer
  * checkpoints, see branch-work.ts), then assemble the AutoGPTQ branch from the layer files,
  * write its manifest and swap it in under its final name. `gptq quantize` and `gptq branches`
- * both build this way; only `branches` keeps the activations that make a build resumable.
+ * both build this way; only `branches` keeps the activations that make a build resumable, at
+ * checkpoints at most `checkpointEvery` seconds apart (writing them costs: 8.6 GB per layer for
+ * Llama-2-70B at 128 × 4096).
  */
 import * as path from 'node:path';
 import { atomicWriteFile } from '../io/atomic';
@@ -35,8 +37,13 @@ export interface BuildOptions {
   workDir: string;
   /** Continue the interrupted build in workDir. */
   resume: boolean;
-  /** Keep each layer's output activations so that a killed build can resume. */
+  /** Keep layer outputs at checkpoints so that a killed build can resume. */
   keepActivations: boolean;
+  /**
+   * With keepActivations: seconds of work after which the next finished layer is a checkpoint
+   * (0: every layer). A killed build resumes from the last one.
+   */
+  checkpointEvery?: number;
   events?: PipelineEvents & { onResume?(layersDone: number, numLayers: number): void; onStage?(what: string): void };
 }
 
@@ -63,45 +70,15 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
   const startLayer = work.layersDone;
   if (startLayer > 0) o.events?.onResume?.(startLayer, c.numLayers);
 
-  let loss = 0, linears = 0;
-  if (startLayer < c.numLayers) {
-    const x = startLayer > 0 && !o.settings.rtn ? await work.loadActivations() : null;
-    let layerTensors: TensorData[] = [];
-    let last: Record<(typeof STAGES)[number], number> = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
-    let wall = now();
-    const res = await (o.device === 'cuda' ? quantizeLayersCuda : quantizeLayers)(
-      o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
-      async (layer, name, solve, shape) => {
-        layerTensors.push(...(await packLinear(layer, name, solve, shape, o.settings.bits, o.settings.groupSize)));
-      },
-      o.events,
-      {
-        startLayer,
-        x,
-        wantX: o.keepActivations,
-        onLayerDone: async (layer, xs, times: StageTimes) => {
-          const add: Partial<Timings> = {};
-          for (const k of STAGES) add[k] = times[k] - last[k];
-          last = { ...times };
-          const t = now();
-          add.seconds = t - wall;
-          wall = t;
-          await work.commitLayer(layer, layerTensors, o.keepActivations ? xs : null, add);
-          layerTensors = [];
-        },
-      },
-    );
-    loss = res.linears.reduce((a, l) => a + l.loss, 0);
-    linears = res.linears.length;
-  }
-
-  // Assemble: the writer lays out model.safetensors with the copied tensors, then each layer's.
-  o.events?.onStage?.('assembling');
-  const ta = now();
+  // The branch is assembled as the layers finish: the writer lays out model.safetensors with the
+  // unquantized tensors, then takes each layer's tensors once its file is written (on the GPU
+  // this overlaps the next layer). Layers committed by an earlier run are copied from their files.
+  let assemble = now();
   const writer = await BranchWriter.create(o.out, path.join(o.workDir, 'assembly'), o.model, o.settings, { modelNameOrPath: o.base.model });
   let manifest: Manifest | undefined;
+  let loss = 0, linears = 0;
   try {
-    for (let layer = 0; layer < c.numLayers; layer++) {
+    for (let layer = 0; layer < startLayer; layer++) {
       const f = await SafetensorsFile.open(work.layerFile(layer));
       try {
         for (const name of f.names()) await writer.writeTensors([{ ...f.info(name), data: await f.read(name) }]);
@@ -109,9 +86,17 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
         await f.close();
       }
     }
+    work.addTimings({ assemble: now() - assemble });
+    if (startLayer < c.numLayers) {
+      const res = await quantizeInto(o, work, writer, startLayer);
+      loss = res.linears.reduce((a, l) => a + l.loss, 0);
+      linears = res.linears.length;
+    }
+    o.events?.onStage?.('assembling');
+    assemble = now();
     await writer.finish(async (tmp) => {
-      const hashes = await hashBranch(tmp);
-      work.addTimings({ assemble: now() - ta, seconds: now() - ta });
+      const hashes = await hashBranch(tmp, undefined, writer.tensorSha256);
+      work.addTimings({ assemble: now() - assemble, seconds: now() - assemble });
       manifest = {
         format: MANIFEST_FORMAT, branch: o.branch, tool: { name: 'gptq-forge', version: VERSION }, base: o.base,
         settings: o.settings, calibration: init.calibration, device: o.device, files: hashes.files, tensors: hashes.tensors,
@@ -125,6 +110,54 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
   }
   await work.remove();
   return { manifest: manifest!, loss, linears };
+}
+
+/** Quantizes layers startLayer.. into the work folder (checkpoints) and the writer. */
+async function quantizeInto(o: BuildOptions, work: BranchWork, writer: BranchWriter, startLayer: number) {
+  const c = o.model.config;
+  const x = startLayer > 0 && !o.settings.rtn ? await work.loadActivations() : null;
+  let layerTensors: TensorData[] = [];
+  let last: Record<(typeof STAGES)[number], number> = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
+  let wall = now(), lastCheckpoint = now();
+  const lastLayer = c.numLayers - 1;
+  // Layers after which the build commits: every one unless activations are kept (then their
+  // writing is what costs), the last one, and one at least checkpointEvery seconds after the
+  // previous checkpoint.
+  const commitsWithoutX = !o.keepActivations || o.settings.rtn;
+  const wantX = (layer: number) =>
+    !commitsWithoutX && layer < lastLayer && now() - lastCheckpoint >= (o.checkpointEvery ?? 0);
+  return (o.device === 'cuda' ? quantizeLayersCuda : quantizeLayers)(
+    o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
+    async (layer, name, solve, shape) => {
+      layerTensors.push(...(await packLinear(layer, name, solve, shape, o.settings.bits, o.settings.groupSize)));
+    },
+    o.events,
+    {
+      startLayer,
+      x,
+      wantX,
+      onLayerDone: async (layer, xs, times: StageTimes) => {
+        const tensors = layerTensors; // the next layer's linears may arrive while this writes
+        layerTensors = [];
+        const add: Partial<Timings> = {};
+        for (const k of STAGES) add[k] = times[k] - last[k];
+        last = { ...times };
+        const t = now();
+        add.seconds = t - wall;
+        wall = t;
+        await work.writeLayer(layer, tensors);
+        const ta = now();
+        await writer.writeTensors(tensors);
+        add.assemble = now() - ta;
+        if (xs !== null || commitsWithoutX || layer === lastLayer) {
+          await work.checkpoint(layer, commitsWithoutX ? null : xs, add);
+          lastCheckpoint = now();
+        } else {
+          work.addTimings(add);
+        }
+      },
+    },
+  );
 }
 
 function roundTimings(t: Timings): Timings {

@@ -3,37 +3,24 @@
  * quantizeLayers (pipeline.ts), the same algorithm (true-sequential groups [k,v,q] → [o] →
  * [up,gate] → [down]). The calibration activations stay on the GPU (fp16) in a CudaSession;
  * each decoder layer is one native call that gathers the Hessians, solves every linear and
- * leaves the quantized layer's outputs as the next layer's inputs.
+ * leaves the quantized layer's outputs as the next layer's inputs. Weights stream from the
+ * checkpoint's shards into two pinned host slots: the next layer's are read on native threads
+ * while this one is quantized; the packed AutoGPTQ tensors come back from the GPU.
  * Not supported on the GPU (a UserError before any work): rtn, mse, trueSequential = false.
  * Activations are fp16 throughout, as an fp16 model runs in transformers (the CPU engine's
  * round16 mode); the solve uses an fp64 Cholesky and fp32 updates like the CPU engine.
  */
 import { UserError } from '../errors';
-import { f32ToF16 } from '../io/dtypes';
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
-import { CudaLayerConfig, CudaSession, cudaAvailable, cudaInfo, embed, f16ToF32 } from '../native';
-import { LayerRange, LinearReport, LinearSink, PipelineEvents, PipelineResult, StageTimes } from './pipeline';
+import { CudaLayerConfig, CudaLinear, CudaSession, cudaAvailable, cudaInfo, embed, f32ToF16 } from '../native';
+import {
+  activationWindows, LayerRange, LinearReport, LinearSink, PipelineEvents, PipelineResult, QuantizedLinear, StageTimes,
+} from './pipeline';
 import { Device } from './manifest';
 import { linearShape, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
-
-function toHalf(a: Float32Array): Uint16Array {
-  const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
-  return out;
-}
-
-function concatHalf(...parts: Float32Array[]): Uint16Array {
-  const out = new Uint16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    for (let i = 0; i < p.length; i++) out[at + i] = f32ToF16(p[i]);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Throws a UserError when these settings cannot run on the CUDA engine here. */
 export function checkCudaSettings(s: QuantizeSettings): void {
@@ -57,9 +44,18 @@ export function pickDevice(asked: Device | undefined, s: QuantizeSettings): Devi
   return cudaAvailable() && !s.rtn && !s.mse && s.trueSequential ? 'cuda' : 'cpu';
 }
 
+/** What the sink gets from one of the layer call's linears. */
+function quantizedLinear(L: CudaLinear): QuantizedLinear {
+  const common = { gIdx: L.gIdx, perm: L.perm, loss: L.loss, dampPercent: L.dampPercent, dampRaises: L.dampRaises, deadColumns: L.deadColumns };
+  if (L.packed) return { ...common, packed: L.packed };
+  return { ...common, codes: L.codes!, scales: L.scales!, zeros: L.zeros! };
+}
+
 /**
  * Quantizes every decoder layer on the GPU. `calib` holds nsamples × seqlen token ids.
- * `config` chooses the solve's precision (defaults as the CPU engine) and the memory budget.
+ * `config` chooses the solve's precision (defaults as the CPU engine) and the memory budget;
+ * with `wantCodes` the sink gets codes and fp32 grids (for comparisons) instead of packed tensors.
+ * The `load` stage counts only the time spent waiting for weights that were not read yet.
  */
 export async function quantizeLayersCuda(
   model: LlamaModel, calib: Int32Array, seqlen: number, s: QuantizeSettings, sink: LinearSink,
@@ -68,41 +64,57 @@ export async function quantizeLayersCuda(
   checkCudaSettings(s);
   const c = model.config;
   const d = model.dims(true);
+  const dims = { hidden: d.hidden, ffn: d.ffn, heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim, eps: d.eps, ropeTheta: d.ropeTheta };
   const times: StageTimes = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
   const linears: LinearReport[] = [];
   const start = range.startLayer;
   const total = (c.numLayers - start) * 7;
   let done = 0;
   const opts = solverOptions(s); // mse is false here (checkCudaSettings)
+  const packed = !config.wantCodes;
+  const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, wantQ: false };
   const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;
-  let x: Float32Array[];
+  // The activations entering `start` as fp16 bits of all windows (8.6 GB for 70B at 128 × 4096),
+  // made a window at a time: no fp32 copy of them all.
+  let xh: Uint16Array | null;
   if (start === 0) {
-    x = Array.from({ length: windows }, () => new Float32Array(per));
-    await embed(calib, await model.embedding(), c.vocabSize, x);
-  } else {
-    if (range.x === null || range.x.length !== windows || range.x.some((a) => a.length !== per)) {
-      throw new Error(`quantizeLayersCuda: layer ${start} needs ${windows} activation windows of ${seqlen}×${c.hiddenSize}`);
+    xh = new Uint16Array(tokens * c.hiddenSize);
+    const table = await model.embedding();
+    const x = new Float32Array(per);
+    for (let w = 0; w < windows; w++) {
+      await embed(calib.subarray(w * seqlen, (w + 1) * seqlen), table, c.vocabSize, [x]);
+      xh.set((await f32ToF16(x)).bits, w * per);
     }
-    x = range.x;
+  } else if (range.x !== null && !('f32' in range.x) && range.x.windows === windows && range.x.perWindow === per) {
+    xh = await range.x.read(0, windows);
+  } else {
+    const x = await activationWindows(range.x, windows, per, `quantizeLayersCuda: layer ${start}`);
+    xh = new Uint16Array(tokens * c.hiddenSize);
+    for (let w = 0; w < windows; w++) xh.set((await f32ToF16(x[w])).bits, w * per);
   }
-  let xh: Uint16Array | null = new Uint16Array(tokens * c.hiddenSize);
-  for (let i = 0; i < x.length; i++) xh.set(toHalf(x[i]), i * per);
-  // From here the activations live on the GPU: drop the host copies (17 + 8.6 GB for 70B).
-  x = [];
   const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize);
-  xh = null;
+  xh = null; // from here the activations live on the GPU only
+  // The weights of `layer` into slot layer % 2; a rejection is handled where it is awaited.
+  const load = (layer: number): Promise<void> => {
+    const p = model.layerWeightEntries(layer).then((entries) => session.load(layer % 2, dims, entries)).then((bad) => {
+      if (bad.length > 0) {
+        throw new UserError(`${model.dir}: weight ${bad[0].name} has ${bad[0].nonFinite} NaN/Inf value(s) (as fp16)`);
+      }
+    });
+    p.catch(() => undefined);
+    return p;
+  };
+  let next: Promise<void> | null = load(start);
+  // The caller's work on a finished layer (writing its files) runs while the GPU does the next.
+  let finishing: Promise<void> | null = null;
   try {
     for (let layer = start; layer < c.numLayers; layer++) {
       const t0 = now();
-      const w = await model.layer(layer);
-      const weights = {
-        qkv: concatHalf(w.q, w.k, w.v), o: toHalf(w.o), gateUp: concatHalf(w.gate, w.up), down: toHalf(w.down),
-        inputNorm: toHalf(w.inputNorm), postNorm: toHalf(w.postNorm),
-      };
+      await next;
       times.load += now() - t0;
-      const r = await session.quantizeLayer(weights, {
-        hidden: d.hidden, ffn: d.ffn, heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim, eps: d.eps, ropeTheta: d.ropeTheta,
-      }, opts, { ...config, wantQ: true });
+      next = layer + 1 < c.numLayers ? load(layer + 1) : null;
+      const r = await session.quantizeLayer(layer % 2, dims, opts, layerConfig);
+      await finishing;
       times.forward += r.times.forward;
       times.hessian += r.times.hessian;
       times.solve += r.times.cholesky + r.times.solve;
@@ -116,7 +128,7 @@ export async function quantizeLayersCuda(
           );
         }
         const t1 = now();
-        await sink(layer, name, { ...L, q: await f16ToF32(L.q16!) }, shape);
+        await sink(layer, name, quantizedLinear(L), shape);
         times.sink += now() - t1;
         const report: LinearReport = {
           layer, name, ...shape, loss: L.loss, seconds: L.seconds, dampPercent: L.dampPercent,
@@ -127,16 +139,19 @@ export async function quantizeLayersCuda(
         events.onProgress?.(++done, total, `layer ${layer + 1}/${c.numLayers} ${name} loss ${L.loss.toPrecision(4)}`);
       }
       if (range.onLayerDone) {
-        // The layer's outputs (fp16 on the GPU, so exact in fp32) only when the caller keeps them.
-        let out: Float32Array[] | null = null;
-        if (range.wantX !== false) {
-          const all = await f16ToF32(await session.read());
-          out = Array.from({ length: windows }, (_, w) => all.subarray(w * per, (w + 1) * per));
-        }
-        await range.onLayerDone(layer, out, times);
+        // The layer's outputs (fp16 bits) when the caller keeps them: read from the GPU a few
+        // windows at a time, before the next layer replaces them (so this one is not overlapped).
+        const keep = range.wantX?.(layer) ?? true;
+        const out = keep ? { windows, perWindow: per, read: (first: number, count: number) => session.read(first, count) } : null;
+        finishing = range.onLayerDone(layer, out, times);
+        finishing.catch(() => undefined);
+        if (keep) await finishing;
       }
     }
+    await finishing;
   } finally {
+    await next?.catch(() => undefined);
+    await finishing?.catch(() => undefined);
     await session.free();
   }
   return { linears, times };

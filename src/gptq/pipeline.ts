@@ -7,7 +7,7 @@
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import {
-  embed, GptqSolve, gptqQuantize, layerStep, LayerStep, LayerWeightsF32,
+  embed, f16ToF32, GptqSolve, gptqQuantize, layerStep, LayerStep, LayerWeightsF32, PackedLinear,
 } from '../native';
 import { linearShape, QuantizeSettings, solverOptions } from './settings';
 
@@ -52,19 +52,63 @@ export interface PipelineEvents {
   onWarning?(message: string): void;
 }
 
+/**
+ * One quantized linear as a pipeline hands it on: the solve's results, with the integer codes
+ * and fp32 grid (CPU engine) or the AutoGPTQ tensors already packed on the GPU (CUDA engine).
+ */
+export type QuantizedLinear = Omit<GptqSolve, 'q' | 'codes' | 'scales' | 'zeros'> & (
+  { codes: Uint8Array; scales: Float32Array; zeros: Int32Array; packed?: undefined } | { packed: PackedLinear }
+);
+
 /** Receives every quantized linear (e.g. to pack and write it). */
-export type LinearSink = (layer: number, name: LinearName, solve: GptqSolve, shape: { n: number; k: number }) => Promise<void>;
+export type LinearSink = (layer: number, name: LinearName, solve: QuantizedLinear, shape: { n: number; k: number }) => Promise<void>;
+
+/**
+ * A layer's output activations: fp32 windows (CPU engine; fp16 values when round16), or fp16
+ * bits read a few windows at a time (CUDA engine: 8.6 GB for Llama-2-70B at 128 × 4096).
+ */
+export type Activations = { f32: Float32Array[] } | F16Activations;
+
+export interface F16Activations {
+  windows: number;
+  /** Values per window (seqlen × hidden). */
+  perWindow: number;
+  /** The fp16 bits of `count` windows from `first`, back to back. */
+  read(first: number, count: number): Promise<Uint16Array>;
+}
+
+/** F16Activations over fp16 bits of all windows in memory. */
+export function f16Activations(all: Uint16Array, windows: number): F16Activations {
+  const perWindow = all.length / windows;
+  return { windows, perWindow, read: async (first, count) => all.subarray(first * perWindow, (first + count) * perWindow) };
+}
 
 /** Where to start and what to do after each layer (per-layer checkpoints). */
 export interface LayerRange {
   /** The first layer to quantize (earlier ones are done); needs `x` unless rtn. */
   startLayer: number;
-  /** The calibration activations entering `startLayer` (one per window). */
-  x: Float32Array[] | null;
-  /** Called once a layer is complete: its outputs (null with rtn) and the stage times so far. */
-  onLayerDone?(layer: number, x: Float32Array[] | null, times: StageTimes): Promise<void>;
-  /** false: onLayerDone does not need the outputs (spares the CUDA engine a copy to the host). */
-  wantX?: boolean;
+  /** The calibration activations entering `startLayer`. */
+  x: Activations | null;
+  /**
+   * Called once a layer is complete: its outputs (null with rtn, or when wantX said no) and the
+   * stage times so far.
+   */
+  onLayerDone?(layer: number, x: Activations | null, times: StageTimes): Promise<void>;
+  /** Whether onLayerDone needs this layer's outputs (default yes; no spares the CUDA engine a copy). */
+  wantX?(layer: number): boolean;
+}
+
+/** `x` as fp32 windows of `per` values each; an Error naming `who` when the shape is wrong. */
+export async function activationWindows(x: Activations | null, windows: number, per: number, who: string): Promise<Float32Array[]> {
+  const bad = () => new Error(`${who} needs ${windows} activation windows of ${per} values`);
+  if (x === null) throw bad();
+  if (!('f32' in x)) {
+    if (x.windows !== windows || x.perWindow !== per) throw bad();
+    const all = await f16ToF32(await x.read(0, windows));
+    return Array.from({ length: windows }, (_, w) => all.subarray(w * per, (w + 1) * per));
+  }
+  if (x.f32.length !== windows || x.f32.some((a) => a.length !== per)) throw bad();
+  return x.f32;
 }
 
 export interface PipelineResult {
@@ -133,10 +177,7 @@ export async function quantizeLayers(
     x = alloc(c.hiddenSize);
     await embed(calib, await model.embedding(), c.vocabSize, x);
   } else {
-    if (range.x === null || range.x.length !== windows || range.x.some((a) => a.length !== seqlen * c.hiddenSize)) {
-      throw new Error(`quantizeLayers: layer ${start} needs ${windows} activation windows of ${seqlen}×${c.hiddenSize}`);
-    }
-    x = range.x;
+    x = await activationWindows(range.x, windows, seqlen * c.hiddenSize, `quantizeLayers: layer ${start}`);
   }
   const att = alloc(c.numHeads * c.headDim);
   const h1 = alloc(c.hiddenSize);
@@ -170,7 +211,7 @@ export async function quantizeLayers(
     }
     // The next layer's input: outputs of this layer with every linear quantized. x ← h1 + mlp.
     await step(LayerStep.Output, w, false);
-    await range.onLayerDone?.(layer, x, times);
+    await range.onLayerDone?.(layer, range.wantX?.(layer) ?? true ? { f32: x } : null, times);
   }
   return { linears, times };
 }

@@ -8,7 +8,7 @@ import { Checkpoint } from '../io/checkpoint';
 import * as path from 'node:path';
 import { readJsonFile } from '../io/json-file';
 import { parseQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
-import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims } from '../native';
+import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims, WeightEntry, WeightPart } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
 import {
   EMBED, FINAL_NORM, LINEARS, LM_HEAD, LinearName, inputNorm, linearWeight, postAttentionNorm,
@@ -109,6 +109,40 @@ export class LlamaModel {
       up: await read(linearWeight(i, 'mlp.up_proj')),
       down: await read(linearWeight(i, 'mlp.down_proj')),
     };
+  }
+
+  /**
+   * Where decoder layer `i`'s weights are, for the CUDA engine's pinned slots (read there on
+   * native threads, no fp32 copy here): each tensor's shard, byte offset and dtype, in slot
+   * order ([q; k; v], o, [gate; up], down, the norms). A GPTQ branch's linears are
+   * dequantized here and given as data.
+   */
+  async layerWeightEntries(i: number): Promise<WeightEntry[]> {
+    const s = this.shapes(i);
+    const lw = (l: LinearName) => linearWeight(i, l);
+    const order: [string, WeightPart][] = [
+      [lw('self_attn.q_proj'), 'qkv'], [lw('self_attn.k_proj'), 'qkv'], [lw('self_attn.v_proj'), 'qkv'],
+      [lw('self_attn.o_proj'), 'o'], [lw('mlp.gate_proj'), 'gateUp'], [lw('mlp.up_proj'), 'gateUp'],
+      [lw('mlp.down_proj'), 'down'], [inputNorm(i), 'inputNorm'], [postAttentionNorm(i), 'postNorm'],
+    ];
+    const at: Partial<Record<WeightPart, number>> = {};
+    const out: WeightEntry[] = [];
+    for (const [name, part] of order) {
+      const count = s[name].reduce((a, b) => a * b, 1);
+      const base = { name, part, at: at[part] ?? 0, count };
+      const linear = LINEARS.find((l) => linearWeight(i, l) === name);
+      if (linear && this.quantization) {
+        out.push({ ...base, dtype: 'F32', data: await this.dequantized(i, linear, s[name]) });
+      } else {
+        const info = this.checkpoint.info(name);
+        if (info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F32') {
+          throw new UserError(`${name}: dtype ${info.dtype} is not a floating-point weight type`);
+        }
+        out.push({ ...base, dtype: info.dtype, file: info.file, offset: info.offset });
+      }
+      at[part] = base.at + count;
+    }
+    return out;
   }
 
   /** A GPTQ linear's weight [N×K] from qweight, qzeros, scales and g_idx. */

@@ -27,6 +27,10 @@ export interface CudaSolveConfig {
 export interface CudaLayerConfig extends CudaSolveConfig {
   /** Device memory (GB) the layer may use for keeping step-4 activations for step 5 (default 40). */
   memBudgetGb?: number;
+  /** Return each linear's codes, fp32 scales and zeros (default true). */
+  wantCodes?: boolean;
+  /** Return each linear's AutoGPTQ tensors packed on the GPU. */
+  wantPacked?: boolean;
   /** Return each linear's dequantized weights (fp16 bits) as q16. */
   wantQ?: boolean;
 }
@@ -46,12 +50,50 @@ export interface CudaLayerWeights {
   postNorm: Uint16Array;
 }
 
-export interface CudaLinear extends Omit<GptqSolve, 'q'> {
+/** The parts of a layer's weights in a session slot, in the native order (cuda_session.h). */
+export const WEIGHT_PARTS = ['qkv', 'o', 'gateUp', 'down', 'inputNorm', 'postNorm'] as const;
+export type WeightPart = (typeof WEIGHT_PARTS)[number];
+
+/** The shape of one layer's weights: the layer dims less what only the forward needs. */
+export type CudaLayerShape = Pick<CudaLayerDims, 'hidden' | 'ffn' | 'heads' | 'kvHeads' | 'headDim'>;
+
+/**
+ * One tensor's place in a slot: `count` values land, as fp16, from element `at` of `part`.
+ * From a file: `bytes` at absolute byte `offset` (a safetensors shard); or from memory: `data`.
+ */
+export type WeightEntry = { name: string; part: WeightPart; at: number; count: number; dtype: 'F16' | 'BF16' | 'F32' } & (
+  { file: string; offset: number } | { data: Uint16Array | Float32Array }
+);
+
+/** The element count of each part for a layer shape. */
+export function weightPartCounts(d: CudaLayerShape): Record<WeightPart, number> {
+  const qd = d.heads * d.headDim, kvd = d.kvHeads * d.headDim;
+  return {
+    qkv: (qd + 2 * kvd) * d.hidden, o: d.hidden * qd, gateUp: 2 * d.ffn * d.hidden, down: d.hidden * d.ffn,
+    inputNorm: d.hidden, postNorm: d.hidden,
+  };
+}
+
+/** The GPU-packed AutoGPTQ tensors of one linear (qweight, qzeros, fp16 scales as bits). */
+export interface PackedLinear {
+  qweight: Int32Array;
+  qzeros: Int32Array;
+  scales: Uint16Array;
+}
+
+export interface CudaLinear extends Omit<GptqSolve, 'q' | 'codes' | 'scales' | 'zeros'> {
   name: string;
   n: number;
   k: number;
   /** The stack's Cholesky + solve seconds (shared by its members). */
   seconds: number;
+  /** With wantCodes (the default). */
+  codes?: Uint8Array;
+  scales?: Float32Array;
+  zeros?: Int32Array;
+  /** With wantPacked. */
+  packed?: PackedLinear;
+  /** With wantQ. */
   q16?: Uint16Array;
 }
 
@@ -66,8 +108,9 @@ interface CudaAddon {
   cudaInfo?(): Omit<CudaInfo, 'built'>;
   cudaGptqQuantize?(w: Float32Array, h: Float32Array, n: number, k: number, o: GptqOptions, c: CudaSolveConfig): Promise<GptqSolve>;
   cudaSessionCreate?(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<object>;
-  cudaSessionRead?(s: object): Promise<Uint16Array>;
-  cudaQuantizeLayer?(s: object, w: CudaLayerWeights, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig): Promise<CudaLayerResult>;
+  cudaSessionRead?(s: object, dst: Uint16Array, firstToken: number): Promise<void>;
+  cudaSessionLoad?(s: object, slot: number, shape: CudaLayerShape, entries: object[]): Promise<number[]>;
+  cudaQuantizeLayer?(s: object, slot: number, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig): Promise<CudaLayerResult>;
   cudaSessionFree?(s: object): void;
 }
 
@@ -107,11 +150,15 @@ export async function cudaGptqQuantize(
 
 /**
  * Calibration activations held on the GPU across layers: each quantizeLayer call quantizes one
- * decoder layer (true-sequential) and replaces the activations by the layer's outputs. Calls
- * are queued one after another; free() releases the GPU memory (also done by GC).
+ * decoder layer (true-sequential) and replaces the activations by the layer's outputs. Layer
+ * weights go through two pinned host slots: load() fills one (read from disk on native threads)
+ * while quantizeLayer works from the other. Layer calls are queued one after another; loads run
+ * beside them (never load the slot of a pending layer call). free() releases the GPU and pinned
+ * memory once every load has settled (also done by GC).
  */
 export class CudaSession {
   private queue: Promise<unknown> = Promise.resolve();
+  private loads = new Set<Promise<unknown>>();
 
   private constructor(private handle: object, readonly tokens: number, readonly seqlen: number, readonly hidden: number) {}
 
@@ -131,29 +178,75 @@ export class CudaSession {
     return p;
   }
 
-  quantizeLayer(w: CudaLayerWeights, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig = {}): Promise<CudaLayerResult> {
+  /**
+   * Fills `slot` (0 or 1) with one layer's weights; every part must be covered. Resolves to
+   * the entries whose values were not finite (after conversion to fp16), by name.
+   */
+  load(slot: number, shape: CudaLayerShape, entries: WeightEntry[]): Promise<{ name: string; nonFinite: number }[]> {
+    check(slot === 0 || slot === 1, 'slot', '0 or 1', slot);
+    check(shape.hidden === this.hidden, 'shape.hidden', `${this.hidden} (the session's)`, shape.hidden);
+    const counts = weightPartCounts(shape);
+    const covered = Object.fromEntries(WEIGHT_PARTS.map((p) => [p, 0])) as Record<WeightPart, number>;
+    for (const e of entries) {
+      check(WEIGHT_PARTS.includes(e.part), `${e.name}.part`, WEIGHT_PARTS.join(' | '), e.part);
+      check(Number.isInteger(e.at) && Number.isInteger(e.count) && e.at >= 0 && e.count > 0 && e.at + e.count <= counts[e.part],
+        `${e.name}: elements [${e.at}, ${e.at + e.count})`, `within ${e.part}'s ${counts[e.part]}`, e.at + e.count);
+      if ('data' in e) {
+        const bytes = e.dtype === 'F32' ? 4 : 2;
+        check(e.data.byteLength === e.count * bytes, `${e.name}.data`, `${e.count * bytes} bytes`, e.data.byteLength);
+      }
+      covered[e.part] += e.count;
+    }
+    for (const p of WEIGHT_PARTS) check(covered[p] === counts[p], `weights of ${p}`, `${counts[p]} values`, covered[p]);
+    const native = entries.map((e) => ({ ...e, part: WEIGHT_PARTS.indexOf(e.part) }));
+    const job = required('cudaSessionLoad')(this.handle, slot, shape, native)
+      .then((bad) => entries.map((e, i) => ({ name: e.name, nonFinite: bad[i] })).filter((b) => b.nonFinite > 0));
+    const settled = job.catch(() => undefined);
+    this.loads.add(settled);
+    void settled.then(() => this.loads.delete(settled));
+    return job;
+  }
+
+  /**
+   * Quantizes one layer whose weights are in `slot` (see load), or given here (they go
+   * through slot 0 first).
+   */
+  async quantizeLayer(w: CudaLayerWeights | number, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig = {}): Promise<CudaLayerResult> {
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     check(d.heads % d.kvHeads === 0, 'dims.heads', `a multiple of kvHeads (${d.kvHeads})`, d.heads);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
     check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
-    const qd = d.heads * d.headDim, kvd = d.kvHeads * d.headDim;
-    checkLength(w.qkv, 'weights.qkv', (qd + 2 * kvd) * d.hidden);
-    checkLength(w.o, 'weights.o', d.hidden * qd);
-    checkLength(w.gateUp, 'weights.gateUp', 2 * d.ffn * d.hidden);
-    checkLength(w.down, 'weights.down', d.hidden * d.ffn);
-    checkLength(w.inputNorm, 'weights.inputNorm', d.hidden);
-    checkLength(w.postNorm, 'weights.postNorm', d.hidden);
-    return this.run(() => required('cudaQuantizeLayer')(this.handle, w, d, opts, cfg));
+    let slot: number;
+    if (typeof w === 'number') {
+      slot = w;
+      check(slot === 0 || slot === 1, 'slot', '0 or 1', slot);
+    } else {
+      const counts = weightPartCounts(d);
+      for (const p of WEIGHT_PARTS) checkLength(w[p], `weights.${p}`, counts[p]);
+      slot = 0;
+      await this.run(() => this.load(0, d, WEIGHT_PARTS.map((p) => ({ name: p, part: p, at: 0, count: counts[p], dtype: 'F16', data: w[p] }))));
+    }
+    return this.run(() => required('cudaQuantizeLayer')(this.handle, slot, d, opts, cfg));
   }
 
-  /** The activations now held (fp16 bits [tokens × hidden]). */
-  read(): Promise<Uint16Array> {
-    return this.run(() => required('cudaSessionRead')(this.handle));
+  /** The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen × hidden]). */
+  read(first = 0, count = this.tokens / this.seqlen): Promise<Uint16Array> {
+    const windows = this.tokens / this.seqlen;
+    check(Number.isInteger(first) && first >= 0 && first < windows, 'first', `a window index below ${windows}`, first);
+    check(Number.isInteger(count) && count > 0 && first + count <= windows, 'count', `1 to ${windows - first} windows`, count);
+    return this.run(async () => {
+      const dst = new Uint16Array(count * this.seqlen * this.hidden);
+      await required('cudaSessionRead')(this.handle, dst, first * this.seqlen);
+      return dst;
+    });
   }
 
   free(): Promise<void> {
-    return this.run(async () => required('cudaSessionFree')(this.handle));
+    return this.run(async () => {
+      await Promise.all(this.loads);
+      required('cudaSessionFree')(this.handle);
+    });
   }
 }

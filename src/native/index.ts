@@ -33,6 +33,7 @@ export interface LayerWeightsF32 {
 interface Addon {
   threads: number;
   f16ToF32(src: Uint16Array, dst: Float32Array): Promise<number>;
+  f32ToF16(src: Float32Array, dst: Uint16Array): Promise<number>;
   embed(ids: Int32Array, table: Float32Array, vocab: number, windows: Float32Array[]): Promise<void>;
   decoderLayer(windows: Float32Array[], w: LayerWeightsF32, dims: NativeDims, seqlen: number): Promise<void>;
   windowNll(
@@ -113,6 +114,16 @@ export async function f16ToF32Checked(src: Uint16Array): Promise<{ values: Float
   const values = new Float32Array(src.length);
   const nonFinite = await load().f16ToF32(src, values);
   return { values, nonFinite };
+}
+
+/**
+ * Converts fp32 values to fp16 bits (round to nearest even, multi-threaded); `inexact` counts
+ * the values that fp16 does not hold exactly (0: the conversion lost nothing).
+ */
+export async function f32ToF16(src: Float32Array): Promise<{ bits: Uint16Array; inexact: number }> {
+  const bits = new Uint16Array(src.length);
+  const inexact = await load().f32ToF16(src, bits);
+  return { bits, inexact };
 }
 
 /** Fills each window [S×H] with the embedding rows (table [V×H]) of its S token ids. */

@@ -77,12 +77,14 @@ test('an output folder holding another model\'s branches, or a model folder', ()
 test('a full disk (a failing write): clear error, nothing finished-looking, and --resume completes afterwards', () => {
   const out = path.join(tmp, 'full');
   // GPTQ_FORGE_FAIL_WRITES_AFTER: writes fail with ENOSPC after that many bytes (src/io/atomic.ts).
-  const r = runCli(['branches', '--model', LLAMA2_S, '--matrix', MATRIX, '--out', out, '--only', 'main,gptq-3bit-128g-actorder_False', ...calib], {
-    env: { GPTQ_FORGE_FAIL_WRITES_AFTER: '1500000' },
+  // 36 MB: past the copied embeddings (33 MB) and a few layers, with a checkpoint after each.
+  const r = runCli(['branches', '--model', LLAMA2_S, '--matrix', MATRIX, '--out', out, '--only', 'main,gptq-3bit-128g-actorder_False', ...calib, '--checkpoint-every', '0'], {
+    env: { GPTQ_FORGE_FAIL_WRITES_AFTER: '36000000' },
   });
   expectOneLine(r, /cannot write .*main\.partial.*: no space left on the device \(while building main; what is finished is kept: rerun with --resume after fixing it\)/);
   expect(finished(out)).toEqual([]);
   expect(fs.readdirSync(out)).toEqual(['main.partial']);
+  expect(JSON.parse(fs.readFileSync(path.join(out, 'main.partial', 'state.json'), 'utf8')).layersDone).toBeGreaterThan(0);
   // No temporary file is left behind by the failed write.
   expect(fs.readdirSync(path.join(out, 'main.partial')).filter((f) => f.includes('.tmp-'))).toEqual([]);
   const resumed = runCli(['branches', '--model', LLAMA2_S, '--matrix', MATRIX, '--out', out, '--only', 'main,gptq-3bit-128g-actorder_False', ...calib, '--resume']);

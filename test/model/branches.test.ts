@@ -117,7 +117,8 @@ test('SIGKILL mid-branch, then --resume: finished layers are not redone and ever
   expect(r.code).toBe(0);
 
   const out = path.join(tmp, 'killed');
-  const args = ['branches', '--model', LLAMA2_S, '--matrix', MATRIX, '--out', out, ...only, ...calib];
+  // A checkpoint after every layer (the default keeps activations at most every 10 minutes).
+  const args = ['branches', '--model', LLAMA2_S, '--matrix', MATRIX, '--out', out, ...only, ...calib, '--checkpoint-every', '0'];
   const first = await killAfterLayers(args, path.join(out, 'main.partial'), 2);
   expect(first.signal).toBe('SIGKILL');
   // Nothing under the branch's name looks finished; the work folder holds the committed layers.
@@ -125,6 +126,11 @@ test('SIGKILL mid-branch, then --resume: finished layers are not redone and ever
   const state = JSON.parse(fs.readFileSync(path.join(out, 'main.partial', 'state.json'), 'utf8'));
   expect(state.layersDone).toBeGreaterThanOrEqual(2);
   expect(state.layersDone).toBeLessThan(4);
+  // The activations kept for the resume are fp16 (the values are fp16: nothing is lost).
+  const xFile = path.join(out, 'main.partial', state.activations);
+  const xHeader = JSON.parse(fs.readFileSync(xFile).subarray(8, 8 + Number(fs.readFileSync(xFile).readBigUInt64LE(0))).toString('utf8'));
+  expect(xHeader['x.0'].dtype).toBe('F16');
+  expect(xHeader['x.0'].shape).toEqual([512 * 256]);
 
   // Without --resume the interrupted build is not silently restarted.
   const refused = runCli([...args, '--quiet']);

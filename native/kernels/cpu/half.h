@@ -64,6 +64,17 @@ inline void halves_to_floats(const uint16_t* src, float* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
 
+// dst[i] = fp16 bits of src[i] (round to nearest even), for i < n; returns how many src[i]
+// were not exactly representable (a NaN counts as inexact).
+inline int64_t floats_to_halves(const float* src, uint16_t* dst, int64_t n) {
+  int64_t inexact = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = float_to_half(src[i]);
+    inexact += !(half_to_float(dst[i]) == src[i]);
+  }
+  return inexact;
+}
+
 // x[i] = round_half(x[i]) in place, for i < n.
 inline void round_to_half_inplace(float* x, int64_t n) {
   int64_t i = 0;

@@ -307,7 +307,9 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
       swiglu(ctx, tc, FFN, big.get(), act.get());
       t.forward_flops += 2.0 * tc * 2 * FFN * HID;
     }
-    linear_f16(ctx, tc, HID, FFN, a_in, FFN, w.down, FFN, X + t0 * HID, HID, 1.0f, 1.0f);
+    // x + down(act) as transformers computes it: down's output stored in fp16, then the sum.
+    linear_f16(ctx, tc, HID, FFN, a_in, FFN, w.down, FFN, nrm.get(), HID);
+    add_f16(ctx, tc * HID, X + t0 * HID, nrm.get(), X + t0 * HID);
     tl.end();
     t.forward_flops += 2.0 * tc * HID * FFN;
   }
