@@ -55,6 +55,7 @@ const ints = (file) => {
     const m = await LlamaModel.open(d);
     const t0 = Date.now();
     const r = await evaluatePerplexity(m, test, seqlen, { round16: true });
+    await m.close();
     ppl[name] = r.perplexity;
     console.log(`${name.padEnd(12)} perplexity ${r.perplexity.toFixed(4)} (${r.windows} × ${r.seqlen} tokens, ${((Date.now() - t0) / 1e3).toFixed(1)} s)`);
   }
