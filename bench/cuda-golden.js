@@ -9,6 +9,8 @@
  * 2. A CudaSession over a small random decoder layer: all seven linears come back, and the
  *    first group's (k, v, q) codes match the CPU engine solving with the CPU's Hessian of
  *    input_layernorm(x) (≥ 99 %).
+ * 3. The weight slots' sources: a bf16 file, fp32 data and fp16 files give the same layer; a
+ *    NaN weight is reported by name.
  * Exit code 0 only when every check passes.
  */
 const path = require('node:path');
@@ -110,6 +112,48 @@ async function session() {
   }
 }
 
+// 3. The weight slots' other sources: the same layer (values bf16 also holds exactly) loaded as a
+// bf16 file, fp32 data and fp16 files gives identical codes, scales and losses; a NaN weight is
+// reported by name.
+async function weightSources() {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const d = { hidden: 256, ffn: 512, heads: 4, kvHeads: 2, headDim: 64, eps: 1e-5, ropeTheta: 10000 };
+  const S = 128, T = 4 * S;
+  const opts = { bits: 4, groupSize: 128, actOrder: true, staticGroups: false, sym: true, dampPercent: 0.01, blockSize: 128 };
+  const bf16able = (h) => h.map((v) => v & 0xfff8);  // 8 significant bits: exact in bf16
+  const x = randomHalves(T * d.hidden, 1, 0, 11);
+  const counts = native.weightPartCounts(d);
+  const w = {};
+  native.WEIGHT_PARTS.forEach((p, i) => { w[p] = bf16able(randomHalves(counts[p], p.endsWith('Norm') ? 0.1 : 0.05, p.endsWith('Norm') ? 1 : 0, 20 + i)); });
+  const run = async (entries) => {
+    const s = await native.CudaSession.create(x, T, S, d.hidden);
+    try {
+      const bad = await s.load(0, d, entries);
+      if (bad.length) return { bad };
+      return await s.quantizeLayer(0, d, opts);
+    } finally {
+      await s.free();
+    }
+  };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cuda-weights-'));
+  const file = (name, bytes) => { const f = path.join(dir, name); fs.writeFileSync(f, Buffer.concat([Buffer.alloc(24, 7), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)])); return f; };
+  const f16entries = native.WEIGHT_PARTS.map((p) => ({ name: p, part: p, at: 0, count: counts[p], dtype: 'F16', file: file(`${p}.f16`, w[p]), offset: 24 }));
+  const ref = await run(f16entries);
+  const bf16 = Uint16Array.from(w.qkv, (h) => (new Uint32Array(Float32Array.of(f16ToF32(h)).buffer)[0] >>> 16));
+  const mixed = f16entries.map((e) => e.part === 'qkv' ? { ...e, dtype: 'BF16', file: file('qkv.bf16', bf16) }
+    : e.part === 'o' ? { name: e.name, part: e.part, at: 0, count: e.count, dtype: 'F32', data: Float32Array.from(w.o, f16ToF32) } : e);
+  const got = await run(mixed);
+  const same = ref.linears.every((l, i) => l.loss === got.linears[i].loss && sameFraction(l.codes, got.linears[i].codes) === 1
+    && sameFraction(l.scales, got.linears[i].scales) === 1);
+  report(same, 'weights from a bf16 file, fp32 data and fp16 files: codes, scales and losses identical to fp16 files');
+  const nan = w.down.slice();
+  nan[5] = 0x7e00;
+  const bad = await run(f16entries.map((e) => e.part === 'down' ? { ...e, file: file('down-nan.f16', nan) } : e));
+  report(bad.bad?.length === 1 && bad.bad[0].name === 'down' && bad.bad[0].nonFinite === 1, `a NaN weight is reported by name: ${JSON.stringify(bad.bad)}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 (async () => {
   const info = native.cudaInfo();
   console.log(`CUDA: ${JSON.stringify(info)}`);
@@ -119,6 +163,7 @@ async function session() {
   }
   if (process.argv[2]) await golden(path.resolve(process.argv[2]));
   await session();
+  await weightSources();
   console.log(`${failures ? 'FAILED' : 'ALL PASSED'}: ${failures} failure(s)`);
   process.exit(failures ? 1 : 0);
 })().catch((e) => { console.error(`cuda-golden: error: ${e.message}`); process.exit(2); });
