@@ -153,7 +153,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       let resumedAt = 0;
       await buildBranch({
         model, base, branch: b.name, settings: settingsOf(b), device: devices.get(b.name)!, calib, dataset: b.dataset, split: b.split,
-        out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, keepActivations: true, checkpointEvery: flags.checkpointEvery * 60,
+        out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, resumable: true, checkpointEvery: flags.checkpointEvery * 60,
         events: {
           onProgress: (d, t, label) => progress.update(d, t, label),
           onWarning: (m) => process.stderr.write(`warning: ${b.name}: ${m}\n`),

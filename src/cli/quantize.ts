@@ -136,7 +136,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
     const progress = createProgress('quantize', { quiet: flags.quiet });
     const res = await buildBranch({
       model, base, branch: path.basename(out), settings, device, calib, dataset: flags.dataset, split: flags.split,
-      out, workDir, resume: false, keepActivations: false,
+      out, workDir, resume: false, resumable: false,
       events: {
         onProgress: (d, t, label) => progress.update(d, t, label),
         onWarning: (m) => process.stderr.write(`warning: ${m}\n`),

@@ -154,7 +154,7 @@ async function rtnBaselines(
     try {
       const res = await buildBranch({
         model, base: { model: baseSpec, revision, fingerprint }, branch: name, settings, device: 'cpu', calib: null, dataset: '', split: '',
-        out: path.join(root, name), workDir: path.join(root, `${name}.partial`), resume: false, keepActivations: false,
+        out: path.join(root, name), workDir: path.join(root, `${name}.partial`), resume: false, resumable: false,
         events: { onProgress: (d, t, label) => progress.update(d, t, label), onStage: () => progress.stop() },
       });
       out.push(res.manifest);

@@ -1,10 +1,9 @@
 /**
- * Builds one branch through its work folder: quantize the layers not yet committed (per-layer
- * checkpoints, see branch-work.ts), then assemble the AutoGPTQ branch from the layer files,
- * write its manifest and swap it in under its final name. `gptq quantize` and `gptq branches`
- * both build this way; only `branches` keeps the activations that make a build resumable, at
- * checkpoints at most `checkpointEvery` seconds apart (writing them costs: 8.6 GB per layer for
- * Llama-2-70B at 128 × 4096).
+ * Builds one branch through its work folder: the branch writer lays out model.safetensors and
+ * takes each layer's tensors as the layer finishes; then the manifest is written and the folder
+ * swapped in under its final name. `gptq quantize` and `gptq branches` both build this way; only
+ * `branches` is resumable: it also keeps layer files (see branch-work.ts) and, at checkpoints at
+ * most `checkpointEvery` seconds apart, the activations (8.6 GB for Llama-2-70B at 128 × 4096).
  */
 import * as path from 'node:path';
 import { atomicWriteFile } from '../io/atomic';
@@ -37,10 +36,13 @@ export interface BuildOptions {
   workDir: string;
   /** Continue the interrupted build in workDir. */
   resume: boolean;
-  /** Keep layer outputs at checkpoints so that a killed build can resume. */
-  keepActivations: boolean;
   /**
-   * With keepActivations: seconds of work after which the next finished layer is a checkpoint
+   * A killed build can resume: layer files and checkpoints (with the layer outputs) go to
+   * workDir. `quantize` (a fresh work folder each run) and the report's baselines are not.
+   */
+  resumable: boolean;
+  /**
+   * With resumable: seconds of work after which the next finished layer is a checkpoint
    * (0: every layer). A killed build resumes from the last one.
    */
   checkpointEvery?: number;
@@ -120,12 +122,11 @@ async function quantizeInto(o: BuildOptions, work: BranchWork, writer: BranchWri
   let last: Record<(typeof STAGES)[number], number> = { load: 0, forward: 0, hessian: 0, solve: 0, sink: 0 };
   let wall = now(), lastCheckpoint = now();
   const lastLayer = c.numLayers - 1;
-  // Layers after which the build commits: every one unless activations are kept (then their
-  // writing is what costs), the last one, and one at least checkpointEvery seconds after the
-  // previous checkpoint.
-  const commitsWithoutX = !o.keepActivations || o.settings.rtn;
+  // Only a resumable build writes layer files and commits. It commits after every layer with rtn (nothing to keep),
+  // after the last one, and at a checkpoint at least checkpointEvery seconds after the previous.
+  const resumable = o.resumable;
   const wantX = (layer: number) =>
-    !commitsWithoutX && layer < lastLayer && now() - lastCheckpoint >= (o.checkpointEvery ?? 0);
+    resumable && !o.settings.rtn && layer < lastLayer && now() - lastCheckpoint >= (o.checkpointEvery ?? 0);
   return (o.device === 'cuda' ? quantizeLayersCuda : quantizeLayers)(
     o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
     async (layer, name, solve, shape) => {
@@ -145,12 +146,12 @@ async function quantizeInto(o: BuildOptions, work: BranchWork, writer: BranchWri
         const t = now();
         add.seconds = t - wall;
         wall = t;
-        await work.writeLayer(layer, tensors);
+        if (resumable) await work.writeLayer(layer, tensors);
         const ta = now();
         await writer.writeTensors(tensors);
         add.assemble = now() - ta;
-        if (xs !== null || commitsWithoutX || layer === lastLayer) {
-          await work.checkpoint(layer, commitsWithoutX ? null : xs, add);
+        if (resumable && (xs !== null || o.settings.rtn || layer === lastLayer)) {
+          await work.checkpoint(layer, xs, add);
           lastCheckpoint = now();
         } else {
           work.addTimings(add);
