@@ -19,7 +19,6 @@
 #include "layer70b_util.cuh"
 
 using namespace gfc;
-using bench::Stages;
 
 
 namespace {
@@ -105,7 +104,7 @@ int main(int argc, char** argv) try {
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Context ctx;
-  const double base_gb = bench::gpu_used_gb();
+  const double base_gb = device_used_gb();
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9);
   const double peak_tflops = measure_gemm_tflops(ctx), copy_gbs = measure_copy_gbs(ctx);
   std::printf("measured ceilings: fp16 GEMM 8192³ %.0f TFLOP/s, device copy %.0f GB/s (read+write)\n", peak_tflops, copy_gbs);
@@ -155,7 +154,7 @@ int main(int argc, char** argv) try {
     quantize_layer(ctx, dims, S, TP, X.get(), w, lo, outs, &lt);
     ctx.sync();
     wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-    max_used = std::max(max_used, bench::gpu_used_gb());
+    max_used = std::max(max_used, device_used_gb());
     if (pass == 0) std::printf("warm-up pass over %lld tokens: %.3f s\n", (long long)TP, wall_s);
   }
   std::vector<std::string> log;

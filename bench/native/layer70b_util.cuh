@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -55,55 +54,6 @@ __global__ void channel_scale_kernel(int64_t n, uint64_t seed, float* s) {
   float v = expf(0.6f * normal_at(seed, i));
   if (splitmix(seed ^ (uint64_t)i) % 1024 == 0) v *= 20.0f;
   s[i] = v;
-}
-
-__global__ void f16_to_f32_kernel(int64_t n, const __half* a, float* b) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    b[i] = __half2float(a[i]);
-}
-__global__ void f32_to_f16_kernel(int64_t n, const float* a, __half* b) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    b[i] = __float2half_rn(a[i]);
-}
-
-// Stage timer: event pairs per stage name, summed after one synchronisation.
-class Stages {
- public:
-  explicit Stages(Context& c) : ctx_(c) {}
-  ~Stages() { for (auto& r : recs_) { cudaEventDestroy(r.a); cudaEventDestroy(r.b); } }
-  void begin(const std::string& name) {
-    Rec r{name, nullptr, nullptr};
-    CUDA_CHECK(cudaEventCreate(&r.a));
-    CUDA_CHECK(cudaEventCreate(&r.b));
-    CUDA_CHECK(cudaEventRecord(r.a, ctx_.stream));
-    recs_.push_back(r);
-  }
-  void end() { CUDA_CHECK(cudaEventRecord(recs_.back().b, ctx_.stream)); }
-  void add_host(const std::string& name, double ms) { host_[name] += ms; }
-  std::map<std::string, double> totals_s() {
-    ctx_.sync();
-    std::map<std::string, double> t;
-    for (auto& r : recs_) {
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, r.a, r.b));
-      t[r.name] += ms / 1000.0;
-    }
-    for (auto& h : host_) t[h.first] += h.second / 1000.0;
-    return t;
-  }
-
- private:
-  struct Rec { std::string name; cudaEvent_t a, b; };
-  Context& ctx_;
-  std::vector<Rec> recs_;
-  std::map<std::string, double> host_;
-};
-
-// Device memory in use (all allocations of the process, library workspaces included).
-inline double gpu_used_gb() {
-  size_t fr = 0, tot = 0;
-  CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
-  return (double)(tot - fr) / 1e9;
 }
 
 inline double host_peak_rss_gb() {

@@ -71,6 +71,13 @@ class DevBuf {
   size_t n_ = 0;
 };
 
+// Device memory in use by the whole process (allocations, context, library workspaces), GB.
+inline double device_used_gb() {
+  size_t free = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return (double)(total - free) / 1e9;
+}
+
 inline unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 }  // namespace gfc

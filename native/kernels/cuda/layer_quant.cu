@@ -74,12 +74,6 @@ void copy_to_host(Context& ctx, void* dst, const void* src, size_t bytes) {
   }
 }
 
-double used_gb() {
-  size_t fr = 0, tot = 0;
-  CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
-  return (double)(tot - fr) / 1e9;
-}
-
 void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, const LayerQuantOptions& o,
                  std::vector<LinearOut>& out, LayerTimes& t) {
   const int64_t N = s.N, K = s.K, g = o.gptq.group_size == -1 ? K : o.gptq.group_size, G = K / g;
@@ -191,7 +185,7 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   Timeline tl(ctx);
   const size_t tally0 = Tally::peak();
   Tally::peak() = Tally::live();
-  const double base_gb = used_gb() - Tally::live() / 1e9;  // context + libraries
+  const double base_gb = device_used_gb() - Tally::live() / 1e9;  // context + libraries
 
   DevBuf<__half> ATT(T * QD), nrm(TC * HID), big(TC * std::max(QKV, 2 * FFN)), act(TC * FFN);
   DevBuf<__half> scores(d.heads * std::min(o.attention_qc, S) * S);
@@ -269,7 +263,7 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   // kept for step 5 instead of being computed again.
   DevBuf<float> Hf(FFN * FFN);
   const double need = (double)FFN * FFN * (4.0 + (o.solve.chol_fp32 ? 4.0 : 8.0)) + (double)HID * FFN * 10.0 + 1.0e9;
-  const double room = o.mem_budget_gb * 1e9 - (used_gb() - base_gb) * 1e9 - need;
+  const double room = o.mem_budget_gb * 1e9 - (device_used_gb() - base_gb) * 1e9 - need;
   const int64_t cache_chunks = room > 0 ? std::min<int64_t>(nchunks, (int64_t)(room / ((double)TC * FFN * 2))) : 0;
   const int64_t cached = std::min(T, cache_chunks * TC);
   DevBuf<__half> cache(cached * FFN);
