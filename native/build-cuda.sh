@@ -5,8 +5,9 @@
 # --gyp (binding.gyp): prints only 1 (built) or 0 (skipped) on stdout, messages on stderr, and
 # leaves build/cuda/include-dirs.txt and build/cuda/link-flags.txt for the addon's link.
 # Outputs (build/cuda/): libgptq_forge_cuda.a (the kernels of native/kernels/cuda), cuda_selftest
-# (device checks: kernels vs references, GPU solve vs the CPU engine, the GPTQ golden) and
-# layer70b (the Llama-2-70B layer benchmark, bench/native/layer70b.cu).
+# (device checks: kernels vs references, GPU solve vs the CPU engine, the GPTQ golden),
+# eval_check (the inference path's kernels vs references, with timings) and layer70b (the
+# Llama-2-70B layer benchmark, bench/native/layer70b.cu).
 # Environment: NVCC (default: nvcc on PATH or $CUDA_HOME/bin/nvcc), CUDA_ARCH (default sm_90).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,17 +62,19 @@ done
 # The CPU engine pieces the CUDA code uses as references (fp64 Cholesky) and the self-test compares against.
 # (not in the archive: the addon compiles them itself).
 cpu_objs=()
-for src in native/kernels/cpu/linalg.cc native/kernels/cpu/gptq.cc; do
+for src in native/kernels/cpu/linalg.cc native/kernels/cpu/gptq.cc native/kernels/cpu/pack.cc; do
   obj="$out/obj/cpu_$(basename "$src" .cc).o"
   g++ -std=c++17 -O3 -fPIC -pthread -fno-math-errno -march="${GPTQ_FORGE_MARCH:-native}" -c "$src" -o "$obj" &
   cpu_objs+=("$obj")
 done
 "$nvcc" "${flags[@]}" -c native/tests/cuda_selftest.cu -o "$out/obj/selftest.o" &
 "$nvcc" "${flags[@]}" -c bench/native/layer70b.cu -o "$out/obj/layer70b.o" &
+"$nvcc" "${flags[@]}" -c native/tests/eval_check.cu -o "$out/obj/eval_check.o" &
 for job in $(jobs -p); do wait "$job"; done
 ar rcs "$out/libgptq_forge_cuda.a" "${objs[@]}"
 "$nvcc" -arch="$arch" -o "$out/cuda_selftest" "$out/obj/selftest.o" "$out/libgptq_forge_cuda.a" "${cpu_objs[@]}" -lcublas -lcusolver -Xcompiler -pthread
 "$nvcc" -arch="$arch" -o "$out/layer70b" "$out/obj/layer70b.o" "$out/libgptq_forge_cuda.a" "${cpu_objs[@]}" -lcublas -lcusolver -Xcompiler -pthread
-echo "gptq-forge: CUDA backend built ($arch): $out/libgptq_forge_cuda.a, $out/cuda_selftest, $out/layer70b"
+"$nvcc" -arch="$arch" -o "$out/eval_check" "$out/obj/eval_check.o" "$out/libgptq_forge_cuda.a" "${cpu_objs[@]}" -lcublas -lcusolver -Xcompiler -pthread
+echo "gptq-forge: CUDA backend built ($arch): $out/libgptq_forge_cuda.a, $out/cuda_selftest, $out/layer70b, $out/eval_check"
 [ $gyp = 1 ] && echo 1 >&3
 exit 0
