@@ -30,7 +30,7 @@
       "ldflags": ["-pthread"],
       "conditions": [
         ["gptq_cuda==1", {
-          "sources": ["native/bindings/cuda.cc", "native/bindings/cuda_weights.cc"],
+          "sources": ["native/bindings/cuda.cc", "native/bindings/cuda_weights.cc", "native/bindings/cuda_eval.cc"],
           "defines": ["GPTQ_FORGE_CUDA"],
           "include_dirs": ["<!@(cat build/cuda/include-dirs.txt 2>/dev/null || true)"],
           "libraries": ["<!@(cat build/cuda/link-flags.txt 2>/dev/null || true)"]

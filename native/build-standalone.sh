@@ -22,7 +22,7 @@ mkdir -p build/Release build/standalone
 # The CUDA backend when nvcc, cuBLAS and cuSOLVER are there (one line saying why not otherwise).
 cuda_flags=() cuda_libs=()
 if [ "$(bash native/build-cuda.sh --gyp)" = 1 ]; then
-  sources="$sources native/bindings/cuda.cc native/bindings/cuda_weights.cc"
+  sources="$sources native/bindings/cuda.cc native/bindings/cuda_weights.cc native/bindings/cuda_eval.cc"
   cuda_flags=(-DGPTQ_FORGE_CUDA)
   for d in $(cat build/cuda/include-dirs.txt); do cuda_flags+=(-I"$d"); done
   read -r -a cuda_libs < build/cuda/link-flags.txt || true  # (no trailing newline: read returns 1)

@@ -30,15 +30,21 @@
 #include "util.h"
 
 namespace gfb {
-namespace {
 
-// One context (stream + handles) for the process, created on first use; calls take turns.
-std::mutex g_mu;
-gfc::Context& context() {
+std::mutex& cuda_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+gfc::Context& cuda_context() {
   static std::unique_ptr<gfc::Context> ctx;
   if (!ctx) ctx = std::make_unique<gfc::Context>();
   return *ctx;
 }
+
+namespace {
+
+std::mutex& g_mu = cuda_mutex();
+gfc::Context& context() { return cuda_context(); }
 
 gfc::SolveConfig solve_config(const Napi::Value& v) {
   gfc::SolveConfig c;
@@ -298,6 +304,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaQuantizeLayer", Napi::Function::New(env, start<CudaQuantizeLayer>));
   exports.Set("cudaSessionFree", Napi::Function::New(env, SessionFree));
   RegisterCudaWeights(env, exports);
+  RegisterCudaEval(env, exports);
 }
 
 }  // namespace gfb

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <mutex>
 
 #include "../kernels/cuda/context.h"
 
@@ -61,6 +62,12 @@ inline Session* session_arg(const Napi::Env& env, const Napi::Value& v) {
   return s;
 }
 
+// The process's one CUDA context (stream, cuBLAS and cuSOLVER handles), created on first use,
+// and the lock every job that uses it holds (cuda.cc).
+gfc::Context& cuda_context();
+std::mutex& cuda_mutex();
+
 void RegisterCudaWeights(Napi::Env env, Napi::Object exports);  // cuda_weights.cc
+void RegisterCudaEval(Napi::Env env, Napi::Object exports);     // cuda_eval.cc
 
 }  // namespace gfb
