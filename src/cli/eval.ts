@@ -1,5 +1,6 @@
 /**
- * `gptq eval`: perplexity of a model on a dataset, with the native CPU engine or through
+ * `gptq eval`: perplexity of a model on a dataset, with the native engine on the GPU
+ * (`--device cuda`, the default where one is visible) or the CPU, or through
  * onnxruntime-node (`--engine onnx`: the model is exported with export-onnx, or `--onnx FILE`
  * names an existing export).
  */
@@ -12,12 +13,13 @@ import { loadDatasetText } from '../data/datasets';
 import { tokenizeCached } from '../data/tokenizer';
 import { evalWindows } from '../data/windows';
 import { PerplexityResult, evaluatePerplexity } from '../eval/perplexity';
+import { CudaEvalStats, EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
 import { evaluatePerplexityOnnx, openOnnxSession } from '../eval/onnx/perplexity-onnx';
 import { resolveModel } from '../hub/resolve';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
 import { describe, exportModel } from './export-onnx';
-import { positiveInt } from './options';
+import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface EvalFlags {
@@ -32,6 +34,7 @@ interface EvalFlags {
   quiet?: boolean;
   engine: 'native' | 'onnx';
   onnx?: string;
+  device?: EvalDevice;
 }
 
 export function registerEval(program: Command): void {
@@ -49,6 +52,7 @@ export function registerEval(program: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .option('--fp32-activations', 'keep activations in fp32 (default: stored as fp16, as transformers does)')
     .addOption(new Option('--engine <engine>', 'native CPU engine, or onnxruntime-node (CPU)').choices(['native', 'onnx']).default('native'))
+    .addOption(deviceOption('native engine'))
     .option('--onnx <file.onnx>', 'with --engine onnx: an existing export of --model (default: export to a temporary folder)')
     .option('--quiet', 'no progress output')
     .action(async (flags: EvalFlags) => {
@@ -56,9 +60,10 @@ export function registerEval(program: Command): void {
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(result)}\n`);
       } else {
+        const rate = result.tflops !== undefined ? `, ${result.tflops.toFixed(0)} TFLOP/s on ${result.device}` : '';
         process.stdout.write(
           `perplexity ${result.perplexity.toFixed(4)}  (${result.windows} windows × ${result.seqlen} tokens ` +
-            `of ${result.tokens}; ${result.seconds.toFixed(1)} s, ${result.tokensPerSecond.toFixed(0)} tokens/s)\n`,
+            `of ${result.tokens}; ${result.seconds.toFixed(1)} s, ${result.tokensPerSecond.toFixed(0)} tokens/s${rate})\n`,
         );
       }
     });
@@ -75,12 +80,22 @@ export interface EvalResult {
   seconds: number;
   tokensPerSecond: number;
   engine: string;
+  /** The GPU's name with --device cuda, else "cpu". */
+  device: string;
   threads: number;
   activations: 'fp16' | 'fp32';
+  /** Peak resident memory of the process (GB). */
+  maxRssGb: number;
+  /** --device cuda: achieved TFLOP/s (the counted FLOPs over `seconds`) and where the time went. */
+  tflops?: number;
+  cuda?: CudaEvalStats & { readGBps: number };
 }
 
 async function runEval(flags: EvalFlags): Promise<EvalResult> {
   if (flags.onnx !== undefined && flags.engine !== 'onnx') throw new UserError('--onnx needs --engine onnx');
+  if (flags.engine === 'onnx' && flags.device === 'cuda') throw new UserError('--engine onnx runs on the CPU; --device cuda is for the native engine');
+  const device = flags.engine === 'onnx' ? 'cpu' : pickEvalDevice(flags.device);
+  if (device === 'cuda' && flags.fp32Activations) throw new UserError('--fp32-activations is for --device cpu (the GPU keeps fp16 activations, as transformers)');
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
   let tmpDir: string | undefined;
@@ -107,6 +122,7 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
     const threads = nativeThreads();
     const t0 = process.hrtime.bigint();
     let res: PerplexityResult;
+    let stats: CudaEvalStats | undefined;
     if (onnxFile !== undefined) {
       const session = await openOnnxSession(onnxFile, threads);
       try {
@@ -114,6 +130,10 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
       } finally {
         await session.release();
       }
+    } else if (device === 'cuda') {
+      const r = await evaluatePerplexityCuda(model, windows.tokens, flags.seqlen, { onProgress });
+      res = r;
+      stats = r.stats;
     } else {
       res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: !flags.fp32Activations, onProgress });
     }
@@ -123,10 +143,13 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
     return {
       model: flags.model, dataset: source, perplexity: res.perplexity, tokens: ids.length,
       windows: res.windows, seqlen: res.seqlen, evaluatedTokens: evaluated, seconds,
-      tokensPerSecond: evaluated / seconds, engine: onnxFile !== undefined ? 'onnxruntime-cpu' : 'native-cpu',
+      tokensPerSecond: evaluated / seconds, engine: onnxFile !== undefined ? 'onnxruntime-cpu' : `native-${device}`,
+      device: stats?.device ?? 'cpu',
       threads,
       // the ONNX graph computes in fp32 throughout
       activations: onnxFile !== undefined || flags.fp32Activations ? 'fp32' : 'fp16',
+      maxRssGb: process.resourceUsage().maxRSS / 1e6,
+      ...(stats ? { tflops: stats.flops.total / seconds / 1e12, cuda: { ...stats, readGBps: stats.bytesRead / stats.stages.read / 1e9 } } : {}),
     };
   } finally {
     await model.close();

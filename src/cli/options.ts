@@ -26,6 +26,6 @@ export function nonNegativeNumber(value: string): number {
 }
 
 /** `--device cpu|cuda` (default: cuda where the addon has it and a GPU is visible). */
-export function deviceOption(): Option {
-  return new Option('--device <device>', 'quantization engine (default: cuda when a CUDA device is visible, else cpu)').choices(['cpu', 'cuda']);
+export function deviceOption(what = 'quantization engine'): Option {
+  return new Option('--device <device>', `${what} (default: cuda when a CUDA device is visible, else cpu)`).choices(['cpu', 'cuda']);
 }

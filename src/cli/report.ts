@@ -20,10 +20,11 @@ import { readJsonFile } from '../io/json-file';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { evaluatePerplexity } from '../eval/perplexity';
+import { EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
 import { bitsPerWeight, folderBytes, gptqRowBase, renderMarkdown } from '../eval/report';
 import { renderChart } from '../eval/report-chart';
 import { Report, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
-import { positiveInt } from './options';
+import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface ReportFlags {
@@ -37,6 +38,7 @@ interface ReportFlags {
   remeasure?: boolean;
   json?: boolean;
   quiet?: boolean;
+  device?: EvalDevice;
 }
 
 export const BASELINES_DIR = '.baselines';
@@ -53,17 +55,21 @@ export function registerReport(program: Command): void {
     .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')
+    .addOption(deviceOption('perplexity engine'))
     .option('--remeasure', 'measure every row again instead of reusing the last report\'s')
     .option('--json', 'print report.json on stdout')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, flags: ReportFlags) => {
+      const t0 = process.hrtime.bigint();
       const report = await runReport(dir, flags);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (flags.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-      else process.stdout.write(`wrote ${path.join(dir, REPORT_FILE)}, report.md and report.svg (${report.rows.length} rows)\n`);
+      else process.stdout.write(`wrote ${path.join(dir, REPORT_FILE)}, report.md and report.svg (${report.rows.length} rows, ${seconds.toFixed(1)} s)\n`);
     });
 }
 
 async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
+  const device = pickEvalDevice(flags.device);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   const baseSpec = flags.base ?? manifests[0].base.model;
@@ -89,9 +95,10 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     const model = await LlamaModel.open(modelDir);
     const progress = createProgress(`eval ${name}`, { quiet: flags.quiet });
     try {
-      const res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, {
-        round16: true, onProgress: (d, t, label) => progress.update(d, t, label),
-      });
+      const onProgress = (d: number, t: number, label: string) => progress.update(d, t, label);
+      const res = device === 'cuda'
+        ? await evaluatePerplexityCuda(model, windows.tokens, flags.seqlen, { onProgress })
+        : await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: true, onProgress });
       return res.perplexity;
     } finally {
       progress.stop();

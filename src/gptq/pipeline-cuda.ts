@@ -13,7 +13,7 @@
 import { UserError } from '../errors';
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
-import { CudaLayerConfig, CudaLinear, CudaSession, cudaAvailable, cudaInfo, embed, f32ToF16 } from '../native';
+import { CudaLayerConfig, CudaLinear, CudaSession, cudaAvailable, cudaUnavailableReason, embed, f32ToF16 } from '../native';
 import {
   activationWindows, LayerRange, LinearReport, LinearSink, PipelineEvents, PipelineResult, QuantizedLinear, StageTimes,
 } from './pipeline';
@@ -24,11 +24,8 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 
 /** Throws a UserError when these settings cannot run on the CUDA engine here. */
 export function checkCudaSettings(s: QuantizeSettings): void {
-  if (!cudaAvailable()) {
-    const i = cudaInfo();
-    throw new UserError(i.built ? `--device cuda: no CUDA device is visible (${i.error ?? 'none found'})`
-      : '--device cuda: the native addon was built without CUDA (no nvcc/cuBLAS/cuSOLVER at build time)');
-  }
+  const why = cudaUnavailableReason();
+  if (why) throw new UserError(`--device cuda: ${why}`);
   if (s.rtn) throw new UserError('--device cuda does not do round-to-nearest (--rtn); use --device cpu');
   if (s.mse) throw new UserError('--device cuda does not do --mse; use --device cpu');
   if (!s.trueSequential) throw new UserError('--device cuda is true-sequential only; use --device cpu for --no-true-sequential');

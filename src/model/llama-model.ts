@@ -87,8 +87,12 @@ export class LlamaModel {
 
   /** The output projection; with tied embeddings it is the embedding matrix. */
   lmHead(): Promise<Float32Array> {
-    const name = this.config.tieWordEmbeddings && !this.checkpoint.has(LM_HEAD) ? EMBED : LM_HEAD;
-    return this.tensorF32(name, [this.config.vocabSize, this.config.hiddenSize]);
+    return this.tensorF32(this.lmHeadName(), [this.config.vocabSize, this.config.hiddenSize]);
+  }
+
+  /** The tensor lm_head reads: lm_head.weight, or the embedding with tied embeddings. */
+  lmHeadName(): string {
+    return this.config.tieWordEmbeddings && !this.checkpoint.has(LM_HEAD) ? EMBED : LM_HEAD;
   }
 
   /** All weights of decoder layer `i` in fp32 (one layer in memory at a time). */

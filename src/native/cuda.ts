@@ -130,6 +130,14 @@ export function cudaInfo(): CudaInfo {
   return { built: true, ...a.cudaInfo() };
 }
 
+/** Why the CUDA engine cannot run here, in words for an error line; null when it can. */
+export function cudaUnavailableReason(): string | null {
+  const i = cudaInfo();
+  if (!i.built) return 'the native addon was built without CUDA (no nvcc/cuBLAS/cuSOLVER at build time)';
+  if (i.devices === 0) return `no CUDA device is visible (${i.error ?? 'none found'})`;
+  return null;
+}
+
 /** The CUDA engine can run here: built with it, and a device is visible. */
 export function cudaAvailable(): boolean {
   const i = cudaInfo();

@@ -400,3 +400,4 @@ export async function dequantizeGptq(
 }
 
 export * from './cuda';
+export * from './cuda-eval';
