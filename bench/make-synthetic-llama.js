@@ -5,7 +5,7 @@
  * memory runs of `gptq quantize` / `gptq branches` on a host with no network:
  *
  *   node bench/make-synthetic-llama.js --config ../shared/models/llama-2-70b/config.json \
- *     --layers 4 --tokenizer-from ../shared/models/llama2-m --out /tmp/syn70b [--seed 1] [--max-shard-gb 5]
+ *     --layers 4 --tokenizer-from ../shared/models/llama2-m --out /tmp/syn70b [--seed 1] [--max-shard-gb 5] [--sparse true]
  *
  * --out gets config.json (num_hidden_layers = --layers, torch_dtype float16, untied lm_head), the
  * tokenizer files found in --tokenizer-from, and every Llama-2 tensor in F16: embed_tokens, per
@@ -22,7 +22,7 @@ const path = require('node:path');
 
 function usage(msg) {
   if (msg) console.error(`error: ${msg}`);
-  console.error('usage: node bench/make-synthetic-llama.js --config CONFIG.json --layers N --tokenizer-from DIR --out DIR [--seed 1] [--max-shard-gb 5]');
+  console.error('usage: node bench/make-synthetic-llama.js --config CONFIG.json --layers N --tokenizer-from DIR --out DIR [--seed 1] [--max-shard-gb 5] [--sparse true]');
   process.exit(2);
 }
 const opts = {};
@@ -33,11 +33,15 @@ for (let i = 0; i < argv.length; i += 2) {
   opts[argv[i].slice(2)] = argv[i + 1];
 }
 for (const k of Object.keys(opts))
-  if (!['config', 'layers', 'tokenizer-from', 'out', 'seed', 'max-shard-gb'].includes(k)) usage(`unknown option --${k}`);
+  if (!['config', 'layers', 'tokenizer-from', 'out', 'seed', 'max-shard-gb', 'sparse'].includes(k)) usage(`unknown option --${k}`);
 for (const k of ['config', 'layers', 'tokenizer-from', 'out']) if (!opts[k]) usage(`--${k} is required`);
 const layers = Number(opts.layers);
 const seed = Number(opts.seed ?? 1);
 const maxShard = Number(opts['max-shard-gb'] ?? 5) * 1e9;
+// --sparse true: every weight is 0 and the files are sparse (no data written), for checks of what
+// happens before any weight is used (e.g. a model too large for the GPU); never for timings.
+const sparse = opts.sparse === 'true';
+if (opts.sparse !== undefined && !['true', 'false'].includes(opts.sparse)) usage('--sparse must be true or false');
 if (!Number.isInteger(layers) || layers < 1) usage('--layers must be a positive integer');
 if (!Number.isInteger(seed)) usage('--seed must be an integer');
 if (!(maxShard > 0)) usage('--max-shard-gb must be > 0');
@@ -176,7 +180,8 @@ for (const s of shards) {
   const fd = fs.openSync(path.join(out, s.file), 'w');
   try {
     fs.writeSync(fd, head);
-    for (const t of s.tensors) writeTensor(fd, t);
+    if (sparse) fs.ftruncateSync(fd, head.length + s.size);
+    else for (const t of s.tensors) writeTensor(fd, t);
   } finally {
     fs.closeSync(fd);
   }
