@@ -21,50 +21,12 @@
 #include "../kernels/cuda/hessian.h"
 #include "../kernels/cuda/llama.h"
 #include "../kernels/cuda/pack.h"
+#include "check_util.cuh"
 
 using namespace gfc;
+using namespace gfc::check;
 
 namespace {
-
-int failures = 0;
-void report(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  if (!ok) ++failures;
-}
-
-template <class T>
-DevBuf<T> upload(Context& ctx, const std::vector<T>& h) {
-  DevBuf<T> d(h.size());
-  CUDA_CHECK(cudaMemcpyAsync(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice, ctx.stream));
-  return d;
-}
-template <class T>
-std::vector<T> download(Context& ctx, const T* d, size_t n) {
-  std::vector<T> h(n);
-  CUDA_CHECK(cudaMemcpyAsync(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost, ctx.stream));
-  ctx.sync();
-  return h;
-}
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (double)(a[i] - b[i]) * (a[i] - b[i]);
-    den += (double)b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
-std::vector<float> halves_to_float(const std::vector<__half>& h) {
-  std::vector<float> f(h.size());
-  for (size_t i = 0; i < h.size(); ++i) f[i] = __half2float(h[i]);
-  return f;
-}
-std::vector<__half> random_halves(std::mt19937& rng, size_t n, float std) {
-  std::normal_distribution<float> nd(0, std);
-  std::vector<__half> h(n);
-  for (auto& v : h) v = __float2half_rn(nd(rng));
-  return h;
-}
 
 // H = (2/windows) XᵀX from random correlated activations (fp32, exact-ish on the host).
 std::vector<float> random_hessian(std::mt19937& rng, int64_t K, int64_t T, int dead) {
@@ -341,8 +303,8 @@ int main(int argc, char** argv) try {
   check_solves(ctx);
   if (argc >= 3)
     for (int variant = 0; variant < 3; ++variant) check_golden(ctx, argv[1], argv[2], variant);
-  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "ALL PASSED", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d failure(s)\n", failures() ? "FAILED" : "ALL PASSED", failures());
+  return failures() ? 1 : 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "cuda_selftest: error: %s\n", e.what());
   return 2;

@@ -25,47 +25,15 @@
 #include "../kernels/cuda/eval_ops.h"
 #include "../kernels/cuda/forward.h"
 #include "../kernels/cuda/llama.h"
+#include "check_util.cuh"
 
 using namespace gfc;
+using namespace gfc::check;
 
 namespace {
 
-int failures = 0;
-void report(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  std::fflush(stdout);
-  if (!ok) ++failures;
-}
-
-template <class T>
-DevBuf<T> upload(Context& ctx, const std::vector<T>& h) {
-  DevBuf<T> d(h.size());
-  CUDA_CHECK(cudaMemcpyAsync(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice, ctx.stream));
-  return d;
-}
-template <class T>
-std::vector<T> download(Context& ctx, const T* d, size_t n) {
-  std::vector<T> h(n);
-  CUDA_CHECK(cudaMemcpyAsync(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost, ctx.stream));
-  ctx.sync();
-  return h;
-}
-std::vector<__half> random_halves(std::mt19937& rng, size_t n, float std) {
-  std::normal_distribution<float> nd(0, std);
-  std::vector<__half> h(n);
-  for (auto& v : h) v = __float2half_rn(nd(rng));
-  return h;
-}
-// ‖a − b‖ / ‖b‖ over fp16 arrays; infinity when a holds a non-finite value.
 double rel_err(const std::vector<__half>& a, const std::vector<__half>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double x = __half2float(a[i]), y = __half2float(b[i]);
-    if (!std::isfinite(x)) return INFINITY;
-    num += (x - y) * (x - y);
-    den += y * y;
-  }
-  return std::sqrt(num / den);
+  return check::rel_err(halves_to_float(a), halves_to_float(b));
 }
 // Poisons a device buffer so that an unwritten element shows (NaN halves).
 void poison(Context& ctx, __half* p, size_t n) { CUDA_CHECK(cudaMemsetAsync(p, 0xFF, n * 2, ctx.stream)); }
@@ -258,8 +226,8 @@ int main() try {
   check_dequant(ctx, rng);
   check_nll_swiglu(ctx, rng);
   timings(ctx, rng);
-  std::printf(failures ? "%d CHECK(S) FAILED\n" : "ALL PASSED\n", failures);
-  return failures ? 1 : 0;
+  std::printf(failures() ? "%d CHECK(S) FAILED\n" : "ALL PASSED\n", failures());
+  return failures() ? 1 : 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "eval_check: %s\n", e.what());
   return 2;

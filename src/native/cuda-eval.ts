@@ -4,19 +4,11 @@
  * device arenas. Loaded through ./index (the one loader); arguments are validated here first
  * (name, expected, got).
  */
+import { CudaLayerDims } from './cuda';
 import { check, checkLength, nativeAddon } from './index';
 
 /** What the eval session needs of the model: the layer dims plus the vocabulary. */
-export interface CudaEvalDims {
-  hidden: number;
-  ffn: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  eps: number;
-  ropeTheta: number;
-  vocab: number;
-}
+export type CudaEvalDims = CudaLayerDims & { vocab: number };
 
 /** One tensor's bytes placed at byte `at` of a slot: floats land as fp16, I32 as is. */
 export type EvalEntry = { name: string; at: number; count: number; dtype: 'F16' | 'BF16' | 'F32' | 'I32' } & (
