@@ -8,13 +8,15 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { UserError } from '../errors';
+import { UsageError } from '../errors';
 import { loadDatasetText } from '../data/datasets';
 import { tokenizeCached } from '../data/tokenizer';
 import { evalWindows } from '../data/windows';
 import { PerplexityResult, evaluatePerplexity } from '../eval/perplexity';
 import { CudaEvalStats, EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
+import { checkOnnxExportOf } from '../eval/onnx/onnx-identity';
 import { evaluatePerplexityOnnx, openOnnxSession } from '../eval/onnx/perplexity-onnx';
+import { checkBranchSettings } from '../gptq/settings-branch';
 import { resolveModel } from '../hub/resolve';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
@@ -92,11 +94,12 @@ export interface EvalResult {
 }
 
 async function runEval(flags: EvalFlags): Promise<EvalResult> {
-  if (flags.onnx !== undefined && flags.engine !== 'onnx') throw new UserError('--onnx needs --engine onnx');
-  if (flags.engine === 'onnx' && flags.device === 'cuda') throw new UserError('--engine onnx runs on the CPU; --device cuda is for the native engine');
+  if (flags.onnx !== undefined && flags.engine !== 'onnx') throw new UsageError('--onnx needs --engine onnx');
+  if (flags.engine === 'onnx' && flags.device === 'cuda') throw new UsageError('--engine onnx runs on the CPU; --device cuda is for the native engine');
   const device = flags.engine === 'onnx' ? 'cpu' : pickEvalDevice(flags.device);
-  if (device === 'cuda' && flags.fp32Activations) throw new UserError('--fp32-activations is for --device cpu (the GPU keeps fp16 activations, as transformers)');
+  if (device === 'cuda' && flags.fp32Activations) throw new UsageError('--fp32-activations is for --device cpu (the GPU keeps fp16 activations, as transformers)');
   const dir = await resolveModel(flags.model, { revision: flags.revision });
+  await checkBranchSettings(dir);
   const model = await LlamaModel.open(dir);
   let tmpDir: string | undefined;
   try {
@@ -126,6 +129,8 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
     if (onnxFile !== undefined) {
       const session = await openOnnxSession(onnxFile, threads);
       try {
+        // an existing export must be one of --model (not of another model or branch)
+        if (flags.onnx !== undefined) await checkOnnxExportOf(flags.onnx, model, flags.model);
         res = await evaluatePerplexityOnnx(session, windows.tokens, flags.seqlen, { threads, onProgress });
       } finally {
         await session.release();

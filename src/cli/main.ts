@@ -1,6 +1,7 @@
 /** The `gptq` program: one sub-command per file in src/cli/. */
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../errors';
+import { USAGE_EXIT_CODE, UsageError, UserError } from '../errors';
+import { checkOptionSettings } from './options';
 import { registerBranches } from './branches';
 import { registerEval } from './eval';
 import { registerExportOnnx } from './export-onnx';
@@ -30,8 +31,14 @@ export function buildProgram(): Command {
     .name('gptq')
     .description('Produce and validate GPTQ branches of Llama models')
     .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    // commander's own usage errors as ours: one line, "gptq: error: …", exit 2
+    .configureOutput({
+      outputError: (str, write) => write(`gptq: ${str.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`),
+    })
+    .exitOverride()
+    // every setting of every command checked by its one rule (src/gptq/settings.ts) before the
+    // command does anything: a bad value or combination is a UsageError naming the flag
+    .hook('preAction', (_program, command) => checkOptionSettings(command));
   registerEval(program);
   registerExportOnnx(program);
   registerQuantize(program);
@@ -55,7 +62,12 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander already printed its message (usage errors, --help, --version).
-      return e.exitCode === 0 ? 0 : 2;
+      return e.exitCode === 0 ? 0 : USAGE_EXIT_CODE;
+    }
+    if (e instanceof UsageError) {
+      // A bad flag value or combination: one line, exit 2 (as commander's own usage errors).
+      process.stderr.write(`gptq: error: ${describeError(e)}\n`);
+      return USAGE_EXIT_CODE;
     }
     throw e;
   }

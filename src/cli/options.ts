@@ -1,5 +1,7 @@
 /** Option parsers shared by the commands (commander reports their errors as usage errors). */
-import { InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from '../errors';
+import { checkSetting, comboProblem, SETTING_RULES, SettingName } from '../gptq/settings';
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -28,4 +30,28 @@ export function nonNegativeNumber(value: string): number {
 /** `--device cpu|cuda` (default: cuda where the addon has it and a GPU is visible). */
 export function deviceOption(what = 'quantization engine'): Option {
   return new Option('--device <device>', `${what} (default: cuda when a CUDA device is visible, else cpu)`).choices(['cpu', 'cuda']);
+}
+
+/**
+ * Checks the parsed options of `command` that are settings with a rule in src/gptq/settings.ts
+ * (bits, group size, damping, seqlen, nsamples, seed, max windows) and the refused
+ * combinations; throws a UsageError (exit 2) naming the flag as the user typed it. Options left
+ * undefined (optional overrides) are not checked. Runs before every command's action.
+ */
+export function checkOptionSettings(command: Command): void {
+  const opts = command.opts() as Record<string, unknown>;
+  const flagOf = (key: string): string | undefined => command.options.find((o) => o.attributeName() === key)?.long;
+  for (const name of Object.keys(SETTING_RULES) as SettingName[]) {
+    const flag = flagOf(name);
+    if (flag === undefined || opts[name] === undefined) continue;
+    checkSetting(name, opts[name], flag);
+  }
+  if (flagOf('groupSize') !== undefined && typeof opts.groupSize === 'number') {
+    const problem = comboProblem({
+      groupSize: opts.groupSize,
+      staticGroups: flagOf('staticGroups') !== undefined ? !!opts.staticGroups : undefined,
+      sym: flagOf('sym') !== undefined ? opts.sym !== false : undefined,
+    });
+    if (problem !== undefined) throw new UsageError(problem);
+  }
 }

@@ -14,6 +14,7 @@ import { finishedBranches } from '../gptq/branches-dir';
 import { buildBranch } from '../gptq/build-branch';
 import { Manifest, resolveManifestBase } from '../gptq/manifest';
 import { linearShape, QuantizeSettings } from '../gptq/settings';
+import { checkBranchSettings } from '../gptq/settings-branch';
 import { resolveModel } from '../hub/resolve';
 import { atomicWriteFile } from '../io/atomic';
 import { readJsonFile } from '../io/json-file';
@@ -23,6 +24,7 @@ import { evaluatePerplexity } from '../eval/perplexity';
 import { EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
 import { bitsPerWeight, folderBytes, gptqRowBase, renderMarkdown } from '../eval/report';
 import { renderChart } from '../eval/report-chart';
+import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-content';
 import { Report, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
@@ -72,6 +74,8 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   const device = pickEvalDevice(flags.device);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
+  // every branch's quantize_config against its config.json before anything is measured
+  for (const m of manifests) await checkBranchSettings(path.join(dir, m.branch));
   const baseSpec = flags.base ?? manifests[0].base.model;
   const revision = flags.base ? flags.revision : manifests[0].base.revision ?? undefined;
   const baseDir = flags.base ? await resolveModel(baseSpec, { revision }) : await resolveManifestBase(manifests[0].base);
@@ -85,13 +89,19 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   const { text, source } = await loadDatasetText(flags.dataset, { split: flags.split });
   const ids = await tokenizeCached(baseDir, text, { addBos: true });
   const windows = evalWindows(ids, flags.seqlen, flags.maxWindows);
-  const evalInfo = { dataset: flags.dataset, source, seqlen: flags.seqlen, windows: windows.count, tokens: ids.length };
+  const evalInfo = {
+    dataset: flags.dataset, source, seqlen: flags.seqlen, windows: windows.count, tokens: ids.length, idsSha256: idsDigest(windows.tokens),
+  };
   const previous = flags.remeasure ? undefined : ((await readJsonFile(path.join(dir, REPORT_FILE))) as Report | undefined);
   const reusable = previous?.format === REPORT_FORMAT && JSON.stringify(previous.eval) === JSON.stringify(evalInfo);
 
-  const measure = async (name: string, modelDir: string, weightsId: string): Promise<number> => {
-    const old = reusable ? previous!.rows.find((r) => r.name === name && r.weightsId === weightsId) : undefined;
-    if (old) return old.perplexity;
+  // A row is keyed by the content it was measured on (report-content.ts), never by what a
+  // manifest or the last report says about it.
+  const measure = async (name: string, modelDir: string): Promise<{ perplexity: number; weightsId: string; files: FileStamp[] }> => {
+    const last = reusable ? previous!.rows.find((r) => r.name === name) : undefined;
+    const files = await contentStamps(modelDir, last?.files);
+    const weightsId = contentId(files);
+    if (last && last.weightsId === weightsId && typeof last.perplexity === 'number') return { perplexity: last.perplexity, weightsId, files };
     const model = await LlamaModel.open(modelDir);
     const progress = createProgress(`eval ${name}`, { quiet: flags.quiet });
     try {
@@ -99,7 +109,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
       const res = device === 'cuda'
         ? await evaluatePerplexityCuda(model, windows.tokens, flags.seqlen, { onProgress })
         : await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: true, onProgress });
-      return res.perplexity;
+      return { perplexity: res.perplexity, weightsId, files };
     } finally {
       progress.stop();
       await model.close();
@@ -111,14 +121,23 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   const baseBytes = (await Promise.all(base.checkpoint.files().map(async (f) => (await fsp.stat(f)).size))).reduce((a, b) => a + b, 0);
   rows.push({
     name: 'fp16', kind: 'fp16', bits: 16, groupSize: null, actOrder: null, dampPercent: null, dataset: null, seqlen: null,
-    sizeBytes: baseBytes, bitsPerWeight: 16, perplexity: await measure('fp16', baseDir, fingerprint), buildSeconds: null, weightsId: fingerprint,
+    sizeBytes: baseBytes, bitsPerWeight: 16, buildSeconds: null, ...(await measure('fp16', baseDir)),
   });
   const branchRow = async (m: Manifest, branchDir: string): Promise<ReportRow> => {
     const weights = m.files.find((f) => f.path.endsWith('.safetensors'))!;
+    const measured = await measure(m.branch, branchDir);
+    // The settings of the row come from the manifest: say so when the files are no longer the ones it hashed.
+    const changed = m.files.filter((f) => {
+      const now = measured.files.find((s) => s.path === f.path);
+      return now !== undefined && now.sha256 !== f.sha256;
+    });
+    if (changed.length > 0) {
+      process.stderr.write(`warning: ${m.branch}/${changed[0].path} differs from its manifest (changed after the build); measured as it is now, run gptq verify ${branchDir}\n`);
+    }
     return {
       ...gptqRowBase(m), sizeBytes: await folderBytes(branchDir),
       bitsPerWeight: await bitsPerWeight(path.join(branchDir, weights.path), c, (n) => linearShape(c, n)),
-      perplexity: await measure(m.branch, branchDir, weights.sha256), weightsId: weights.sha256,
+      ...measured,
     };
   };
   if (flags.rtn) {

@@ -122,8 +122,16 @@ export function defaultCacheDir(): string {
   return env && env.length > 0 ? path.resolve(env) : path.join(os.homedir(), '.cache', 'gptq-forge');
 }
 
-const CACHE_FORMAT = 'gptq-forge tokens v1';
+const CACHE_FORMAT = 'gptq-forge tokens v2';
 
+/**
+ * A cache file: MAGIC (8 bytes), the number of ids (u64 LE), sha256 of the ids' little-endian
+ * bytes (32 bytes), then the ids (int32 LE). A file whose length, count or digest does not
+ * match (truncated, torn, corrupted, a v1 file of raw ids) is never used: the text is
+ * tokenized again and the entry rewritten.
+ */
+const MAGIC = Buffer.from('GPTQTOK2', 'latin1');
+const HEADER_BYTES = MAGIC.length + 8 + 32;
 function cacheKey(files: TokenizerFiles, text: string, addBos: boolean): string {
   const h = createHash('sha256');
   const part = (b: Buffer | string) => {
@@ -141,16 +149,26 @@ function cacheKey(files: TokenizerFiles, text: string, addBos: boolean): string 
   return h.digest('hex');
 }
 
-function readCached(file: string): Int32Array | undefined {
+function digestIds(le: Uint8Array): Buffer {
+  return createHash('sha256').update(le).digest();
+}
+
+/** The ids of a verified cache file; undefined when it is absent or fails any check. */
+export function readCached(file: string): Int32Array | undefined {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
   } catch {
     return undefined;
   }
-  if (buf.length % 4 !== 0) return undefined; // a torn or foreign file: recompute and overwrite
-  const copy = new Uint8Array(buf.length);
-  copy.set(buf);
+  if (buf.length < HEADER_BYTES || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  const count = buf.readBigUInt64LE(MAGIC.length);
+  if (BigInt(buf.length - HEADER_BYTES) !== count * 4n) return undefined; // truncated or padded
+  const digest = buf.subarray(MAGIC.length + 8, HEADER_BYTES);
+  const body = buf.subarray(HEADER_BYTES);
+  if (!digestIds(body).equals(digest)) return undefined; // corrupted
+  const copy = new Uint8Array(body.length);
+  copy.set(body);
   if (os.endianness() === 'BE') Buffer.from(copy.buffer).swap32();
   return new Int32Array(copy.buffer);
 }
@@ -159,8 +177,13 @@ function writeCached(file: string, ids: Int32Array): void {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
-    fs.writeFileSync(tmp, os.endianness() === 'BE' ? Buffer.from(bytes).swap32() : bytes);
+    const native = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+    const le = os.endianness() === 'BE' ? Buffer.from(native).swap32() : native;
+    const header = Buffer.alloc(HEADER_BYTES);
+    MAGIC.copy(header, 0);
+    header.writeBigUInt64LE(BigInt(ids.length), MAGIC.length);
+    digestIds(le).copy(header, MAGIC.length + 8);
+    fs.writeFileSync(tmp, Buffer.concat([header, le]));
     fs.renameSync(tmp, file);
   } catch {
     // The cache is an optimisation only: an unwritable cache folder must not fail the run.
@@ -172,9 +195,19 @@ function writeCached(file: string, ids: Int32Array): void {
   }
 }
 
+function tokenCacheFile(files: TokenizerFiles, text: string, opts: { addBos: boolean; cacheDir?: string }): string {
+  return path.join(opts.cacheDir ?? defaultCacheDir(), 'tokens', `${cacheKey(files, text, opts.addBos)}.i32`);
+}
+
+/** Where tokenizeCached keeps the ids of `text` for this model's tokenizer (for tests and tools). */
+export function tokenCachePath(modelDir: string, text: string, opts: { addBos: boolean; cacheDir?: string }): string {
+  return tokenCacheFile(readTokenizerFiles(modelDir), text, opts);
+}
+
 /**
- * Token ids of `text` (whole, in one pass, like HF), cached as raw little-endian int32 under
- * `<cacheDir>/tokens/<sha256(tokenizer.json, tokenizer_config.json, addBos, text)>.i32`.
+ * Token ids of `text` (whole, in one pass, like HF), cached under
+ * `<cacheDir>/tokens/<sha256(tokenizer.json, tokenizer_config.json, addBos, text)>.i32` with a
+ * header (count and sha256 of the ids) that is checked on every read.
  */
 export async function tokenizeCached(
   modelDir: string,
@@ -182,7 +215,7 @@ export async function tokenizeCached(
   opts: { addBos: boolean; cacheDir?: string },
 ): Promise<Int32Array> {
   const files = readTokenizerFiles(modelDir);
-  const file = path.join(opts.cacheDir ?? defaultCacheDir(), 'tokens', `${cacheKey(files, text, opts.addBos)}.i32`);
+  const file = tokenCacheFile(files, text, opts);
   const hit = readCached(file);
   if (hit) return hit;
   const ids = buildTokenizer(files).encode(text, { addBos: opts.addBos });

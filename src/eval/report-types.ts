@@ -1,4 +1,6 @@
 /** `report.json` of a branches folder, written by `gptq report` (one row per model measured). */
+import type { FileStamp } from './report-content';
+
 export const REPORT_FILE = 'report.json';
 export const REPORT_FORMAT = 'gptq-forge/report@1';
 
@@ -19,14 +21,24 @@ export interface ReportRow {
   perplexity: number;
   /** Build time of the branch in seconds (null for fp16). */
   buildSeconds: number | null;
-  /** What was measured: sha256 of the branch's weights file, or the base model's fingerprint. */
+  /**
+   * What was measured, by content: sha256 over the sha256 of every file of the model folder
+   * that the perplexity depends on (src/eval/report-content.ts); a row is reused only when the
+   * folder's content still has this id.
+   */
   weightsId: string;
+  /** The files behind weightsId, with the size and mtime that let the next report skip re-hashing them. */
+  files?: FileStamp[];
 }
 
 export interface Report {
   format: typeof REPORT_FORMAT;
   base: { model: string; revision: string | null };
-  eval: { dataset: string; source: string; seqlen: number; windows: number; tokens: number };
+  eval: {
+    dataset: string; source: string; seqlen: number; windows: number; tokens: number;
+    /** sha256 of the evaluated token ids (the text and tokenizer by content; absent in older reports). */
+    idsSha256?: string;
+  };
   rows: ReportRow[];
   createdAt: string;
 }

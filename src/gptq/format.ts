@@ -29,12 +29,14 @@
  */
 import { UserError } from '../errors';
 import type { TensorSpec } from '../io/safetensors-header';
+import { checkSetting, SUPPORTED_BITS } from './settings';
+
+export { SUPPORTED_BITS };
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
 
 export const QUANTIZE_CONFIG_FILE = 'quantize_config.json';
-export const SUPPORTED_BITS: readonly number[] = [2, 3, 4, 8];
 
 /** quantize_config.json of AutoGPTQ, keys in `BaseQuantizeConfig.to_dict()` order. */
 export interface QuantizeConfig {
@@ -65,25 +67,18 @@ export interface QuantizeConfigOptions {
   modelFileBaseName: string;
 }
 
+// The rules are src/gptq/settings.ts's (one per setting, shared with the CLI and the matrix);
+// here they are worded with quantize_config.json's keys, and a bad file is a UserError (exit 1).
 function checkBits(bits: unknown, where: string): number {
-  if (typeof bits !== 'number' || !SUPPORTED_BITS.includes(bits)) {
-    throw new UserError(`${where}bits must be 2, 3, 4 or 8, got ${JSON.stringify(bits)}`);
-  }
-  return bits;
+  return checkSetting('bits', bits, `${where}bits`, UserError) as number;
 }
 
 function checkGroupSize(g: unknown, where: string): number {
-  if (typeof g !== 'number' || !Number.isInteger(g) || (g !== -1 && g <= 0)) {
-    throw new UserError(`${where}group_size must be -1 or a positive integer, got ${JSON.stringify(g)}`);
-  }
-  return g;
+  return checkSetting('groupSize', g, `${where}group_size`, UserError) as number;
 }
 
 function checkDamp(d: unknown, where: string): number {
-  if (typeof d !== 'number' || !(d > 0 && d < 1)) {
-    throw new UserError(`${where}damp_percent must be between 0 and 1 (exclusive), got ${JSON.stringify(d)}`);
-  }
-  return d;
+  return checkSetting('damp', d, `${where}damp_percent`, UserError) as number;
 }
 
 /** The config a quantization run writes, validated as AutoGPTQ's `__post_init__` does. */

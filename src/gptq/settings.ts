@@ -1,9 +1,124 @@
-/** The settings of one GPTQ branch, checked against the model before any work starts. */
-import { UserError } from '../errors';
+/**
+ * The settings of one GPTQ branch, checked against the model before any work starts; and the
+ * rule for each setting (bits, group size, damping, calibration window length, sample count,
+ * seed, and the combinations that are refused), in ONE place: the CLI (src/cli/main.ts checks
+ * every command's flags with them before its action runs), the matrix (src/gptq/matrix.ts) and
+ * the format (src/gptq/format.ts, quantize_config.json) all word their errors with these.
+ */
+import { UsageError, UserError } from '../errors';
 import { LlamaConfig } from '../model/config';
 import { LINEARS, LinearName } from '../model/weights';
 import { GptqOptions } from '../native';
-import { SUPPORTED_BITS } from './format';
+
+/** AutoGPTQ's `BaseQuantizeConfig` accepts these bit widths only. */
+export const SUPPORTED_BITS: readonly number[] = [2, 3, 4, 8];
+
+/** The names of the checked settings: the CLI's option attribute names (commander camelCase). */
+export type SettingName = 'bits' | 'groupSize' | 'damp' | 'seqlen' | 'nsamples' | 'seed' | 'maxWindows';
+
+export interface SettingRule {
+  /** The CLI flag. */
+  flag: string;
+  /** The key in a branch matrix entry (configs/*.json). */
+  matrixKey: string;
+  /** The key in quantize_config.json, where the format has one. */
+  configKey?: string;
+  /** What is accepted, as it reads after "must be". */
+  expected: string;
+  ok(v: unknown): boolean;
+}
+
+const isInt = (v: unknown, min: number): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+
+export const SETTING_RULES: Readonly<Record<SettingName, SettingRule>> = {
+  bits: {
+    flag: '--bits', matrixKey: 'bits', configKey: 'bits', expected: '2, 3, 4 or 8',
+    ok: (v) => typeof v === 'number' && SUPPORTED_BITS.includes(v),
+  },
+  groupSize: {
+    flag: '--group-size', matrixKey: 'groupSize', configKey: 'group_size', expected: '-1 or a positive integer',
+    ok: (v) => v === -1 || isInt(v, 1),
+  },
+  damp: {
+    // AutoGPTQ: `if not (0 < self.damp_percent < 1)`; the same interval for 0 and for 1.
+    flag: '--damp', matrixKey: 'damp', configKey: 'damp_percent', expected: 'between 0 and 1 (exclusive), e.g. 0.01',
+    ok: (v) => typeof v === 'number' && v > 0 && v < 1,
+  },
+  seqlen: {
+    // a window of L tokens has L − 1 next-token targets
+    flag: '--seqlen', matrixKey: 'seqlen', expected: 'an integer ≥ 2', ok: (v) => isInt(v, 2),
+  },
+  nsamples: { flag: '--nsamples', matrixKey: 'nsamples', expected: 'an integer ≥ 1', ok: (v) => isInt(v, 1) },
+  seed: { flag: '--seed', matrixKey: 'seed', expected: 'an integer ≥ 0', ok: (v) => isInt(v, 0) },
+  maxWindows: { flag: '--max-windows', matrixKey: 'maxWindows', expected: 'an integer ≥ 1', ok: (v) => isInt(v, 1) },
+};
+
+/** A value as it appears in a message: numbers as given (never a computed fraction), others as JSON. */
+function shown(v: unknown): string {
+  return typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * The problem with `value` for `name`, worded `<label> must be <expected>, got <value>`, or
+ * undefined when the value is valid. `label` names the setting where it came from: the flag
+ * (default), `m.json: branches[0].bits`, `quantize_config.json: damp_percent`.
+ */
+export function settingProblem(name: SettingName, value: unknown, label: string = SETTING_RULES[name].flag): string | undefined {
+  const rule = SETTING_RULES[name];
+  return rule.ok(value) ? undefined : `${label} must be ${rule.expected}, got ${shown(value)}`;
+}
+
+/** Throws (a UsageError by default: exit 2) when `value` breaks the rule of `name`; returns it otherwise. */
+export function checkSetting<T>(
+  name: SettingName, value: T, label?: string, ErrorClass: new (m: string) => Error = UsageError,
+): T {
+  const problem = settingProblem(name, value, label);
+  if (problem !== undefined) throw new ErrorClass(problem);
+  return value;
+}
+
+/** The combinations of settings that are refused, whatever the model (`label` maps a setting to its name in messages). */
+export interface SettingCombo {
+  groupSize: number;
+  staticGroups?: boolean;
+  sym?: boolean;
+}
+
+export function comboProblem(s: SettingCombo, label: (key: 'staticGroups' | 'sym' | 'groupSize') => string = cliLabel): string | undefined {
+  if (s.sym === false) {
+    // AutoGPTQ stores zero − 1 in the v1 ('gptq') format and refuses asymmetric grids for it
+    // too: a zero point of 0 underflows and reads back as 2^bits. The solver supports them.
+    return `${label('sym')}: asymmetric grids cannot be stored faithfully in the AutoGPTQ v1 ("gptq") format (a zero point of 0 underflows); use --sym`;
+  }
+  if (s.staticGroups && s.groupSize === -1) {
+    return `${label('staticGroups')} needs a group size (${label('groupSize')} > 0), got ${label('groupSize')} -1`;
+  }
+  return undefined;
+}
+
+function cliLabel(key: 'staticGroups' | 'sym' | 'groupSize'): string {
+  return key === 'staticGroups' ? '--static-groups' : key === 'sym' ? '--no-sym' : '--group-size';
+}
+
+/**
+ * The problem with a group size (or the AutoGPTQ packing) for this model's linears, or
+ * undefined: `<label> 7 does not divide in_features 256 of model.layers.0.self_attn.q_proj`.
+ * Never a computed fraction of groups. Every layer has the same shapes, so layer 0 is named.
+ */
+export function shapeProblem(groupSize: number, c: LlamaConfig, label = '--group-size'): string | undefined {
+  for (const name of LINEARS) {
+    const { n, k } = linearShape(c, name);
+    const linear = `model.layers.0.${name}`;
+    if (groupSize !== -1 && k % groupSize !== 0) {
+      return `${label} ${groupSize} does not divide in_features ${k} of ${linear}`;
+    }
+    // AutoGPTQ packs 32 codes per `bits` int32 words along K, and zeros along N.
+    if (k % 32 !== 0 || n % 32 !== 0) {
+      return `${linear} is ${n}×${k} (out_features × in_features): the AutoGPTQ format needs both to be multiples of 32`;
+    }
+  }
+  return undefined;
+}
 
 export const BLOCK_SIZE = 128;
 
@@ -36,32 +151,27 @@ export function linearShape(c: LlamaConfig, name: LinearName): { n: number; k: n
   }
 }
 
+/**
+ * All checks of a quantization's settings against the model, before any work: each setting's
+ * rule, the refused combinations, and the shapes. Usage errors (exit 2), naming the flag.
+ */
 export function validateSettings(s: QuantizeSettings, c: LlamaConfig): void {
-  if (!SUPPORTED_BITS.includes(s.bits)) {
-    throw new UserError(`--bits ${s.bits} is not supported (use 2, 3, 4 or 8)`);
-  }
-  if (!(s.groupSize === -1 || (Number.isInteger(s.groupSize) && s.groupSize > 0))) {
-    throw new UserError(`--group-size ${s.groupSize} is invalid (use -1 or a positive divisor of the input widths)`);
-  }
-  if (!(Number.isFinite(s.dampPercent) && s.dampPercent >= 0 && s.dampPercent < 1)) {
-    throw new UserError(`--damp ${s.dampPercent} is invalid (a fraction in [0, 1), e.g. 0.01)`);
-  }
-  if (!s.sym) {
-    // AutoGPTQ stores zero − 1 in the v1 ('gptq') format and refuses asymmetric grids for it
-    // too: a zero point of 0 underflows and reads back as 2^bits. The solver supports them.
-    throw new UserError('--no-sym: asymmetric grids cannot be stored faithfully in the AutoGPTQ v1 ("gptq") format (a zero point of 0 underflows); use --sym');
-  }
-  if (s.staticGroups && s.groupSize === -1) {
-    throw new UserError('--static-groups needs a group size (--group-size > 0)');
-  }
-  for (const name of LINEARS) {
-    const { n, k } = linearShape(c, name);
-    if (s.groupSize !== -1 && k % s.groupSize !== 0) {
-      throw new UserError(`--group-size ${s.groupSize} does not divide the input width ${k} of ${name}`);
-    }
-    // AutoGPTQ packs 32 codes per `bits` int32 words along K, and zeros along N.
-    if (k % 32 !== 0 || n % 32 !== 0) {
-      throw new UserError(`${name} is ${n}×${k}: the AutoGPTQ format needs both widths to be multiples of 32`);
-    }
-  }
+  checkSetting('bits', s.bits);
+  checkSetting('groupSize', s.groupSize);
+  checkSetting('damp', s.dampPercent);
+  const combo = comboProblem(s);
+  if (combo !== undefined) throw new UsageError(combo);
+  const shape = shapeProblem(s.groupSize, c);
+  if (shape !== undefined) throw new UsageError(shape);
+}
+
+/**
+ * A GPTQ branch's quantize_config against its own config.json (a file's contents, not a flag:
+ * a UserError, exit 1): `source` names the file, e.g.
+ * "b/quantize_config.json: group_size 7 does not divide in_features 256 of model.layers.0.self_attn.q_proj".
+ * For LlamaModel.open, before it computes the shapes of the quantized tensors.
+ */
+export function checkBranchShapes(groupSize: number, c: LlamaConfig, source: string): void {
+  const problem = shapeProblem(groupSize, c, `${source}: group_size`);
+  if (problem !== undefined) throw new UserError(problem.startsWith(source) ? problem : `${source}: ${problem}`);
 }

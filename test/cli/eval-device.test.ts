@@ -46,9 +46,9 @@ test('an unknown device is a usage error (exit 2)', () => {
   expect(r.stderr).toMatch(/--device.*gpu.*(cpu|cuda)/s);
 });
 
-test('--engine onnx with --device cuda, --fp32-activations with --device cuda', () => {
-  oneLine(['eval', '--model', LLAMA2_S, ...data, '--engine', 'onnx', '--device', 'cuda'], /--engine onnx runs on the CPU/);
-  if (!noGpu) oneLine(['eval', '--model', LLAMA2_S, ...data, '--device', 'cuda', '--fp32-activations'], /--fp32-activations is for --device cpu/);
+test('--engine onnx with --device cuda, --fp32-activations with --device cuda: usage errors (exit 2)', () => {
+  oneLine(['eval', '--model', LLAMA2_S, ...data, '--engine', 'onnx', '--device', 'cuda'], /--engine onnx runs on the CPU/, 2);
+  if (!noGpu) oneLine(['eval', '--model', LLAMA2_S, ...data, '--device', 'cuda', '--fp32-activations'], /--fp32-activations is for --device cpu/, 2);
 });
 
 (noGpu ? test : test.skip)('without a GPU the default is the CPU engine, and the JSON says so', () => {

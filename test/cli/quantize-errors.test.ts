@@ -18,10 +18,11 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const calib = ['--dataset', WIKI_V1_VALID, '--nsamples', '2', '--seqlen', '128', '--quiet'];
 
-function expectRefusal(args: string[], pattern: RegExp, out: string): void {
+function expectRefusal(args: string[], pattern: RegExp, out: string, code?: number): void {
   const before = fs.existsSync(out) ? fs.readdirSync(out).sort() : null;
   const r = runCli(['quantize', '--model', LLAMA2_S, '--out', out, ...args]);
-  expect(r.code).not.toBe(0);
+  if (code !== undefined) expect(r.code).toBe(code);
+  else expect(r.code).not.toBe(0);
   const lines = r.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
@@ -31,12 +32,12 @@ function expectRefusal(args: string[], pattern: RegExp, out: string): void {
   expect(fs.readdirSync(path.dirname(out)).filter((f) => f.includes('.partial-'))).toEqual([]);
 }
 
-test('bits not in {2,3,4,8}', () => {
-  expectRefusal(['--bits', '5', ...calib], /--bits 5 is not supported/, path.join(tmp, 'b5'));
+test('bits not in {2,3,4,8}: a usage error (exit 2)', () => {
+  expectRefusal(['--bits', '5', ...calib], /--bits must be 2, 3, 4 or 8, got 5/, path.join(tmp, 'b5'), 2);
 });
 
-test('group size that does not divide the input width', () => {
-  expectRefusal(['--group-size', '100', ...calib], /--group-size 100 does not divide the input width 256/, path.join(tmp, 'g100'));
+test('group size that does not divide the input width: a usage error (exit 2) naming the linear', () => {
+  expectRefusal(['--group-size', '100', ...calib], /--group-size 100 does not divide in_features 256 of model\.layers\.0\.self_attn\.q_proj/, path.join(tmp, 'g100'), 2);
 });
 
 test('an output folder that holds another branch is refused without --force, replaced with it', () => {

@@ -74,7 +74,7 @@ describe('loadTokenizer errors', () => {
 describe('tokenizeCached', () => {
   const text = 'The quick brown fox.\n\n = Heading = \n';
 
-  it('writes raw little-endian int32 ids under <cacheDir>/tokens and reads them back', async () => {
+  it('caches the ids under <cacheDir>/tokens, keyed by tokenizer, addBos and text', async () => {
     const cacheDir = path.join(tmp, 'cache-small');
     const tok = await loadTokenizer(modelDir);
     const expected = tok.encode(text, { addBos: true });
@@ -84,17 +84,8 @@ describe('tokenizeCached', () => {
     const files = fs.readdirSync(path.join(cacheDir, 'tokens'));
     expect(files).toHaveLength(1); // no temp file left behind
     expect(files[0]).toMatch(/^[0-9a-f]{64}\.i32$/);
-    const file = path.join(cacheDir, 'tokens', files[0]);
-    const raw = fs.readFileSync(file);
-    expect(raw.length).toBe(expected.length * 4);
-    expect(raw.readInt32LE(0)).toBe(1);
-
-    // A second call is served from the file: prove it by planting different ids there.
-    const planted = Buffer.alloc(8);
-    planted.writeInt32LE(7, 0);
-    planted.writeInt32LE(-3, 4);
-    fs.writeFileSync(file, planted);
-    expect(Array.from(await tokenizeCached(modelDir, text, { addBos: true, cacheDir }))).toEqual([7, -3]);
+    // The layout (a verified header, then the ids) is checked in tokenizer-cache.test.ts.
+    expect(Array.from(await tokenizeCached(modelDir, text, { addBos: true, cacheDir }))).toEqual(Array.from(expected));
 
     // addBos and the text are part of the key.
     const noBos = await tokenizeCached(modelDir, text, { addBos: false, cacheDir });

@@ -63,9 +63,12 @@ export async function evaluatePerplexityOnnx(
     tokenNll?.set(nll, w * (seqlen - 1));
     let s = 0;
     for (let t = 0; t < seqlen - 1; t++) s += nll[t];
+    if (!Number.isFinite(s)) throw new UserError(`onnxruntime: the next-token NLL of window ${w + 1} is not finite (NaN/Inf logits)`);
     windowMeans.push(s / (seqlen - 1));
     out.nll.dispose();
     opts.onProgress?.(w + 1, windows, `window ${w + 1}/${windows}`);
   }
-  return { perplexity: perplexityFromWindowNll(windowMeans), windowNll: windowMeans, windows, seqlen, tokenNll };
+  const perplexity = perplexityFromWindowNll(windowMeans);
+  if (!Number.isFinite(perplexity)) throw new UserError('onnxruntime: the perplexity is not finite (the mean NLL overflows exp)');
+  return { perplexity, windowNll: windowMeans, windows, seqlen, tokenNll };
 }
