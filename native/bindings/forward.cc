@@ -15,6 +15,92 @@
 namespace gfb {
 namespace {
 
+// NaN/Inf tests on the bits (immune to any fast-math flag): exponent bits all ones.
+inline bool f32_non_finite(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return (b & 0x7f800000u) == 0x7f800000u;
+}
+
+// Non-finite values among n floats, counted on worker threads.
+inline int64_t count_non_finite_f32(const float* x, int64_t n) {
+  const int64_t chunk = 1 << 18, chunks = (n + chunk - 1) / chunk;
+  std::vector<int64_t> bad(chunks, 0);
+  gf::parallel_for(chunks, [&](int64_t c) {
+    const int64_t i0 = c * chunk, i1 = std::min(n, i0 + chunk);
+    int64_t k = 0;
+    for (int64_t i = i0; i < i1; ++i) k += f32_non_finite(x[i]);
+    bad[c] = k;
+  });
+  int64_t total = 0;
+  for (int64_t v : bad) total += v;
+  return total;
+}
+
+// nonFinite(src: Uint16Array (kind 0: fp16, 1: bf16) | Float32Array (kind 2)) → NaN/Inf count
+class NonFinite : public PromiseWorker {
+ public:
+  NonFinite(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    kind_ = info[1].As<Napi::Number>().Int32Value();
+    if (kind_ == 2) f32_ = hold<float>(info.Env(), info[0], "src");
+    else if (kind_ == 0 || kind_ == 1) u16_ = hold<uint16_t>(info.Env(), info[0], "src");
+    else throw Napi::RangeError::New(info.Env(), "kind: expected 0 (F16), 1 (BF16) or 2 (F32)");
+  }
+  void Run() override {
+    if (kind_ == 2) {
+      non_finite_ = count_non_finite_f32(f32_.data, (int64_t)f32_.length);
+      return;
+    }
+    const uint16_t mask = kind_ == 0 ? 0x7c00 : 0x7f80;
+    const int64_t n = (int64_t)u16_.length, chunk = 1 << 18, chunks = (n + chunk - 1) / chunk;
+    std::vector<int64_t> bad(chunks, 0);
+    gf::parallel_for(chunks, [&](int64_t c) {
+      const int64_t i0 = c * chunk, i1 = std::min(n, i0 + chunk);
+      int64_t k = 0;
+      for (int64_t i = i0; i < i1; ++i) k += (u16_.data[i] & mask) == mask;
+      bad[c] = k;
+    });
+    for (int64_t v : bad) non_finite_ += v;
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)non_finite_); }
+
+ private:
+  int kind_ = 0;
+  Held<uint16_t> u16_;
+  Held<float> f32_;
+  int64_t non_finite_ = 0;
+};
+
+// bf16ToF32(src: Uint16Array, dst: Float32Array) → number of non-finite values (NaN/Inf)
+class Bf16ToF32 : public PromiseWorker {
+ public:
+  Bf16ToF32(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    src_ = hold<uint16_t>(info.Env(), info[0], "src");
+    dst_ = hold<float>(info.Env(), info[1], "dst", (int64_t)src_.length);
+  }
+  void Run() override {
+    const int64_t n = (int64_t)src_.length, chunk = 1 << 18, chunks = (n + chunk - 1) / chunk;
+    std::vector<int64_t> bad(chunks, 0);
+    gf::parallel_for(chunks, [&](int64_t c) {
+      const int64_t i0 = c * chunk, i1 = std::min(n, i0 + chunk);
+      int64_t k = 0;
+      for (int64_t i = i0; i < i1; ++i) {
+        const uint32_t b = (uint32_t)src_.data[i] << 16;
+        std::memcpy(dst_.data + i, &b, 4);
+        k += (src_.data[i] & 0x7f80) == 0x7f80;
+      }
+      bad[c] = k;
+    });
+    for (int64_t v : bad) non_finite_ += v;
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)non_finite_); }
+
+ private:
+  Held<uint16_t> src_;
+  Held<float> dst_;
+  int64_t non_finite_ = 0;
+};
+
 // f16ToF32(src: Uint16Array, dst: Float32Array) → number of non-finite values (NaN/Inf)
 class F16ToF32 : public PromiseWorker {
  public:
@@ -99,6 +185,7 @@ class Embed : public PromiseWorker {
 };
 
 // decoderLayer(windows: Float32Array[] of [S*H], weights: {...Float32Array}, dims, seqlen)
+//   → number of NaN/Inf values in the windows after the layer
 class DecoderLayer : public PromiseWorker {
  public:
   DecoderLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
@@ -109,19 +196,23 @@ class DecoderLayer : public PromiseWorker {
     layer_arg(env, info[1], d_, layer_);
   }
   void Run() override {
-    for (auto& w : windows_) gf::decoder_layer_window(d_, layer_.w, seqlen_, w.data);
+    for (auto& w : windows_) {
+      gf::decoder_layer_window(d_, layer_.w, seqlen_, w.data);
+      non_finite_ += count_non_finite_f32(w.data, (int64_t)w.length);
+    }
   }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, (double)non_finite_); }
 
  private:
   gf::LlamaDims d_;
   HeldLayer layer_;
-  int64_t seqlen_ = 0;
+  int64_t seqlen_ = 0, non_finite_ = 0;
   std::vector<Held<float>> windows_;
 };
 
 // windowNll(windows: Float32Array[], ids: Int32Array [W*S], norm: Float32Array [H],
 //           lmHead: Float32Array [V*H], dims, seqlen)
-//   → { nll: Float32Array [W*(S-1)], argmax: Int32Array [W*S] }
+//   → { nll: Float32Array [W*(S-1)], argmax: Int32Array [W*S], nonFinite: NaN/Inf NLL values }
 class WindowNll : public PromiseWorker {
  public:
   WindowNll(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
@@ -146,6 +237,7 @@ class WindowNll : public PromiseWorker {
       gf::window_nll(d_, vocab_, seqlen_, windows_[w].data, norm_.data, head_.data,
                      ids_.data + w * seqlen_, nll_.data() + w * (seqlen_ - 1),
                      argmax_.data() + w * seqlen_);
+    non_finite_ = count_non_finite_f32(nll_.data(), (int64_t)nll_.size());
   }
   Napi::Value Result(Napi::Env env) override {
     auto nll = Napi::Float32Array::New(env, nll_.size());
@@ -155,12 +247,13 @@ class WindowNll : public PromiseWorker {
     Napi::Object out = Napi::Object::New(env);
     out.Set("nll", nll);
     out.Set("argmax", argmax);
+    out.Set("nonFinite", Napi::Number::New(env, (double)non_finite_));
     return out;
   }
 
  private:
   gf::LlamaDims d_;
-  int64_t seqlen_ = 0, vocab_ = 0;
+  int64_t seqlen_ = 0, vocab_ = 0, non_finite_ = 0;
   std::vector<Held<float>> windows_;
   Held<int32_t> ids_;
   Held<float> norm_, head_;
@@ -216,6 +309,8 @@ class PeakFlops : public PromiseWorker {
 void RegisterForward(Napi::Env env, Napi::Object exports) {
   exports.Set("f16ToF32", Napi::Function::New(env, start<F16ToF32>));
   exports.Set("f32ToF16", Napi::Function::New(env, start<F32ToF16>));
+  exports.Set("bf16ToF32", Napi::Function::New(env, start<Bf16ToF32>));
+  exports.Set("nonFinite", Napi::Function::New(env, start<NonFinite>));
   exports.Set("embed", Napi::Function::New(env, start<Embed>));
   exports.Set("decoderLayer", Napi::Function::New(env, start<DecoderLayer>));
   exports.Set("windowNll", Napi::Function::New(env, start<WindowNll>));

@@ -144,7 +144,9 @@ export async function evaluatePerplexityCuda(
       for (let t = 0; t < seqlen - 1; t++) sum += h.nll[w * seqlen + t];
       windowNll.push(sum / (seqlen - 1));
     }
-    return { perplexity: perplexityFromWindowNll(windowNll), windowNll, windows, seqlen, stats };
+    const perplexity = perplexityFromWindowNll(windowNll);
+    if (!Number.isFinite(perplexity)) throw new UserError(`${model.dir}: the perplexity is not finite (the mean NLL overflows exp)`);
+    return { perplexity, windowNll, windows, seqlen, stats };
   } finally {
     await session.free();
   }

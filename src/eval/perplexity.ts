@@ -3,6 +3,7 @@
  * stay in memory while one decoder layer's weights at a time are loaded, applied, dropped —
  * the same shape of computation the quantizer runs.
  */
+import { UserError } from '../errors';
 import { perplexityFromWindowNll } from '../data/windows';
 import { decoderLayer, embed, windowNll } from '../native';
 import { LlamaModel } from '../model/llama-model';
@@ -58,7 +59,13 @@ export async function evaluatePerplexity(
   for (let layer = 0; layer < c.numLayers; layer++) {
     const weights = await model.layer(layer);
     for (const chunk of chunks) {
-      await decoderLayer(chunk.map((w) => hidden[w]), weights, dims, seqlen);
+      const nonFinite = await decoderLayer(chunk.map((w) => hidden[w]), weights, dims, seqlen);
+      if (nonFinite > 0) {
+        throw new UserError(
+          `${model.dir}: the hidden states are not finite after decoder layer ${layer} (${nonFinite} NaN/Inf values` +
+          `${opts.round16 ? '; activations are stored in fp16, see --fp32-activations' : ''})`,
+        );
+      }
       tick(`layer ${layer + 1}/${c.numLayers}`);
     }
   }
@@ -71,6 +78,9 @@ export async function evaluatePerplexity(
   for (const chunk of chunks) {
     const ids = tokens.subarray(chunk[0] * seqlen, (chunk[chunk.length - 1] + 1) * seqlen);
     const out = await windowNll(chunk.map((w) => hidden[w]), ids, norm, head, dims, seqlen);
+    if (out.nonFinite > 0) {
+      throw new UserError(`${model.dir}: the logits are not finite for ${out.nonFinite} token(s) (after the final norm and lm_head)`);
+    }
     const nll = out.nll;
     tokenNll?.set(nll, chunk[0] * (seqlen - 1));
     argmax?.set(out.argmax, chunk[0] * seqlen);
@@ -81,5 +91,11 @@ export async function evaluatePerplexity(
     }
     tick('lm_head');
   }
-  return { perplexity: perplexityFromWindowNll(windowMeans), windowNll: windowMeans, windows, seqlen, tokenNll, argmax };
+  const perplexity = perplexityFromWindowNll(windowMeans);
+  if (!Number.isFinite(perplexity)) {
+    // Every NLL was finite, so only exp() of their mean can overflow here.
+    const mean = windowMeans.reduce((a, b) => a + b, 0) / windowMeans.length;
+    throw new UserError(`${model.dir}: the perplexity is not finite (exp of a mean NLL of ${mean.toPrecision(4)} overflows)`);
+  }
+  return { perplexity, windowNll: windowMeans, windows, seqlen, tokenNll, argmax };
 }

@@ -44,7 +44,7 @@ export class BranchWriter {
 
   /**
    * Lays out the weights file in the folder `tmp` (created, and removed on failure) and copies
-   * the unquantized tensors. The caller has checked `out` (checkOutput).
+   * the unquantized tensors. The caller has checked `out` (src/io/output-guard.ts).
    */
   static async create(out: string, tmp: string, model: LlamaModel, s: QuantizeSettings, opts: BranchWriterOptions): Promise<BranchWriter> {
     await fsp.rm(tmp, { recursive: true, force: true });
@@ -64,7 +64,7 @@ export class BranchWriter {
           specs.push(...quantizedTensorSpecs(prefixOf(layer, name), k, n, s.bits, s.groupSize));
         }
       }
-      const copied = model.checkpoint.names().filter((t) => !quantized.has(t));
+      const copied = copiedTensorNames(model);
       for (const t of copied) {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
@@ -76,7 +76,8 @@ export class BranchWriter {
       try {
         for (const t of copied) {
           const info = model.checkpoint.info(t);
-          await bw.writeTensors([{ name: t, dtype: info.dtype, shape: info.shape, data: await model.checkpoint.read(t) }]);
+          // tensorBytes refuses a NaN/Inf by name: a branch never inherits a broken lm_head or norm
+          await bw.writeTensors([{ name: t, dtype: info.dtype, shape: info.shape, data: await model.tensorBytes(t) }]);
         }
       } catch (e) {
         await writer.abort(); // closes the file, so a full disk gets its space back now
@@ -130,6 +131,23 @@ export class BranchWriter {
   }
 }
 
+/** The tensors a branch copies from its base unchanged: everything but the decoder linears. */
+export function copiedTensorNames(model: LlamaModel): string[] {
+  const quantized = new Set<string>();
+  for (let layer = 0; layer < model.config.numLayers; layer++) {
+    for (const name of LINEARS) quantized.add(linearWeight(layer, name));
+  }
+  return model.checkpoint.names().filter((t) => !quantized.has(t));
+}
+
+/**
+ * Refuses, by name, a tensor a branch would copy (embeddings, norms, lm_head) that holds a
+ * NaN/Inf: callable before any layer is quantized, so a broken base fails in seconds.
+ */
+export async function checkCopiedTensors(model: LlamaModel): Promise<void> {
+  for (const t of copiedTensorNames(model)) await model.tensorBytes(t);
+}
+
 /** One quantized linear as the four tensors of the AutoGPTQ format (packed here unless on the GPU). */
 export async function packLinear(
   layer: number, name: LinearName, solve: QuantizedLinear, shape: { n: number; k: number }, bits: number, groupSize: number,
@@ -157,27 +175,6 @@ function prefixOf(layer: number, name: LinearName): string {
   return linearWeight(layer, name).replace(/\.weight$/, '');
 }
 
-/** Refuses a non-empty output folder unless forced; names what it holds. */
-export async function checkOutput(out: string, force: boolean): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await fsp.readdir(out);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') throw new UserError(`--out ${out} exists and is not a folder`);
-    throw e;
-  }
-  if (entries.length === 0 || force) return;
-  let what = `${entries.length} file(s)`;
-  try {
-    const qc = JSON.parse(await fsp.readFile(path.join(out, QUANTIZE_CONFIG_FILE), 'utf8'));
-    what = `a GPTQ branch (bits ${qc.bits}, group_size ${qc.group_size}, desc_act ${qc.desc_act})`;
-  } catch {
-    // not a branch: keep the file count
-  }
-  throw new UserError(`--out ${out} already holds ${what}; use --force to replace it`);
-}
 
 /** Puts the finished tmp folder at `out`, replacing what is there (checked before). */
 async function swapIn(tmp: string, out: string): Promise<void> {

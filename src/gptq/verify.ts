@@ -10,6 +10,7 @@ import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { gptqQuantize } from '../native';
 import { hashBranch } from './branch-hash';
+import { copiedTensorNames } from './branch-writer';
 import { numGroups, QUANTIZE_CONFIG_FILE, quantizedTensorNames, quantizedTensorSpecs } from './format';
 import { readManifest, Manifest, MANIFEST_FILE } from './manifest';
 import { WEIGHT_KEY } from './pipeline';
@@ -110,7 +111,16 @@ export async function checkGIdx(model: LlamaModel, add: (c: Check) => void): Pro
       if (problem) bad.push(`${t}: ${problem}`);
     }
   }
-  add({ name: 'g_idx', ok: bad.length === 0, detail: bad.length === 0 ? 'consistent in every linear' : bad.slice(0, 3).join('; ') + (bad.length > 3 ? `; and ${bad.length - 3} more` : '') });
+  const actOrder = q.desc_act && !q.static_groups;
+  add({
+    name: 'g_idx', ok: bad.length === 0,
+    detail: bad.length > 0
+      ? bad.slice(0, 3).join('; ') + (bad.length > 3 ? `; and ${bad.length - 3} more` : '')
+      : actOrder
+        // The column order comes from the calibration Hessian's diagonal, which the base alone does not give.
+        ? `a grouping of exactly ${q.group_size === -1 ? 'K' : q.group_size} columns per group in every linear (act-order); not checked: that it follows the descending order of the Hessian diagonal (needs the calibration activations)`
+        : 'k // group_size in every linear',
+  });
 }
 
 /** sha256 of every file and tensor against manifest.json (when the branch has one). */
@@ -146,22 +156,113 @@ export async function checkManifest(dir: string, add: (c: Check) => void): Promi
   return m;
 }
 
+/**
+ * NaN/Inf in any floating-point tensor of the branch (scales, norms, embeddings, lm_head), by
+ * name: counted natively over every tensor.
+ */
+export async function checkFinite(model: LlamaModel, add: (c: Check) => void, onTensor?: (done: number, total: number) => void): Promise<boolean> {
+  const bad = await model.nonFiniteTensors(onTensor);
+  add({
+    name: 'finite', ok: bad.length === 0,
+    detail: bad.length === 0
+      ? 'no NaN/Inf in any floating-point tensor'
+      : bad.slice(0, 3).map((b) => `tensor ${b.name} has ${b.nonFinite} NaN/Inf value(s)`).join('; ') + (bad.length > 3 ? `; and ${bad.length - 3} more tensor(s)` : ''),
+  });
+  return bad.length === 0;
+}
+
+/**
+ * What a branch copies from its base must be the base's, byte for byte: every tensor that is
+ * not a decoder linear (embeddings, norms, lm_head) with its dtype and shape; and no tensor
+ * the base does not have.
+ */
+export async function checkCopied(branch: LlamaModel, base: LlamaModel, add: (c: Check) => void): Promise<void> {
+  const problems: string[] = [];
+  const wanted = copiedTensorNames(base);
+  const have = new Set(copiedTensorNames(branch));
+  for (const t of wanted) {
+    if (!branch.checkpoint.has(t)) {
+      problems.push(`tensor ${t} is missing`);
+      continue;
+    }
+    have.delete(t);
+    const a = branch.checkpoint.info(t), b = base.checkpoint.info(t);
+    if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((v, i) => v !== b.shape[i])) {
+      problems.push(`tensor ${t}: ${a.dtype} [${a.shape.join(', ')}], the base's is ${b.dtype} [${b.shape.join(', ')}]`);
+    } else if (!(await branch.checkpoint.read(t)).equals(await base.checkpoint.read(t))) {
+      problems.push(`tensor ${t} differs from the base's`);
+    }
+  }
+  // Tensors that are neither a quantized linear's nor the base's (a quantized linear's four are
+  // checked by structure).
+  for (const t of have) {
+    if (!/\.(qweight|qzeros|scales|g_idx)$/.test(t)) problems.push(`tensor ${t} is not in the base`);
+  }
+  add({
+    name: 'copied', ok: problems.length === 0,
+    detail: problems.length === 0
+      ? `${wanted.length} unquantized tensors (embeddings, norms, lm_head) equal the base's byte for byte`
+      : problems.slice(0, 3).join('; ') + (problems.length > 3 ? `; and ${problems.length - 3} more` : ''),
+  });
+}
+
+/** config.json must be the base's, plus `quantization_config` (every other key, every value). */
+export function checkBaseConfig(branch: LlamaModel, base: LlamaModel, add: (c: Check) => void): void {
+  const mine = { ...branch.config.raw };
+  const had = 'quantization_config' in mine;
+  delete mine.quantization_config;
+  const theirs = base.config.raw;
+  const keys = [...new Set([...Object.keys(mine), ...Object.keys(theirs)])].sort();
+  const differ = keys.filter((k) => canonical(mine[k]) !== canonical(theirs[k]));
+  const describe = (k: string) => (!(k in mine) ? `${k} is missing` : !(k in theirs) ? `${k} is not in the base's` : `${k} is ${canonical(mine[k])}, the base's ${canonical(theirs[k])}`);
+  const problems = [...(had ? [] : ['quantization_config is missing']), ...differ.map(describe)];
+  add({
+    name: 'base-config', ok: problems.length === 0,
+    detail: problems.length === 0
+      ? "config.json is the base's plus quantization_config"
+      : `config.json differs from the base's: ${problems.slice(0, 4).join('; ')}${problems.length > 4 ? `; and ${problems.length - 4} more` : ''}`,
+  });
+}
+
+/** JSON with sorted keys, so that key order does not count as a difference. */
+function canonical(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x)
+    ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : x));
+}
+
 /** Each linear's dequantized error against the base, compared with round-to-nearest's. */
 export async function checkErrors(branch: LlamaModel, base: LlamaModel, add: (c: Check) => void, onLayer?: (layer: number) => void): Promise<LinearError[]> {
   const q = branch.quantization!;
   const c = branch.config;
   const out: LinearError[] = [];
   const opts = { bits: q.bits, groupSize: q.group_size, actOrder: false, staticGroups: false, sym: q.sym, dampPercent: 0.01, blockSize: BLOCK_SIZE };
+  const nonFinite: string[] = [];
   for (let layer = 0; layer < c.numLayers; layer++) {
-    const wq = await branch.layer(layer);
-    const w = await base.layer(layer);
+    let wq, w;
+    try {
+      // Both refuse a NaN/Inf weight (a scale, a dequantized weight, a norm) by name.
+      wq = await branch.layer(layer);
+      w = await base.layer(layer);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      add({ name: 'weights', ok: false, detail: e.message });
+      return out;
+    }
     for (const name of LINEARS) {
       const key = WEIGHT_KEY[name];
       const { n, k } = linearShape(c, name);
       const rtn = await gptqQuantize(w[key], null, n, k, opts);
-      out.push({ layer, name, relError: relDiff(wq[key], w[key]), rtnRelError: relDiff(rtn.q, w[key]) });
+      const e = { layer, name, relError: relDiff(wq[key], w[key]), rtnRelError: relDiff(rtn.q, w[key]) };
+      if (!Number.isFinite(e.relError) || !Number.isFinite(e.rtnRelError)) nonFinite.push(`layer ${layer} ${name}`);
+      out.push(e);
     }
     onLayer?.(layer);
+  }
+  if (nonFinite.length > 0) {
+    add({ name: 'weights', ok: false, detail: `the weight error is not finite in ${nonFinite.slice(0, 3).join(', ')}${nonFinite.length > 3 ? ` and ${nonFinite.length - 3} more` : ''}` });
+    return out;
   }
   const worst = out.reduce((a, e) => (e.relError / e.rtnRelError > a.relError / a.rtnRelError ? e : a));
   const ratio = worst.relError / worst.rtnRelError;

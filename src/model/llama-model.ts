@@ -8,7 +8,7 @@ import { Checkpoint } from '../io/checkpoint';
 import * as path from 'node:path';
 import { readJsonFile } from '../io/json-file';
 import { parseQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
-import { dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims, WeightEntry, WeightPart } from '../native';
+import { bf16ToF32Checked, countNonFinite, dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims, WeightEntry, WeightPart } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
 import {
   EMBED, FINAL_NORM, LINEARS, LM_HEAD, LinearName, inputNorm, linearWeight, postAttentionNorm,
@@ -58,23 +58,46 @@ export class LlamaModel {
         break;
       case 'F32':
         values = new Float32Array(aligned(buf).buffer, 0, n);
-        values.forEach((v) => { if (!Number.isFinite(v)) nonFinite++; });
+        nonFinite = await countNonFinite(values, 'F32');
         break;
-      case 'BF16': {
-        const src = new Uint16Array(aligned(buf).buffer, 0, n);
-        const bits = new Uint32Array(n);
-        for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
-        values = new Float32Array(bits.buffer);
-        values.forEach((v) => { if (!Number.isFinite(v)) nonFinite++; });
+      case 'BF16':
+        ({ values, nonFinite } = await bf16ToF32Checked(new Uint16Array(aligned(buf).buffer, 0, n)));
         break;
-      }
       default:
         throw new UserError(`${name}: dtype ${info.dtype} is not a floating-point weight type`);
     }
-    if (nonFinite > 0) {
-      throw new UserError(`${this.dir}: weight ${name} has ${nonFinite} NaN/Inf value(s)`);
-    }
+    if (nonFinite > 0) throw this.nonFiniteError(name, nonFinite);
     return values;
+  }
+
+  /**
+   * A tensor's bytes as stored, after checking (natively) that a floating-point tensor holds
+   * no NaN/Inf: what is copied into a branch unchanged must be as finite as what is computed.
+   */
+  async tensorBytes(name: string): Promise<Buffer> {
+    const buf = await this.checkpoint.read(name);
+    const bad = await nonFiniteIn(buf, this.checkpoint.info(name).dtype);
+    if (bad > 0) throw this.nonFiniteError(name, bad);
+    return buf;
+  }
+
+  /** Every floating-point tensor of the checkpoint that holds NaN/Inf, with its count (one read each). */
+  async nonFiniteTensors(onTensor?: (done: number, total: number) => void): Promise<{ name: string; nonFinite: number }[]> {
+    const out: { name: string; nonFinite: number }[] = [];
+    const names = this.checkpoint.names();
+    for (let i = 0; i < names.length; i++) {
+      const info = this.checkpoint.info(names[i]);
+      if (isFloatDtype(info.dtype)) {
+        const bad = await nonFiniteIn(await this.checkpoint.read(names[i]), info.dtype);
+        if (bad > 0) out.push({ name: names[i], nonFinite: bad });
+      }
+      onTensor?.(i + 1, names.length);
+    }
+    return out;
+  }
+
+  private nonFiniteError(name: string, count: number): UserError {
+    return new UserError(`${this.dir}: weight ${name} has ${count} NaN/Inf value(s)`);
   }
 
   embedding(): Promise<Float32Array> {
@@ -154,12 +177,20 @@ export class LlamaModel {
     const names = quantizedTensorNames(linearWeight(layer, linear).replace(/\.weight$/, ''));
     const bytes = async (t: string) => aligned(await this.checkpoint.read(t)).buffer;
     const q = this.quantization!;
-    return dequantizeGptq(
+    const scales = new Uint16Array(await bytes(names.scales));
+    const badScales = await countNonFinite(scales, 'F16');
+    if (badScales > 0) throw this.nonFiniteError(names.scales, badScales);
+    const w = await dequantizeGptq(
       new Int32Array(await bytes(names.qweight)), new Int32Array(await bytes(names.qzeros)),
-      new Uint16Array(await bytes(names.scales)), new Int32Array(await bytes(names.g_idx)), q.bits, k, n,
+      scales, new Int32Array(await bytes(names.g_idx)), q.bits, k, n,
       // scale · (code − zero) in fp16, as AutoGPTQ's torch kernels and transformers compute it
       { round16: true },
     );
+    const bad = await countNonFinite(w, 'F32');
+    if (bad > 0) {
+      throw new UserError(`${this.dir}: decoder layer ${layer} ${linear}: ${bad} dequantized weight(s) are NaN/Inf (scales too large for fp16)`);
+    }
+    return w;
   }
 
   async close(): Promise<void> {
@@ -237,6 +268,18 @@ async function readQuantization(dir: string, config: LlamaConfig): Promise<Quant
   const json = await readJsonFile(file);
   if (json !== undefined) return parseQuantizeConfig(json, file);
   return config.quantization ? parseQuantizeConfig(config.quantization, path.join(dir, 'config.json')) : null;
+}
+
+function isFloatDtype(dtype: string): dtype is 'F16' | 'BF16' | 'F32' {
+  return dtype === 'F16' || dtype === 'BF16' || dtype === 'F32';
+}
+
+/** NaN/Inf values in a stored tensor (0 for integer dtypes), counted natively. */
+async function nonFiniteIn(buf: Buffer, dtype: string): Promise<number> {
+  if (!isFloatDtype(dtype)) return 0;
+  const a = aligned(buf);
+  if (dtype === 'F32') return countNonFinite(new Float32Array(a.buffer, 0, a.length >> 2), 'F32');
+  return countNonFinite(new Uint16Array(a.buffer, 0, a.length >> 1), dtype);
 }
 
 /** The bytes at offset 0 of their own ArrayBuffer (Buffers may sit inside a shared pool). */

@@ -34,8 +34,10 @@ interface Addon {
   threads: number;
   f16ToF32(src: Uint16Array, dst: Float32Array): Promise<number>;
   f32ToF16(src: Float32Array, dst: Uint16Array): Promise<number>;
+  bf16ToF32(src: Uint16Array, dst: Float32Array): Promise<number>;
+  nonFinite(src: Uint16Array | Float32Array, kind: number): Promise<number>;
   embed(ids: Int32Array, table: Float32Array, vocab: number, windows: Float32Array[]): Promise<void>;
-  decoderLayer(windows: Float32Array[], w: LayerWeightsF32, dims: NativeDims, seqlen: number): Promise<void>;
+  decoderLayer(windows: Float32Array[], w: LayerWeightsF32, dims: NativeDims, seqlen: number): Promise<number>;
   windowNll(
     windows: Float32Array[], ids: Int32Array, norm: Float32Array, lmHead: Float32Array,
     dims: NativeDims, seqlen: number,
@@ -116,6 +118,20 @@ export async function f16ToF32Checked(src: Uint16Array): Promise<{ values: Float
   return { values, nonFinite };
 }
 
+/** Converts bf16 bits to fp32 values and counts the NaN/Inf among them (native threads). */
+export async function bf16ToF32Checked(src: Uint16Array): Promise<{ values: Float32Array; nonFinite: number }> {
+  const values = new Float32Array(src.length);
+  const nonFinite = await load().bf16ToF32(src, values);
+  return { values, nonFinite };
+}
+
+/** How many NaN/Inf values a tensor holds: fp16 or bf16 bits (Uint16Array), or fp32 values. */
+export async function countNonFinite(src: Uint16Array | Float32Array, dtype: 'F16' | 'BF16' | 'F32'): Promise<number> {
+  const tag = Object.prototype.toString.call(src).slice(8, -1);
+  check(tag === (dtype === 'F32' ? 'Float32Array' : 'Uint16Array'), 'src', `${dtype === 'F32' ? 'a Float32Array' : 'a Uint16Array'} for ${dtype}`, tag);
+  return load().nonFinite(src, dtype === 'F16' ? 0 : dtype === 'BF16' ? 1 : 2);
+}
+
 /**
  * Converts fp32 values to fp16 bits (round to nearest even, multi-threaded); `inexact` counts
  * the values that fp16 does not hold exactly (0: the conversion lost nothing).
@@ -138,10 +154,13 @@ export async function embed(
   await load().embed(ids, table, vocab, windows);
 }
 
-/** Runs one decoder layer over every window, in place. */
+/**
+ * Runs one decoder layer over every window, in place; returns how many values of the windows
+ * are NaN/Inf after it (counted natively; 0 when all is well).
+ */
 export async function decoderLayer(
   windows: Float32Array[], w: LayerWeightsF32, dims: NativeDims, seqlen: number,
-): Promise<void> {
+): Promise<number> {
   checkDims(dims);
   checkSeqlen(seqlen);
   const { hidden: H, ffn: F } = dims;
@@ -156,7 +175,7 @@ export async function decoderLayer(
     checkLength(w[key], `weights.${key}`, expected[key]);
   }
   windows.forEach((x, i) => checkLength(x, `windows[${i}]`, seqlen * H));
-  await load().decoderLayer(windows, w, dims, seqlen);
+  return load().decoderLayer(windows, w, dims, seqlen);
 }
 
 export interface WindowNll {
@@ -164,6 +183,8 @@ export interface WindowNll {
   nll: Float32Array;
   /** The most likely next token at every position: [windows × seqlen]. */
   argmax: Int32Array;
+  /** How many of `nll` are NaN/Inf (non-finite logits after the final norm and lm_head). */
+  nonFinite: number;
 }
 
 /** Final norm, lm_head and log-softmax of every window. */

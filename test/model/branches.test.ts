@@ -77,7 +77,7 @@ test('the seed matrix on llama2-s: 8 branches, report with 9 rows and a chart, e
     expect(v.code).toBe(0);
     const res = JSON.parse(v.stdout);
     expect(res.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok])).toEqual([
-      ['structure', true], ['config', true], ['g_idx', true], ['sha256', true], ['weights', true],
+      ['structure', true], ['config', true], ['g_idx', true], ['finite', true], ['sha256', true], ['copied', true], ['base-config', true], ['weights', true],
     ]);
     for (const e of res.linears) expect(e.relError / e.rtnRelError).toBeLessThanOrEqual(MAX_ERROR_RATIO);
   }
