@@ -3,13 +3,15 @@
  * with per-layer checkpoints so that a killed run continues (`--resume`) where it stopped.
  */
 import { Command, Option } from 'commander';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { Split } from '../data/datasets';
 import { WORK_SUFFIX } from '../gptq/branch-work';
-import { branchStatus, checkBranchesDir, matchesMatrix, settingsOf } from '../gptq/branches-dir';
+import { branchStatus, checkBranchesDir, matchesMatrix, resumeMismatch, settingsOf } from '../gptq/branches-dir';
 import { buildBranch } from '../gptq/build-branch';
-import { Device } from '../gptq/manifest';
+import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
+import { checkReplaceableFolder, modelInputs, refuseOverlap } from '../io/output-guard';
 import { pickDevice } from '../gptq/pipeline-cuda';
 import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
 import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
@@ -110,35 +112,86 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       }
     }
     const fingerprint = await modelFingerprint(dir, model.checkpoint);
+    // Every check before any work, so that a refusal never comes hours into a run: the output
+    // folder, each branch's place in it, and each branch's calibration text.
     await checkBranchesDir(out, fingerprint, modelSpec);
-    // Decide every branch before any work, so that a refusal never comes hours into a run.
-    const plan: { b: MatrixBranch; resume: boolean; skip: boolean }[] = [];
+    await refuseOverlap('--out', out, await modelInputs(dir, modelSpec));
+    const plan: { b: MatrixBranch; resume: boolean; skip: boolean; replace: boolean }[] = [];
+    const statuses = new Map<string, Awaited<ReturnType<typeof branchStatus>>>();
     for (const b of branches) {
-      const st = await branchStatus(out, b.name);
       const where = path.join(out, b.name);
-      if (st.kind === 'foreign' && !flags.force) throw new UserError(`${where} holds ${st.what}; remove it or use --force`);
+      let st: Awaited<ReturnType<typeof branchStatus>>;
+      try {
+        st = await branchStatus(out, b.name);
+      } catch (e) {
+        throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message}`) : e;
+      }
+      statuses.set(b.name, st);
+      if (st.kind === 'foreign') {
+        throw new UserError(`${where} holds ${st.what} and is not a branch of this tool; it is never replaced, even with --force: remove it or use another --out`);
+      }
       if (st.kind === 'partial' && !flags.resume) {
         throw new UserError(`${where}${WORK_SUFFIX} holds an interrupted build (${st.layersDone}/${st.numLayers} layers done); rerun with --resume`);
       }
-      if (st.kind === 'finished' && !flags.force) {
-        if (!flags.resume) throw new UserError(`${where} is already built; use --resume to skip finished branches or --force to rebuild`);
-        if (!matchesMatrix(st.manifest, b)) throw new UserError(`${where} was built with other settings or calibration than the matrix says; use --force to rebuild it`);
+      if (st.kind === 'finished') {
+        if (flags.force) {
+          // Replaced only when it is wholly a branch of this tool (nothing its manifest does not list).
+          await checkReplaceableFolder('branch folder', where, true, MANIFEST_FORMAT);
+        } else {
+          if (!flags.resume) throw new UserError(`${where} is already built; use --resume to skip finished branches or --force to rebuild`);
+          if (!matchesMatrix(st.manifest, b)) throw new UserError(`${where} was built with other settings or calibration than the matrix says; use --force to rebuild it`);
+        }
       }
-      plan.push({ b, resume: !!flags.resume && !flags.force, skip: st.kind === 'finished' && !flags.force });
+      plan.push({ b, resume: !!flags.resume && !flags.force, skip: st.kind === 'finished' && !flags.force, replace: st.kind === 'finished' });
     }
 
     const base = { model: modelSpec, revision: flags.revision ?? null, fingerprint };
-    const calibrations = new Map<string, Promise<CalibrationSet>>();
-    const calibration = (b: MatrixBranch) => {
-      const key = JSON.stringify([b.dataset, b.split, b.nsamples, b.seqlen, b.seed]);
-      if (!calibrations.has(key)) {
-        calibrations.set(key, loadCalibration(dir, b.dataset, { split: b.split, nsamples: b.nsamples, seqlen: b.seqlen, seed: b.seed, revision: undefined }));
+    // Calibration of every recipe (each once), before the first branch: a missing or unreadable
+    // dataset of any branch is reported now. Skipped branches are checked too: a finished branch
+    // calibrated on text that has since changed is not taken as done.
+    const calibrations = new Map<string, CalibrationSet>();
+    const keyOf = (b: MatrixBranch) => JSON.stringify([b.dataset, b.split, b.nsamples, b.seqlen, b.seed]);
+    for (const { b } of plan) {
+      const key = keyOf(b);
+      if (calibrations.has(key)) continue;
+      try {
+        calibrations.set(key, await loadCalibration(dir, b.dataset, { split: b.split, nsamples: b.nsamples, seqlen: b.seqlen, seed: b.seed, revision: undefined }));
+      } catch (e) {
+        throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message}`) : e;
       }
-      return calibrations.get(key)!;
-    };
+    }
+    const calibration = (b: MatrixBranch) => calibrations.get(keyOf(b))!;
+    for (const { b, skip } of plan) {
+      const where = path.join(out, b.name);
+      const st = statuses.get(b.name)!;
+      const digest = calibration(b).digest;
+      if (skip && st.kind === 'finished' && st.manifest.calibration?.digest !== digest) {
+        throw new UserError(
+          `branch ${b.name}: ${where} was calibrated on other text than ${b.dataset} gives now (calibration digest ` +
+            `${String(st.manifest.calibration?.digest).slice(0, 12)}… in its manifest, ${digest.slice(0, 12)}… now); use --force to rebuild it`,
+        );
+      }
+      if (st.kind === 'partial') {
+        const why = resumeMismatch(st.state, {
+          branch: b.name, settings: settingsOf(b), fingerprint, digest, device: devices.get(b.name)!, numLayers: model.config.numLayers,
+        });
+        if (why) {
+          const work = `${where}${WORK_SUFFIX}`;
+          throw new UserError(
+            `branch ${b.name}: ${work} holds a build (${st.layersDone}/${st.numLayers} layers done) that this run cannot continue: ${why}; ` +
+              `remove ${work} to build ${b.name} again from the start`,
+          );
+        }
+      }
+    }
+    try {
+      await fsp.mkdir(out, { recursive: true });
+    } catch (e) {
+      throw new UserError(`--out ${out}: cannot create the folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
 
     const outcomes: BranchOutcome[] = [];
-    for (const [i, { b, resume, skip }] of plan.entries()) {
+    for (const [i, { b, resume, skip, replace }] of plan.entries()) {
       const branchDir = path.join(out, b.name);
       const tag = `[${i + 1}/${plan.length}] ${b.name}`;
       if (skip) {
@@ -148,12 +201,16 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       }
       current = b.name;
       const t0 = Date.now();
-      const calib = await calibration(b);
+      const calib = calibration(b);
       const progress = createProgress(tag, { quiet: flags.quiet });
       let resumedAt = 0;
       await buildBranch({
         model, base, branch: b.name, settings: settingsOf(b), device: devices.get(b.name)!, calib, dataset: b.dataset, split: b.split,
         out: branchDir, workDir: branchDir + WORK_SUFFIX, resume, resumable: true, checkpointEvery: flags.checkpointEvery * 60,
+        // Right before the rename: nothing appeared there meanwhile that may not be replaced.
+        beforeSwap: async () => {
+          await checkReplaceableFolder('branch folder', branchDir, replace, MANIFEST_FORMAT);
+        },
         events: {
           onProgress: (d, t, label) => progress.update(d, t, label),
           onWarning: (m) => process.stderr.write(`warning: ${b.name}: ${m}\n`),

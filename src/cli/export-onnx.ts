@@ -8,6 +8,8 @@ import { Command } from 'commander';
 import { UserError } from '../errors';
 import { ExportResult, LinearExport, exportLlamaOnnx } from '../eval/onnx/llama-graph';
 import { resolveModel } from '../hub/resolve';
+import { readOnnxModel } from '../io/onnx-file';
+import { modelInputs, OutputLock, refuseOverlap } from '../io/output-guard';
 import { LlamaModel } from '../model/llama-model';
 import { createProgress } from './progress';
 
@@ -45,27 +47,68 @@ export function registerExportOnnx(program: Command): void {
     });
 }
 
+/** Model files of this tool's exports are graphs only (the weights are in .data): a bigger file is not one. */
+const MAX_EXPORT_MODEL_BYTES = 1 << 30;
+
+/** Is `file` (a regular file) an ONNX model written by gptq-forge? */
+async function isOurExport(file: string): Promise<boolean> {
+  const st = await fs.stat(file).catch(() => null);
+  if (!st?.isFile() || st.size > MAX_EXPORT_MODEL_BYTES) return false;
+  try {
+    const m = await readOnnxModel(file);
+    return m.producerName === 'gptq-forge';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks both outputs (FILE.onnx, FILE.onnx.data) before anything is written: each is absent,
+ * or a regular file that --force may replace because it is this tool's export (the data file
+ * goes with an export of ours beside it). Folders, links and foreign files are never replaced.
+ */
+async function checkOnnxOutputs(out: string, force: boolean): Promise<void> {
+  const folder = path.dirname(path.resolve(out));
+  const st = await fs.stat(folder).catch(() => null);
+  if (!st?.isDirectory()) throw new UserError(`--out ${out}: folder ${folder} does not exist`);
+  const data = `${out}.data`;
+  let ours: boolean | undefined;
+  for (const f of [out, data]) {
+    const l = await fs.lstat(f).catch(() => null);
+    if (l === null) continue;
+    if (l.isSymbolicLink()) throw new UserError(`${f} is a symbolic link; it is never replaced, even with --force: give another --out`);
+    if (!l.isFile()) throw new UserError(`${f} exists and is not a file; it is never replaced, even with --force: give another --out`);
+    ours ??= await isOurExport(out);
+    if (!ours) {
+      const why = f === out ? 'it is not an ONNX export of this tool' : `${path.basename(out)} beside it is not an ONNX export of this tool`;
+      throw new UserError(`${f} already exists (use --force only to overwrite an export of gptq-forge: ${why}, so it is never replaced)`);
+    }
+    if (!force) throw new UserError(`${f} already exists (use --force to overwrite)`);
+  }
+}
+
 /** Resolves, opens and exports `model` to `out` (used by `gptq eval --engine onnx` too). */
 export async function exportModel(
   model: string, out: string, opts: { revision?: string; force?: boolean; quiet?: boolean },
 ): Promise<ExportResult> {
-  if (!opts.force) {
-    for (const f of [out, `${out}.data`]) {
-      if (await fs.stat(f).then(() => true, () => false)) {
-        throw new UserError(`${f} already exists (use --force to overwrite)`);
-      }
-    }
-  }
-  const st = await fs.stat(path.dirname(path.resolve(out))).catch(() => null);
-  if (!st?.isDirectory()) throw new UserError(`--out ${out}: folder ${path.dirname(path.resolve(out))} does not exist`);
+  // Everything is checked before anything is written.
+  await checkOnnxOutputs(out, !!opts.force);
   const dir = await resolveModel(model, { revision: opts.revision });
+  const inputs = await modelInputs(dir, model);
+  await refuseOverlap('--out', out, inputs);
+  await refuseOverlap('--out', `${out}.data`, inputs);
   const llama = await LlamaModel.open(dir);
+  let lock: OutputLock | undefined;
   try {
+    // One writer per output; checked again under the lock.
+    lock = await OutputLock.acquire('--out', out);
+    await checkOnnxOutputs(out, !!opts.force);
     const progress = createProgress('export-onnx', { quiet: opts.quiet });
     const res = await exportLlamaOnnx(llama, out, (d, t, l) => progress.update(d, t, l));
     progress.stop();
     return res;
   } finally {
+    await lock?.release();
     await llama.close();
   }
 }

@@ -4,9 +4,9 @@ import { UserError } from '../errors';
 import { Split } from '../data/datasets';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { checkOutput } from '../gptq/branch-writer';
+import { checkReplaceableFolder, modelInputs, OutputLock, refuseOverlap, removeDeadPartials } from '../io/output-guard';
 import { buildBranch } from '../gptq/build-branch';
-import { Device } from '../gptq/manifest';
+import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
 import { pickDevice } from '../gptq/pipeline-cuda';
 import { loadCalibration } from '../gptq/calibration-set';
 import { StageTimes } from '../gptq/pipeline';
@@ -114,11 +114,14 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
   const t0 = Date.now();
-  const out = flags.out.replace(/\/+$/, '');
+  const out = flags.out.replace(/(.)\/+$/, '$1');
   const workDir = `${out}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  // Ctrl-C / kill: remove the work folder, then exit as an interrupted process does.
+  let lock: OutputLock | null = null;
+  // Ctrl-C / kill: remove the work folder and the lock, then exit as an interrupted process does.
   const cleanup = () => {
-    void fsp.rm(workDir, { recursive: true, force: true }).finally(() => process.exit(130));
+    void fsp.rm(workDir, { recursive: true, force: true })
+      .then(() => lock?.release())
+      .finally(() => process.exit(130));
   };
   process.once('SIGINT', cleanup);
   process.once('SIGTERM', cleanup);
@@ -126,17 +129,33 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
     if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
     validateSettings(settings, model.config);
     const device = pickDevice(flags.device, settings);
-    await checkOutput(out, !!flags.force);
+    // Every check before any work: the output is not the model (nor holds it, nor lies in it),
+    // and is absent, empty or (with --force) a finished branch of this tool.
+    await refuseOverlap('--out', out, await modelInputs(dir, flags.model));
+    const force = !!flags.force;
+    await checkReplaceableFolder('--out', out, force, MANIFEST_FORMAT);
     const calib = settings.rtn
       ? null
       : await loadCalibration(dir, flags.dataset, {
         split: flags.split, nsamples: flags.nsamples, seqlen: flags.seqlen, seed: flags.seed,
       });
     const base = { model: flags.model, revision: flags.revision ?? null, fingerprint: await modelFingerprint(dir, model.checkpoint) };
+    // One writer per output: the lock beside it, then the check again under the lock.
+    lock = await OutputLock.acquire('--out', out);
+    await checkReplaceableFolder('--out', out, force, MANIFEST_FORMAT);
+    for (const r of await removeDeadPartials(out)) {
+      if (!flags.quiet) process.stderr.write(`removed ${r.dir}, left by a gptq quantize that was killed (pid ${r.pid})\n`);
+    }
+    const held = lock;
     const progress = createProgress('quantize', { quiet: flags.quiet });
     const res = await buildBranch({
       model, base, branch: path.basename(out), settings, device, calib, dataset: flags.dataset, split: flags.split,
       out, workDir, resume: false, resumable: false,
+      // Right before the rename: still ours, and still nothing there that may not be replaced.
+      beforeSwap: async () => {
+        await held.assertHeld();
+        await checkReplaceableFolder('--out', out, force, MANIFEST_FORMAT);
+      },
       events: {
         onProgress: (d, t, label) => progress.update(d, t, label),
         onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
@@ -156,6 +175,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
     await fsp.rm(workDir, { recursive: true, force: true });
     throw e;
   } finally {
+    await lock?.release();
     process.removeListener('SIGINT', cleanup);
     process.removeListener('SIGTERM', cleanup);
     await model.close();

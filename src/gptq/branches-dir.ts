@@ -6,14 +6,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { BranchWork, WORK_SUFFIX } from './branch-work';
+import { BranchWork, WorkState, WORK_SUFFIX } from './branch-work';
 import { Manifest, MANIFEST_FILE, readManifest } from './manifest';
 import { MatrixBranch } from './matrix';
 import { QuantizeSettings } from './settings';
 
 export type BranchStatus =
   | { kind: 'new' }
-  | { kind: 'partial'; layersDone: number; numLayers: number }
+  | { kind: 'partial'; layersDone: number; numLayers: number; state: WorkState }
   | { kind: 'finished'; manifest: Manifest }
   /** A folder under the branch's name that is not a finished branch. */
   | { kind: 'foreign'; what: string };
@@ -113,8 +113,9 @@ export async function finishedBranches(dir: string): Promise<Manifest[]> {
 }
 
 /**
- * Checks that `dir` is fit to hold this model's branches (creating it when missing): not a
- * model folder itself, and nothing in it built from a model with another fingerprint.
+ * Checks that `dir` is fit to hold this model's branches: not a file, not a model folder
+ * itself, and nothing in it built from a model with another fingerprint. A pure check (a
+ * missing `dir` is fine: the caller creates it once every check has passed).
  */
 export async function checkBranchesDir(dir: string, fingerprint: string, model: string): Promise<void> {
   let entries: string[];
@@ -123,8 +124,7 @@ export async function checkBranchesDir(dir: string, fingerprint: string, model: 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR') throw new UserError(`--out ${dir} exists and is not a folder`);
-    if (code !== 'ENOENT') throw e;
-    await fsp.mkdir(dir, { recursive: true });
+    if (code !== 'ENOENT') throw new UserError(`--out ${dir}: cannot read the folder (${code ?? (e as Error).message})`);
     return;
   }
   if (entries.includes('config.json') || entries.some((f) => f.endsWith('.safetensors'))) {
@@ -149,9 +149,17 @@ export async function checkBranchesDir(dir: string, fingerprint: string, model: 
 
 /** Where a branch of the matrix stands in `dir`. */
 export async function branchStatus(dir: string, name: string): Promise<BranchStatus> {
-  const work = await BranchWork.peek(path.join(dir, name + WORK_SUFFIX)).catch(() => null);
-  if (work) return { kind: 'partial', layersDone: work.layersDone, numLayers: work.numLayers };
+  const workDir = path.join(dir, name + WORK_SUFFIX);
+  const wst = await fsp.lstat(workDir).catch(() => null);
+  if (wst && !wst.isDirectory()) return { kind: 'foreign', what: `${workDir}: a file where its work folder goes` };
+  // A work state that cannot be read is reported now, before any branch is built.
+  const work = wst ? await BranchWork.peek(workDir) : null;
+  if (work) return { kind: 'partial', layersDone: work.layersDone, numLayers: work.numLayers, state: work };
   const out = path.join(dir, name);
+  const st = await fsp.lstat(out).catch(() => null);
+  if (st === null) return { kind: 'new' };
+  if (st.isSymbolicLink()) return { kind: 'foreign', what: 'a symbolic link' };
+  if (!st.isDirectory()) return { kind: 'foreign', what: 'a file, not a folder' };
   if (await exists(path.join(out, MANIFEST_FILE))) return { kind: 'finished', manifest: await readManifest(out) };
   const entries = await fsp.readdir(out).catch(() => [] as string[]);
   if (entries.length > 0) return { kind: 'foreign', what: `${entries.length} file(s) but no ${MANIFEST_FILE}` };
@@ -165,4 +173,23 @@ export function matchesMatrix(m: Manifest, b: MatrixBranch): boolean {
   const same = (Object.keys(want) as (keyof QuantizeSettings)[]).every((k) => (m.settings[k] ?? false) === (want[k] ?? false));
   return same && c !== null &&
     c.dataset === b.dataset && c.split === b.split && c.nsamples === b.nsamples && c.seqlen === b.seqlen && c.seed === b.seed;
+}
+
+/**
+ * Why an interrupted build's state cannot be continued by this run (another branch, settings,
+ * model, calibration, device or layer count), or undefined when it can: checked before any
+ * branch is built (BranchWork.open checks it again when it opens the folder).
+ */
+export function resumeMismatch(
+  st: WorkState, want: { branch: string; settings: QuantizeSettings; fingerprint: string; digest: string | null; device: string; numLayers: number },
+): string | undefined {
+  if (st.branch !== want.branch) return `it is a build of ${st.branch}`;
+  const keys = new Set([...Object.keys(st.settings ?? {}), ...Object.keys(want.settings)]) as Set<keyof QuantizeSettings>;
+  const diff = [...keys].filter((k) => (st.settings?.[k] ?? false) !== (want.settings[k] ?? false));
+  if (diff.length > 0) return `other settings (${diff.join(', ')})`;
+  if (st.base?.fingerprint !== want.fingerprint) return 'another base model (fingerprint)';
+  if ((st.calibration?.digest ?? null) !== want.digest) return 'other calibration windows (digest)';
+  if (st.device !== want.device) return `another device (${st.device})`;
+  if (st.numLayers !== want.numLayers) return `${st.numLayers} layers, not ${want.numLayers}`;
+  return undefined;
 }

@@ -46,6 +46,11 @@ export interface BuildOptions {
    * (0: every layer). A killed build resumes from the last one.
    */
   checkpointEvery?: number;
+  /**
+   * Called when the branch is complete in its work folder, right before it is renamed to `out`:
+   * the caller checks again that it may still replace what is there (and still holds its lock).
+   */
+  beforeSwap?: () => Promise<void>;
   events?: PipelineEvents & { onResume?(layersDone: number, numLayers: number): void; onStage?(what: string): void };
 }
 
@@ -105,6 +110,7 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
         timings: roundTimings(work.timings), resumes: work.resumes, createdAt: new Date().toISOString(),
       };
       await atomicWriteFile(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+      await o.beforeSwap?.();
     });
   } catch (e) {
     await writer.abort();

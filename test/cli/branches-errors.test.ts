@@ -56,7 +56,7 @@ test('a matrix entry the model cannot take (group size that does not divide a wi
   const matrix = path.join(tmp, 'g96.json');
   fs.writeFileSync(matrix, JSON.stringify({ dataset: 'wikitext2', seqlen: 128, branches: [{ name: 'g96', bits: 4, groupSize: 96, actOrder: true, damp: 0.01 }] }));
   const r = runCli(['branches', '--model', LLAMA2_S, '--matrix', matrix, '--out', path.join(tmp, 'g96'), ...calib]);
-  expectOneLine(r, /branch g96: group-size 96 does not divide the input width 256/);
+  expectOneLine(r, /branch g96: group-size 96 does not divide in_features 256 of model\.layers\.0\.self_attn\.q_proj/);
 });
 
 test('an output folder holding another model\'s branches, or a model folder', () => {
