@@ -11,23 +11,39 @@
  * Each file is written atomically; the state comes last, then the previous activations file is
  * removed. A run killed at any moment restarts after the last checkpoint: layer files past it
  * are removed and made again (the same bytes: the build is deterministic).
+ *
+ * Nothing in the folder is trusted on resume. state.json carries the sha256 of its own content
+ * (`digest`, over its canonical JSON without that field) and the size and sha256 of every
+ * committed layer file and of the activations file (each hashed as read back from disk right
+ * after it was written); every field is checked for type and range, and the one file name it
+ * holds must be exactly the name this code gives (`x-NNNNN.safetensors` of layer
+ * layersDone − 1), so no name from the file becomes a path unchecked. A resume re-hashes every
+ * file it reuses before using any, and refuses with one line naming the first that differs and
+ * the way out (remove the work folder: the branch is then built from the start). The resume
+ * identity includes the tool's version and the addon build (work-build.ts). A refused open
+ * changes nothing in the folder (the lock it took is dropped).
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
+import { processAlive } from '../io/output-guard';
 import { atomicWriteFile, removeQuietly } from '../io/atomic';
-import { readJsonFile } from '../io/json-file';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { SafetensorsWriter, TensorData, writeSafetensors } from '../io/safetensors-writer';
 import { f16ToF32, f32ToF16 } from '../native';
 import { Activations, f16Activations } from './pipeline';
 import { BaseModelRef, CalibrationRef, Device, Manifest } from './manifest';
 import { QuantizeSettings } from './settings';
+import { currentWorkBuild, describeWorkBuild, WorkBuild } from './work-build';
 
 export const WORK_SUFFIX = '.partial';
 const STATE_FILE = 'state.json';
-const STATE_FORMAT = 'gptq-forge/work@1';
+const STATE_FORMAT = 'gptq-forge/work@2';
+/** state.json is a few KB (80 layers: ~10 KB); a larger file is not one and is not read. */
+const MAX_STATE_BYTES = 16 << 20;
+const MAX_LAYERS = 1 << 16;
 
 export type Timings = Manifest['timings'];
 export const zeroTimings = (): Timings => ({ seconds: 0, load: 0, forward: 0, hessian: 0, solve: 0, sink: 0, assemble: 0 });
@@ -46,6 +62,128 @@ export interface WorkState {
   timings: Timings;
   resumes: number;
 }
+
+/** Size and sha256 of a committed file, as it lay on disk once written. */
+export interface FileRecord {
+  size: number;
+  sha256: string;
+}
+
+/** What state.json holds: the state and what checks it. */
+export interface StoredWorkState extends WorkState {
+  /** The tool and addon build that started the branch (another build rounds differently). */
+  build: WorkBuild;
+  /** layer-NNNNN.safetensors of each committed layer (index = layer). */
+  layers: FileRecord[];
+  /** The activations file (null exactly when `activations` is). */
+  activationsFile: FileRecord | null;
+  /** sha256 of the canonical JSON of everything else (workStateDigest). */
+  digest: string;
+}
+
+type WorkInit = Omit<WorkState, 'format' | 'layersDone' | 'activations' | 'timings' | 'resumes'>;
+
+/** JSON with every object's keys sorted: one text for one value, whatever order it was built in. */
+export function canonicalJson(v: unknown, depth = 0): string {
+  if (depth > 64) throw new RangeError('nested more than 64 levels deep');
+  if (Array.isArray(v)) return `[${v.map((e) => (e === undefined ? 'null' : canonicalJson(e, depth + 1))).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k], depth + 1)}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** The digest state.json carries: sha256 of its canonical JSON without the `digest` field. */
+export function workStateDigest(state: object): string {
+  const rest: Record<string, unknown> = { ...(state as Record<string, unknown>) };
+  delete rest.digest;
+  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+}
+
+/** Size and sha256 of a file, streamed 8 MiB at a time. */
+export async function hashFile(file: string): Promise<FileRecord> {
+  const h = createHash('sha256');
+  const fd = await fsp.open(file, 'r');
+  let size = 0;
+  try {
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (;;) {
+      const { bytesRead } = await fd.read(buf, 0, buf.length, size);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+  } finally {
+    await fd.close();
+  }
+  return { size, sha256: h.digest('hex') };
+}
+
+/**
+ * A name read from a file that is to become a path in a folder: one plain file name (no '/',
+ * '\', '..', NUL, nor an absolute path), so that it cannot leave the folder.
+ */
+export function isPlainFileName(name: unknown): name is string {
+  return typeof name === 'string' && name.length > 0 && name.length <= 255 && !/[/\\\0]/.test(name) &&
+    !name.includes('..') && name !== '.' && !path.isAbsolute(name) && !path.win32.isAbsolute(name);
+}
+
+/** A value from a file, for a message: JSON (one line), at most 80 characters. */
+const shown = (v: unknown): string => {
+  let t: string;
+  try {
+    t = JSON.stringify(v) ?? String(v);
+  } catch {
+    t = '(unprintable)';
+  }
+  return t.length > 80 ? `${t.slice(0, 77)}...` : t;
+};
+
+const isInt = (v: unknown, lo: number, hi: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi;
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isRecord = (v: unknown): v is FileRecord =>
+  isObject(v) && Object.keys(v).length === 2 && isInt(v.size, 0, Number.MAX_SAFE_INTEGER) &&
+  typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256);
+
+/** What is wrong with a parsed state.json whose digest matched (i.e. one written by hand), or undefined. */
+function stateProblem(s: Record<string, unknown>): string | undefined {
+  if (typeof s.branch !== 'string' || !/^[A-Za-z0-9._-]{1,200}$/.test(s.branch)) return 'branch: not a branch name';
+  if (!isObject(s.settings)) return 'settings: not an object';
+  if (!isObject(s.base) || typeof s.base.fingerprint !== 'string' || typeof s.base.model !== 'string') return 'base: not a model reference';
+  if (s.calibration !== null && (!isObject(s.calibration) || typeof s.calibration.digest !== 'string')) return 'calibration: not a calibration reference';
+  if (s.device !== 'cpu' && s.device !== 'cuda') return `device: ${shown(s.device)} is not cpu or cuda`;
+  if (!isObject(s.build) || typeof s.build.version !== 'string' || !isObject(s.build.addon)) return 'build: not a build identity';
+  if (!isInt(s.numLayers, 1, MAX_LAYERS)) return `numLayers: ${shown(s.numLayers)} is not a layer count`;
+  if (!isInt(s.layersDone, 0, s.numLayers)) return `layersDone: ${shown(s.layersDone)} is not in [0, ${s.numLayers}]`;
+  if (!Array.isArray(s.layers) || s.layers.length !== s.layersDone || !s.layers.every(isRecord)) {
+    return `layers: expected the size and sha256 of each of the ${s.layersDone} committed layer files`;
+  }
+  if (s.activations !== null) {
+    if (!isPlainFileName(s.activations)) return `activations: ${shown(s.activations)} is not a file name inside the work folder`;
+    if (s.layersDone === 0 || s.activations !== activationsFileName(s.layersDone - 1)) {
+      return `activations: ${shown(s.activations)} is not the activations file of layer ${s.layersDone - 1}`;
+    }
+    if (!isRecord(s.activationsFile)) return 'activationsFile: expected the size and sha256 of the activations file';
+  } else if (s.activationsFile !== null) {
+    return 'activationsFile: set without activations';
+  }
+  const t = s.timings;
+  const keys = Object.keys(zeroTimings());
+  if (!isObject(t) || Object.keys(t).length !== keys.length ||
+      !keys.every((k) => typeof t[k] === 'number' && Number.isFinite(t[k]) && (t[k] as number) >= 0)) {
+    return 'timings: not the timings of a build';
+  }
+  if (!isInt(s.resumes, 0, Number.MAX_SAFE_INTEGER)) return 'resumes: not a count';
+  return undefined;
+}
+
+/** The way out of a work folder that cannot be continued (it works: the next run starts afresh). */
+const removeHint = (dir: string, branch?: string) => {
+  const name = branch ?? (path.basename(dir).endsWith(WORK_SUFFIX) ? path.basename(dir).slice(0, -WORK_SUFFIX.length) : 'the branch');
+  return `remove ${dir} to build ${name} again from the start`;
+};
 
 /** Held by the process building in the folder: {pid, host}. */
 const LOCK_FILE = 'lock';
@@ -75,7 +213,7 @@ async function acquireLock(dir: string): Promise<void> {
     if (pid !== null && typeof held.host === 'string' && held.host !== host) {
       throw new UserError(`${dir} is being built by pid ${pid} on ${held.host}; if that run is gone, remove ${file}`);
     }
-    if (pid !== null && alive(pid)) {
+    if (pid !== null && processAlive(pid)) {
       throw new UserError(`${dir} is being built by another gptq process (pid ${pid}); wait for it, or stop it and rerun with --resume`);
     }
     await fsp.rm(file, { force: true }); // its process is gone
@@ -83,12 +221,15 @@ async function acquireLock(dir: string): Promise<void> {
   throw new UserError(`cannot take the lock ${file} (another run keeps taking it)`);
 }
 
-function alive(pid: number): boolean {
+
+/** Drops this process's lock (a refused open leaves the folder as it found it). */
+async function releaseLock(dir: string): Promise<void> {
+  const file = path.join(dir, LOCK_FILE);
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    const held = JSON.parse(await fsp.readFile(file, 'utf8'));
+    if (held?.pid === process.pid && held?.host === os.hostname()) await fsp.rm(file, { force: true });
+  } catch {
+    // not ours, or gone
   }
 }
 
@@ -96,13 +237,48 @@ const pad = (layer: number) => String(layer).padStart(5, '0');
 export const layerFileName = (layer: number) => `layer-${pad(layer)}.safetensors`;
 const activationsFileName = (layer: number) => `x-${pad(layer)}.safetensors`;
 
-/** What must agree between an interrupted build and the run that resumes it. */
+/** What must agree between an interrupted build and the run that resumes it (besides the tool build). */
 function identity(s: Pick<WorkState, 'branch' | 'settings' | 'base' | 'calibration' | 'device' | 'numLayers'>): string {
-  return JSON.stringify([s.branch, s.settings, s.base.fingerprint, s.calibration?.digest ?? null, s.device, s.numLayers]);
+  return canonicalJson([s.branch, s.settings, s.base.fingerprint, s.calibration?.digest ?? null, s.device, s.numLayers]);
+}
+
+/**
+ * Re-hashes every committed file a resume reuses (the layer files and the activations): each
+ * must be a regular file (not a link) of the recorded size and sha256. Refused naming the first
+ * that is not.
+ */
+async function verifyCommitted(dir: string, s: StoredWorkState): Promise<void> {
+  const files: [string, FileRecord][] = s.layers.map((r, l) => [layerFileName(l), r]);
+  if (s.activations !== null && s.activationsFile !== null) files.push([s.activations, s.activationsFile]);
+  for (const [name, want] of files) {
+    const file = path.join(dir, name);
+    const bad = (what: string) => new UserError(`${file}: ${what}; ${removeHint(dir, s.branch)}`);
+    const st = await fsp.lstat(file).catch(() => null);
+    if (st === null) throw bad('missing, but state.json records it as committed');
+    if (!st.isFile()) throw bad('not a regular file');
+    if (st.size !== want.size) throw bad(`${st.size} bytes where state.json records ${want.size} (changed since it was committed)`);
+    const got = await hashFile(file);
+    if (got.size !== want.size || got.sha256 !== want.sha256) throw bad('sha256 differs from the one state.json records (changed since it was committed)');
+  }
+}
+
+/**
+ * Why the interrupted build `state` (from BranchWork.peek) cannot be continued by this build of
+ * the tool on `device`, or undefined: for checks made before any work starts (BranchWork.open
+ * checks it again).
+ */
+export function workBuildMismatch(state: WorkState, device: Device): string | undefined {
+  const old = (state as Partial<StoredWorkState>).build;
+  const now = currentWorkBuild(device);
+  if (old !== undefined && canonicalJson(old) === canonicalJson(now)) return undefined;
+  return `started by another build of the tool (${old ? describeWorkBuild(old) : 'unknown'}; this is ${describeWorkBuild(now)}), which rounds differently`;
 }
 
 export class BranchWork {
-  private constructor(readonly dir: string, private state: WorkState) {}
+  /** Records of layer files written by this run and not yet committed. */
+  private readonly written = new Map<number, FileRecord>();
+
+  private constructor(readonly dir: string, private state: StoredWorkState) {}
 
   get layersDone(): number {
     return this.state.layersDone;
@@ -116,39 +292,89 @@ export class BranchWork {
     return this.state.resumes;
   }
 
-  /** The state of an interrupted build in `dir`, or null when it has none (no state committed yet). */
-  static async peek(dir: string): Promise<WorkState | null> {
-    const json = (await readJsonFile(path.join(dir, STATE_FILE))) as WorkState | undefined;
-    if (json === undefined) return null;
-    if (json?.format !== STATE_FORMAT) throw new UserError(`${dir}/${STATE_FILE} is not a gptq-forge work state`);
-    return json;
+  /**
+   * The state of an interrupted build in `dir`, or null when it has none (no state committed
+   * yet). A state.json that this tool did not write, whose digest does not match its content,
+   * or whose fields are out of range or name other files is refused (a UserError naming it).
+   */
+  static async peek(dir: string): Promise<StoredWorkState | null> {
+    const file = path.join(dir, STATE_FILE);
+    const refuse = (what: string) => new UserError(`${file}: ${what}; ${removeHint(dir)}`);
+    let st;
+    try {
+      st = await fsp.lstat(file);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw refuse(`cannot read it (${code ?? (e as Error).message})`);
+    }
+    if (!st.isFile()) throw refuse('not a regular file');
+    if (st.size > MAX_STATE_BYTES) throw refuse(`${st.size} bytes: not a work state`);
+    let json: unknown;
+    try {
+      json = JSON.parse(await fsp.readFile(file, 'utf8'));
+    } catch (e) {
+      throw refuse(e instanceof SyntaxError ? `invalid JSON (${e.message})` : `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (!isObject(json) || json.format !== STATE_FORMAT) {
+      throw refuse(`not a gptq-forge work state (format ${isObject(json) ? shown(json.format) : 'none'}, expected ${STATE_FORMAT})`);
+    }
+    let digest: string;
+    try {
+      digest = workStateDigest(json);
+    } catch (e) {
+      throw refuse(`not a gptq-forge work state (${(e as Error).message})`);
+    }
+    if (typeof json.digest !== 'string' || json.digest !== digest) {
+      throw refuse('its content does not match its digest (edited or damaged)');
+    }
+    const problem = stateProblem(json);
+    if (problem) throw refuse(problem);
+    return json as unknown as StoredWorkState;
   }
 
   /**
-   * Starts a build in `dir`, or continues the interrupted one there when `resume` is set (it
-   * must be a build of the same branch, settings, model and calibration).
+   * Starts a build in `dir`, or continues the interrupted one there when `resume` is set: it
+   * must be a build of the same branch, settings, model, calibration and tool build, and every
+   * committed file it reuses must be as it was written.
    */
-  static async open(dir: string, init: Omit<WorkState, 'format' | 'layersDone' | 'activations' | 'timings' | 'resumes'>, resume: boolean): Promise<BranchWork> {
+  static async open(dir: string, init: WorkInit, resume: boolean): Promise<BranchWork> {
+    const here = await fsp.lstat(dir).catch(() => null);
+    if (here && (here.isSymbolicLink() || !here.isDirectory())) {
+      throw new UserError(`${dir} is ${here.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}; the work folder of ${init.branch} must be a folder: remove it`);
+    }
     await fsp.mkdir(dir, { recursive: true });
     await acquireLock(dir);
-    const old = await BranchWork.peek(dir);
-    if (old !== null) {
-      const done = `${old.layersDone}/${old.numLayers} layers done`;
-      if (!resume) {
-        throw new UserError(`${dir} holds an interrupted build of ${old.branch} (${done}): rerun with --resume to continue it, or remove the folder`);
+    try {
+      const build = currentWorkBuild(init.device);
+      const old = await BranchWork.peek(dir);
+      if (old !== null) {
+        const done = `${old.layersDone}/${old.numLayers} layers done`;
+        if (!resume) {
+          throw new UserError(`${dir} holds an interrupted build of ${old.branch} (${done}): rerun with --resume to continue it, or remove the folder`);
+        }
+        const mismatch = workBuildMismatch(old, init.device);
+        if (mismatch) throw new UserError(`${dir} holds a build of ${old.branch} (${done}) ${mismatch}; ${removeHint(dir, old.branch)}`);
+        if (identity(old) !== identity(init)) {
+          throw new UserError(`${dir} holds an interrupted build of ${old.branch} with other settings, model, calibration or device (${old.device}) (${done}); remove it to start again`);
+        }
+        await verifyCommitted(dir, old);
+        const work = new BranchWork(dir, { ...old, resumes: old.resumes + 1 });
+        await work.removeStrays();
+        return work;
       }
-      if (identity(old) !== identity(init)) {
-        throw new UserError(`${dir} holds an interrupted build of ${old.branch} with other settings, model, calibration or device (${old.device}) (${done}); remove it to start again`);
-      }
-      const work = new BranchWork(dir, { ...old, resumes: old.resumes + 1 });
-      await work.removeStrays();
+      // Nothing committed: anything here is debris of a run killed before its first layer.
+      for (const f of await fsp.readdir(dir)) if (f !== LOCK_FILE) await fsp.rm(path.join(dir, f), { recursive: true, force: true });
+      const work = new BranchWork(dir, {
+        format: STATE_FORMAT, ...init, build, layersDone: 0, layers: [], activations: null, activationsFile: null,
+        timings: zeroTimings(), resumes: 0, digest: '',
+      });
+      await work.saveState();
       return work;
+    } catch (e) {
+      await releaseLock(dir);
+      throw e;
     }
-    // Nothing committed: anything here is debris of a run killed before its first layer.
-    for (const f of await fsp.readdir(dir)) if (f !== LOCK_FILE) await fsp.rm(path.join(dir, f), { recursive: true, force: true });
-    const work = new BranchWork(dir, { format: STATE_FORMAT, ...init, layersDone: 0, activations: null, timings: zeroTimings(), resumes: 0 });
-    await work.saveState();
-    return work;
   }
 
   /**
@@ -184,26 +410,36 @@ export class BranchWork {
     }
   }
 
-  /** Writes one finished layer's quantized tensors (committed by a later checkpoint). */
+  /** Writes one finished layer's quantized tensors (committed by a later checkpoint), and hashes the file as it lies on disk. */
   async writeLayer(layer: number, tensors: TensorData[]): Promise<void> {
     if (layer < this.state.layersDone) throw new Error(`writeLayer(${layer}) after ${this.state.layersDone} committed layers`);
-    await writeSafetensors(path.join(this.dir, layerFileName(layer)), tensors);
+    const file = path.join(this.dir, layerFileName(layer));
+    await writeSafetensors(file, tensors);
+    this.written.set(layer, await hashFile(file));
   }
 
   /**
    * Commits the layers up to `layer` (their files written): the activations after it (null:
-   * not kept, the build cannot resume past this point), then the state.
+   * not kept, the build cannot resume past this point), then the state with every committed
+   * file's size and sha256.
    */
   async checkpoint(layer: number, x: Activations | null, add: Partial<Timings>): Promise<void> {
     if (layer < this.state.layersDone) throw new Error(`checkpoint(${layer}) after ${this.state.layersDone} committed layers`);
     let activations: string | null = null;
+    let activationsFile: FileRecord | null = null;
     if (x !== null) {
       activations = activationsFileName(layer);
       await writeActivations(path.join(this.dir, activations), x);
+      activationsFile = await hashFile(path.join(this.dir, activations));
+    }
+    const layers = [...this.state.layers];
+    for (let l = this.state.layersDone; l <= layer; l++) {
+      layers.push(this.written.get(l) ?? (await hashFile(path.join(this.dir, layerFileName(l)))));
+      this.written.delete(l);
     }
     const previous = this.state.activations;
     this.addTimings(add);
-    this.state = { ...this.state, layersDone: layer + 1, activations };
+    this.state = { ...this.state, layersDone: layer + 1, layers, activations, activationsFile };
     await this.saveState();
     if (previous !== null && previous !== activations) await removeQuietly(path.join(this.dir, previous));
   }
@@ -213,9 +449,12 @@ export class BranchWork {
     for (const [k, v] of Object.entries(add) as [keyof Timings, number][]) t[k] += v;
   }
 
-  /** Saves the timings (e.g. after the assembly) without changing the committed layers. */
+  /** Saves the state (e.g. the timings after the assembly) with its digest, without changing the committed layers. */
   saveState(): Promise<void> {
-    return atomicWriteFile(path.join(this.dir, STATE_FILE), `${JSON.stringify(this.state, null, 2)}\n`);
+    const state: StoredWorkState = { ...this.state, digest: '' };
+    state.digest = workStateDigest(state);
+    this.state = state;
+    return atomicWriteFile(path.join(this.dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
   }
 
   layerFile(layer: number): string {
