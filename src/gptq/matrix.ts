@@ -4,7 +4,9 @@
  * every branch names its `bits`, `groupSize`, `actOrder` and `damp`. Unknown keys are errors
  * (a typo must not silently fall back to a default).
  */
-import { UserError } from '../errors';
+import { UsageError, UserError } from '../errors';
+import { REPORT_FILE } from '../eval/report-types';
+import { unsafeSegment } from '../hub/safe-names';
 import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
@@ -39,6 +41,29 @@ const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGro
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
 
+/** Files `gptq report` writes beside the branch folders: no branch may take their names. */
+const RESERVED_NAMES = [REPORT_FILE, 'report.md', 'report.svg'];
+/** Device names Windows will not create as folders (a branch cloned there could not be checked out). */
+const WINDOWS_DEVICES = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
+
+/**
+ * Why a matrix branch name is not usable as the single folder `DIR/<name>` and as a Hub branch,
+ * or undefined. `taken` holds the names (lower-cased) of the branches before it: two names that
+ * differ only in case share one folder on a case-insensitive file system.
+ */
+export function branchNameProblem(name: unknown, taken: Set<string>): string | undefined {
+  if (typeof name !== 'string') return `expected a branch name (a string), got ${JSON.stringify(name)}`;
+  const seg = unsafeSegment(name);
+  if (seg) return `${JSON.stringify(name)} is not a single folder name (it ${seg})`;
+  if (!isValidBranchName(name)) {
+    return `expected a branch name of letters, digits, '.', '_' and '-' (no '..', not ending in '.', .lock or .partial), got ${JSON.stringify(name)}`;
+  }
+  if (RESERVED_NAMES.includes(name.toLowerCase())) return `"${name}" is the name of a file gptq report writes beside the branches`;
+  if (WINDOWS_DEVICES.test(name)) return `"${name}" is a device name on Windows; a folder of that name cannot be created there`;
+  if (taken.has(name.toLowerCase())) return `"${name}" differs from another branch only in case (they would share one folder on a case-insensitive file system)`;
+  return undefined;
+}
+
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -53,18 +78,20 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
   }
   const top = json;
   const names = new Set<string>();
+  const lowered = new Set<string>();
   const branches = json.branches.map((b: unknown, i: number): MatrixBranch => {
     const at = `branches[${i}]`;
     if (!isObject(b)) return fail(at, `expected an object, got ${JSON.stringify(b)}`);
     checkKeys(b, BRANCH_KEYS, at, fail);
     const pick = (key: string): unknown => (b[key] !== undefined ? b[key] : top[key]);
     const where = (key: string) => (b[key] !== undefined ? `${at}.${key}` : key);
-    const name = b.name;
-    if (typeof name !== 'string' || !isValidBranchName(name)) {
-      return fail(`${at}.name`, `expected a branch name of letters, digits, '.', '_' and '-' (no '..', not ending in '.', .lock or .partial), got ${JSON.stringify(name)}`);
-    }
-    if (names.has(name)) return fail(`${at}.name`, `"${name}" appears twice`);
+    // The name becomes a folder and a Hub branch: a bad one is a usage error (exit 2), before any work.
+    if (typeof b.name === 'string' && names.has(b.name)) throw new UsageError(`${source}: ${at}.name: "${b.name}" appears twice`);
+    const bad = branchNameProblem(b.name, lowered);
+    if (bad) throw new UsageError(`${source}: ${at}.name: ${bad}`);
+    const name = b.name as string;
     names.add(name);
+    lowered.add(name.toLowerCase());
     const bits = b.bits;
     if (typeof bits !== 'number' || !SUPPORTED_BITS.includes(bits)) {
       return fail(`${at}.bits`, `${JSON.stringify(bits)} is not supported (use ${SUPPORTED_BITS.join(', ')})`);

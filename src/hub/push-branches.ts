@@ -113,8 +113,18 @@ export async function verifyBranch(b: FinishedBranch, onBytes?: (done: number, t
     if (f.path === CARD_FILE) continue; // replaced by the generated model card
     const abs = path.join(b.dir, ...f.path.split('/'));
     const where = `${b.name}/${f.path}`;
-    const st = await fsp.stat(abs).catch(() => null);
+    const lst = await fsp.lstat(abs).catch(() => null);
+    if (lst && !lst.isFile()) {
+      // A link (or anything but a file) could send a file from outside the branch folder.
+      throw new UserError(`${where} is ${lst.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}; a branch holds plain files only; refusing to push`);
+    }
+    const st = lst;
     if (!st || !st.isFile()) throw new UserError(`${where} is listed in ${b.name}/${MANIFEST_FILE} but missing; refusing to push`);
+    const real = await fsp.realpath(abs);
+    const root = await fsp.realpath(b.dir);
+    if (path.relative(root, real).startsWith('..') || path.isAbsolute(path.relative(root, real))) {
+      throw new UserError(`${where} lies outside ${b.name}/ (through a linked folder); refusing to push`);
+    }
     if (st.size !== f.size) {
       throw new UserError(`${where} has ${st.size} bytes, ${b.name}/${MANIFEST_FILE} says ${f.size}: the file changed after the branch was built; refusing to push`);
     }

@@ -34,7 +34,9 @@ import {
   type RepoId,
 } from '@huggingface/hub';
 import { UserError } from '../errors';
+import { timedFetch } from './http';
 import { hubEndpoint } from './resolve';
+import { COMMIT_RE, GIT_OID_RE, SHA256_RE, shown, unsafeRefName, unsafeRepoPath, unsafeSize } from './safe-names';
 import { UploadFile } from './push-branches';
 
 /** The Hub's repo id rules (huggingface_hub's validate_repo_id), namespace required. */
@@ -84,8 +86,10 @@ export class HubPusher {
     const method = init?.method ?? 'GET';
     this.methods.set(url, method);
     try {
-      return await fetch(input, init);
+      // A deadline per request, a line on stderr when slow, one error when dead (src/hub/http.ts).
+      return await timedFetch(input, init);
     } catch (e) {
+      if (e instanceof UserError) throw new UserError(this.scrub(e.message));
       if ((e as Error)?.name === 'AbortError') throw e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw new UserError(this.scrub(`network error on ${method} ${endpoint(url)}: ${cause?.code ?? cause?.message ?? (e as Error).message}`));
@@ -145,8 +149,17 @@ export class HubPusher {
       return (await res.json()) as { branches?: Array<{ name?: unknown; targetCommit?: unknown }> };
     });
     const out = new Map<string, string>();
+    if (json === null || typeof json !== 'object' || (json.branches !== undefined && !Array.isArray(json.branches))) {
+      throw new UserError(`listing the branches of ${this.repo.name}: unexpected answer from ${this.hubUrl} (no branches array)`);
+    }
     for (const b of json.branches ?? []) {
-      if (typeof b.name === 'string' && typeof b.targetCommit === 'string') out.set(b.name, b.targetCommit);
+      // Names and commits from the Hub go into URLs and commit headers: only well-formed ones.
+      const why = typeof b?.name === 'string' ? unsafeRefName(b.name) : 'is not a string';
+      if (why) throw new UserError(`listing the branches of ${this.repo.name}: the Hub answered a branch name ${shown(b?.name)}, which ${why}; refusing it`);
+      if (typeof b.targetCommit !== 'string' || !COMMIT_RE.test(b.targetCommit)) {
+        throw new UserError(`listing the branches of ${this.repo.name}: the Hub answered ${shown(b.targetCommit)} as the head of ${b.name}, not a commit id; refusing it`);
+      }
+      out.set(b.name as string, b.targetCommit);
     }
     if (!out.has('main')) throw new UserError(`${this.repo.name} has no main branch (the Hub answered ${[...out.keys()].join(', ') || 'no branches'})`);
     return out;
@@ -161,6 +174,8 @@ export class HubPusher {
     const out = new Map<string, RemoteFile>();
     await this.call(`listing the files of ${revision}`, async () => {
       for await (const e of listFiles({ ...this.common, repo: this.repo, revision, recursive: true })) {
+        const why = checkRemoteEntry(e);
+        if (why) throw new UserError(`the Hub's file listing has ${why}; refusing it`);
         if (e.type === 'file') out.set(e.path, remoteFile(e));
       }
     });
@@ -193,10 +208,25 @@ export class HubPusher {
         r = await it.next();
       }
       const oid = r.value?.commit.oid;
-      if (typeof oid !== 'string') throw new InvalidApiResponseFormatError('the commit answer has no commitOid');
+      if (typeof oid !== 'string' || !COMMIT_RE.test(oid)) throw new InvalidApiResponseFormatError('the commit answer has no commitOid');
       return oid;
     });
   }
+}
+
+/** Why a listing entry is foreign (a name that is no repo path, a bad size or object id), or undefined. */
+function checkRemoteEntry(e: ListFileEntry): string | undefined {
+  const p = unsafeRepoPath(e?.path);
+  if (p) return `a file name ${shown(e?.path)}, which ${p}`;
+  if (e.type !== 'file') return undefined;
+  const size = unsafeSize(e.size);
+  if (size) return `a size for ${e.path} that is ${size}`;
+  if (e.lfs) {
+    if (typeof e.lfs.oid !== 'string' || !SHA256_RE.test(e.lfs.oid)) return `an LFS object id ${shown(e.lfs.oid)} for ${e.path}, not a sha256`;
+  } else if (typeof e.oid !== 'string' || !GIT_OID_RE.test(e.oid)) {
+    return `an object id ${shown(e.oid)} for ${e.path}, not a git object id`;
+  }
+  return undefined;
 }
 
 function remoteFile(e: ListFileEntry): RemoteFile {

@@ -1,17 +1,33 @@
 /**
  * Turn a model spec (local folder or Hub repo id `owner/name`) into a local folder, and fetch
- * single dataset files, using @huggingface/hub's own functions and the standard HF cache layout
- * (`<cache>/models--owner--name/{blobs,snapshots/<commit>,refs}`), shared with Python tools.
+ * single dataset files, in the standard HF cache layout (`<cache>/models--owner--name/{blobs,
+ * snapshots/<commit>,refs}`), shared with Python tools. The Hub's answers (revision → commit,
+ * file listing, paths-info) come through @huggingface/hub; the files themselves are downloaded
+ * here, because nothing the Hub answers is trusted (issue 12):
+ *  - a `--revision` is a 40-hex commit or a git ref name (check-ref-format's rules), checked
+ *    before any request; `refs/<revision>` is then written inside `refs/`;
+ *  - every entry of a listing or paths-info answer is checked before any of it is used: its
+ *    name a relative path of safe segments (no `..`, `.`, empty segment, absolute path, drive,
+ *    backslash, NUL or control character), its object id 40 hex (git) or 64 hex (LFS sha256),
+ *    its size an integer in [0, 1 TiB] (1 GiB for the files read whole: config, tokenizer,
+ *    index); a foreign entry refuses the whole answer with one line;
+ *  - paths are computed here (`blobs/<etag>`, `snapshots/<commit>/<file>`) and checked to stay
+ *    inside the repo's cache folder; a file bigger than the free space is refused before writing;
+ *  - the body goes to `blobs/<etag>.incomplete`, bounded by the listed size and hashed on the
+ *    fly (sha256 for LFS, the git blob id otherwise); only a file of the listed size and hash is
+ *    renamed into place, anything else is removed and is one error line;
+ *  - every request has a deadline (src/hub/http.ts), the download body an idle timer, and the
+ *    library's requests may not leave the Hub's host (a `Link: next` to another host is refused).
  *
  * Caching / resuming: we resolve the revision to a commit first and always download by commit, so
- * `downloadFileToCacheDir` returns a file already in `snapshots/<commit>/` without any request. The
- * library writes each blob to `blobs/<etag>.incomplete` and renames it only when complete; it does
- * NOT resume a partial `.incomplete` file (it truncates it), so a killed run re-downloads just the
- * file that was in flight; every finished file is kept.
+ * a file already in `snapshots/<commit>/` (with the listed size) needs no download. A killed run
+ * re-downloads just the file that was in flight; every finished file is kept.
  *
- * Environment (Hugging Face conventions): HF_ENDPOINT (hub URL), HF_TOKEN (never printed),
- * HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
+ * Environment (Hugging Face conventions): HF_ENDPOINT (hub URL), HF_TOKEN (never printed; sent
+ * to the Hub's own host only, never to a redirect elsewhere), HF_HUB_CACHE, else HF_HOME/hub,
+ * else ~/.cache/huggingface/hub.
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,14 +35,18 @@ import {
   HubApiError,
   InvalidApiResponseFormatError,
   datasetInfo,
-  downloadFileToCacheDir,
   listFiles,
   modelInfo,
+  pathsInfo,
   type ListFileEntry,
   type RepoId,
 } from '@huggingface/hub';
-import { UserError } from '../errors';
+import { UsageError, UserError } from '../errors';
 import { parseLlamaConfig } from '../model/config';
+import { endpointOf, HttpTimeoutError, idleTimer, timedFetch } from './http';
+import {
+  COMMIT_RE, GIT_OID_RE, MAX_SMALL_FILE_SIZE, SHA256_RE, shown, unsafeRepoPath, unsafeRevision, unsafeSize,
+} from './safe-names';
 
 export type ProgressFn = (file: string, done: number, total: number) => void;
 export interface ResolveModelOptions {
@@ -47,7 +67,14 @@ const OPTIONAL_FILES = [
   'quantize_config.json',
 ];
 const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-const COMMIT = /^[0-9a-f]{40}$/;
+const COMMIT = COMMIT_RE;
+
+/** A revision from the user (or a manifest) is a 40-hex commit or a git ref name; checked before any use. */
+export function checkRevision(revision: string | undefined, flag = '--revision'): void {
+  if (revision === undefined) return;
+  const why = unsafeRevision(revision);
+  if (why) throw new UsageError(`${flag} ${shown(revision)}: not a branch, tag or commit name (it ${why.replace(/^(?!is |has |contains |starts |ends |longer )/, 'is ')})`);
+}
 
 export function defaultCacheDir(): string {
   const env = process.env;
@@ -86,8 +113,19 @@ function makeCtx(repo: RepoId, opts: { revision?: string; cacheDir?: string }): 
     fetch: fetch,
   };
   // Same global fetch, but remember the Hub's X-Error-Code so errors can say what was not found.
+  // Every request has a deadline (src/hub/http.ts) and stays on the Hub's own host: a listing's
+  // `Link: next` pointing elsewhere would get the token.
+  const origin = new URL(ctx.hubUrl ?? DEFAULT_HUB).origin;
   ctx.fetch = async (input, init) => {
-    const res = await fetch(input, init);
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    let other: string | undefined;
+    try {
+      other = new URL(url).origin === origin ? undefined : new URL(url).origin;
+    } catch {
+      other = url.slice(0, 100);
+    }
+    if (other !== undefined) throw new UserError(`${ctx.label}: the Hub answered with a link to another host (${other}); refusing to follow it`);
+    const res = await timedFetch(input, init);
     if (!res.ok) ctx.errorCode = res.headers.get('x-error-code') ?? undefined;
     return res;
   };
@@ -110,6 +148,7 @@ function isTypeError(e: unknown): e is TypeError {
 
 /** Map anything thrown while talking to the Hub to one UserError line (token scrubbed). */
 function toUserError(e: unknown, ctx: Ctx, file?: string): Error {
+  if (e instanceof HttpTimeoutError) return new UserError(`${ctx.label}: ${e.message}`);
   if (e instanceof UserError) return e;
   const host = ctx.hubUrl ?? 'https://huggingface.co';
   let msg: string | undefined;
@@ -167,7 +206,8 @@ async function resolveCommit(ctx: Ctx): Promise<string> {
     throw new UserError(`${ctx.label}: unexpected answer from the Hub (no commit id for the revision)`);
   }
   if (ctx.revision !== sha) {
-    const ref = path.join(storageFolder(ctx), 'refs', ctx.revision);
+    checkRevision(ctx.revision);
+    const ref = inside(path.join(storageFolder(ctx), 'refs'), ctx.revision.split('/'));
     await hub(ctx, async () => {
       await fsp.mkdir(path.dirname(ref), { recursive: true });
       await fsp.writeFile(ref, sha);
@@ -176,36 +216,180 @@ async function resolveCommit(ctx: Ctx): Promise<string> {
   return sha;
 }
 
-/** Download one file of the commit into the cache (no request at all if already there). */
-async function fetchFile(ctx: Ctx, commit: string, file: string, entry?: ListFileEntry, onProgress?: ProgressFn): Promise<string> {
-  const total = entry?.size ?? 0;
-  let finished = false;
-  let timer: NodeJS.Timeout | undefined;
-  if (onProgress) {
-    onProgress(file, 0, total);
-    // The library gives no progress callback; watch the size of its `.incomplete` blob instead.
-    const etag = entry?.lfs?.oid ?? entry?.xetHash ?? entry?.oid;
-    if (etag) {
-      const partial = path.join(storageFolder(ctx), 'blobs', `${etag}.incomplete`);
-      timer = setInterval(() => {
-        fsp.stat(partial).then((s) => !finished && onProgress(file, s.size, total), () => undefined);
-      }, 500);
-      timer.unref();
+/** `base` joined with `parts`, refused if the result is not inside `base` (names are checked before; this is the last guard). */
+function inside(base: string, parts: string[]): string {
+  const p = path.join(base, ...parts);
+  const rel = path.relative(base, p);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new UserError(`refusing a path outside ${base}: ${shown(parts.join('/'))}`);
+  return p;
+}
+
+/** A file entry of a Hub answer (tree listing or paths-info), checked field by field; throws for a foreign one. */
+function checkEntry(ctx: Ctx, e: ListFileEntry, what: string): void {
+  const foreign = (field: string, v: unknown, why: string): never => {
+    throw new UserError(`${ctx.label}: the Hub's ${what} has ${field} ${shown(v)}, which ${why}; refusing it`);
+  };
+  const pathWhy = unsafeRepoPath(e?.path);
+  if (pathWhy) foreign('a file name', e?.path, pathWhy);
+  if (e.type !== 'file' && e.type !== 'directory') foreign(`an entry type for ${e.path}`, e.type, 'is not "file" or "directory"');
+  if (e.type !== 'file') return;
+  const sizeWhy = unsafeSize(e.size);
+  if (sizeWhy) foreign(`a size for ${e.path}`, e.size, `is ${sizeWhy}`);
+  if (e.lfs !== undefined && e.lfs !== null) {
+    if (typeof e.lfs.oid !== 'string' || !SHA256_RE.test(e.lfs.oid)) foreign(`an LFS object id for ${e.path}`, e.lfs.oid, 'is not a sha256 (64 hex digits)');
+    const lfsWhy = unsafeSize(e.lfs.size);
+    if (lfsWhy) foreign(`an LFS size for ${e.path}`, e.lfs.size, `is ${lfsWhy}`);
+    if (e.lfs.size !== e.size) foreign(`an LFS size for ${e.path}`, e.lfs.size, `differs from its size ${e.size}`);
+  } else if (typeof e.oid !== 'string' || !GIT_OID_RE.test(e.oid)) {
+    foreign(`an object id for ${e.path}`, e.oid, 'is not a git object id (40 hex digits)');
+  }
+  if (e.xetHash !== undefined && e.xetHash !== null && (typeof e.xetHash !== 'string' || !SHA256_RE.test(e.xetHash))) {
+    foreign(`a xet hash for ${e.path}`, e.xetHash, 'is not 64 hex digits');
+  }
+}
+
+/** Free bytes where `dir` (or its nearest existing parent) lives; undefined when unknown. */
+async function freeBytes(dir: string): Promise<number | undefined> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const st = await fsp.statfs(d).catch(() => null);
+    if (st) return st.bavail * st.bsize;
+    if (path.dirname(d) === d) return undefined;
+  }
+}
+
+const gb = (n: number) => `${(n / 1e9).toFixed(n < 1e9 ? 3 : 1)} GB`;
+
+/**
+ * Download one file of the commit into the cache (no request at all if already there), in the
+ * layout huggingface_hub and @huggingface/hub use: `blobs/<etag>` (the LFS sha256, else the git
+ * blob id), `snapshots/<commit>/<file>` a relative symlink to it. Every name comes from a checked
+ * entry; the body is bounded by the listed size and hashed on the fly, and a file that does not
+ * match its listed size and hash is never renamed into place.
+ */
+async function fetchFile(ctx: Ctx, commit: string, file: string, entry: ListFileEntry, onProgress?: ProgressFn): Promise<string> {
+  checkEntry(ctx, entry, 'file listing');
+  if (entry.path !== file || entry.type !== 'file') throw new UserError(`${ctx.label}: the Hub's answer for ${file} describes ${shown(entry.path)}; refusing it`);
+  if (!COMMIT.test(commit)) throw new UserError(`${ctx.label}: unexpected commit id ${shown(commit)}`);
+  const storage = storageFolder(ctx);
+  const pointer = inside(path.join(storage, 'snapshots'), [commit, ...file.split('/')]);
+  const total = entry.size;
+  const st = await fsp.stat(pointer).catch(() => null);
+  if (st) {
+    if (!st.isFile() || st.size !== total) {
+      throw new UserError(`${ctx.label}: the cached ${pointer} has ${st.isFile() ? `${st.size} bytes` : 'no file'}, the Hub lists ${total} bytes; remove it to download it again`);
     }
+    return pointer;
   }
+  const lfs = entry.lfs ?? undefined;
+  const etag = (lfs ? lfs.oid : entry.oid) as string;
+  const blob = inside(path.join(storage, 'blobs'), [etag]);
+  const big = /\.(safetensors|parquet)$/.test(file);
+  const sizeWhy = unsafeSize(total, big ? undefined : MAX_SMALL_FILE_SIZE);
+  if (sizeWhy) throw new UserError(`${ctx.label}: the Hub lists ${file} at ${sizeWhy}; refusing to download it`);
+
+  return hub(ctx, async () => {
+    const have = await fsp.stat(blob).catch(() => null);
+    if (!(have?.isFile() && have.size === total)) {
+      const free = await freeBytes(ctx.cacheDir);
+      if (free !== undefined && total > free) {
+        throw new UserError(`${ctx.label}: ${file} is ${gb(total)}, the cache ${ctx.cacheDir} has ${gb(free)} free; nothing was downloaded`);
+      }
+      await download(ctx, commit, file, total, etag, lfs ? 'sha256' : 'git', blob, onProgress);
+    }
+    await fsp.mkdir(path.dirname(pointer), { recursive: true });
+    const old = await fsp.lstat(pointer).catch(() => null);
+    if (old?.isSymbolicLink()) await fsp.unlink(pointer); // a dangling link of an earlier run
+    try {
+      await fsp.symlink(path.relative(path.dirname(pointer), blob), pointer);
+    } catch {
+      await fsp.copyFile(blob, pointer);
+    }
+    return pointer;
+  }, file);
+}
+
+/** GET the file's resolve URL (redirects followed by hand, the token only to the Hub) into `blob`. */
+async function download(
+  ctx: Ctx, commit: string, file: string, total: number, etag: string, hashKind: 'sha256' | 'git', blob: string, onProgress?: ProgressFn,
+): Promise<void> {
+  const hubUrl = ctx.hubUrl ?? DEFAULT_HUB;
+  const hubOrigin = new URL(hubUrl).origin;
+  const prefix = ctx.repo.type === 'dataset' ? 'datasets/' : '';
+  let url = `${hubUrl}/${prefix}${ctx.repo.name}/resolve/${commit}/${file.split('/').map(encodeURIComponent).join('/')}`;
+  const ctl = new AbortController();
+  let res: Response | undefined;
+  for (let hop = 0; ; hop++) {
+    const headers: Record<string, string> = {};
+    if (ctx.accessToken && new URL(url).origin === hubOrigin) headers.Authorization = `Bearer ${ctx.accessToken}`;
+    ctx.errorCode = undefined;
+    res = await timedFetch(url, { headers, redirect: 'manual', signal: ctl.signal }, { bodyDeadline: false });
+    if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
+      await res.body?.cancel().catch(() => undefined);
+      if (hop >= 5) throw new UserError(`${ctx.label}: too many redirects while fetching ${file}`);
+      const next = new URL(res.headers.get('location')!, url);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new UserError(`${ctx.label}: the Hub redirected ${file} to ${shown(next.protocol)}; refusing it`);
+      url = next.href;
+      continue;
+    }
+    break;
+  }
+  if (!res.ok) {
+    ctx.errorCode = res.headers.get('x-error-code') ?? undefined;
+    await res.body?.cancel().catch(() => undefined);
+    throw new HubApiError(url, res.status, res.headers.get('x-request-id') ?? undefined);
+  }
+  const len = res.headers.get('content-length');
+  if (len !== null && Number(len) !== total) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new UserError(`${ctx.label}: the Hub sends ${shown(len)} bytes for ${file}, its listing says ${total}; nothing was written`);
+  }
+  const incomplete = `${blob}.incomplete`;
+  await fsp.mkdir(path.dirname(blob), { recursive: true });
+  const h = createHash(hashKind === 'sha256' ? 'sha256' : 'sha1');
+  if (hashKind === 'git') h.update(`blob ${total}\0`);
+  let done = 0;
+  let dead: Error | undefined;
+  const timer = idleTimer(`GET ${endpointOf(url)}`, (e) => {
+    dead = e;
+    ctl.abort(e);
+  });
+  // As @huggingface/hub logs it (the CLI shows console.debug on stderr unless --quiet).
+  console.debug(`Downloading ${file} to ${incomplete}`);
+  const out = await fsp.open(incomplete, 'w');
+  let ok = false;
+  let lastShown = 0;
+  onProgress?.(file, 0, total);
   try {
-    const local = await hub(
-      ctx,
-      () => downloadFileToCacheDir({ ...common(ctx), repo: ctx.repo, path: file, revision: commit, cacheDir: ctx.cacheDir }),
-      file,
-    );
-    finished = true;
-    onProgress?.(file, total, total);
-    return local;
+    timer.arm();
+    if (res.body) {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        timer.arm();
+        done += chunk.length;
+        if (done > total) throw new UserError(`${ctx.label}: the Hub sends more than the ${total} bytes its listing gives ${file}; stopped and removed the partial file`);
+        h.update(chunk);
+        await out.write(chunk);
+        const now = Date.now();
+        if (onProgress && now - lastShown >= 500) {
+          lastShown = now;
+          onProgress(file, done, total);
+        }
+      }
+    }
+    if (done !== total) throw new UserError(`${ctx.label}: ${file} ended after ${done} of its ${total} bytes; removed the partial file`);
+    const digest = h.digest('hex');
+    if (digest !== etag) {
+      throw new UserError(`${ctx.label}: the downloaded ${file} has ${hashKind === 'sha256' ? 'sha256' : 'git object id'} ${digest}, the Hub lists ${etag}; removed it`);
+    }
+    ok = true;
+  } catch (e) {
+    throw dead ?? e;
   } finally {
-    finished = true;
-    if (timer) clearInterval(timer);
+    timer.clear();
+    await out.close().catch(() => undefined);
+    if (!ok) await fsp.rm(incomplete, { force: true }).catch(() => undefined);
   }
+  await fsp.rename(incomplete, blob);
+  onProgress?.(file, total, total);
 }
 
 async function readJson(file: string, shown: string): Promise<unknown> {
@@ -228,6 +412,7 @@ function looksLikePath(spec: string): boolean {
 
 /** Local folder → itself; Hub `owner/name` → the cached snapshot folder with only what we need. */
 export async function resolveModel(spec: string, opts: ResolveModelOptions = {}): Promise<string> {
+  checkRevision(opts.revision);
   const local = expandHome(spec);
   const st = await fsp.stat(local).catch(() => null);
   if (st) {
@@ -244,10 +429,13 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
   const files = new Map<string, ListFileEntry>();
   await hub(ctx, async () => {
     for await (const e of listFiles({ ...common(ctx), repo: ctx.repo, revision: commit })) {
+      // Every entry is checked, used or not: a listing with a foreign name is not the Hub's.
+      checkEntry(ctx, e, 'file listing');
+      if (files.has(e.path)) throw new UserError(`${ctx.label}: the Hub's file listing names ${shown(e.path)} twice; refusing it`);
       if (e.type === 'file') files.set(e.path, e);
     }
   });
-  const get = (file: string) => fetchFile(ctx, commit, file, files.get(file), opts.onProgress);
+  const get = (file: string) => fetchFile(ctx, commit, file, files.get(file)!, opts.onProgress);
 
   if (!files.has('config.json')) throw new UserError(`${ctx.label}: the repository has no config.json`);
   // Check the architecture before fetching gigabytes of weights.
@@ -265,8 +453,10 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
     const shards = [...new Set(Object.values(map as Record<string, unknown>))].sort();
     for (const shard of shards) {
       if (typeof shard !== 'string' || !shard.endsWith('.safetensors')) {
-        throw new UserError(`${spec}/${INDEX}: weight_map names ${JSON.stringify(shard)}, not a .safetensors file`);
+        throw new UserError(`${spec}/${INDEX}: weight_map names ${shown(shard)}, not a .safetensors file`);
       }
+      const why = unsafeRepoPath(shard);
+      if (why) throw new UserError(`${spec}/${INDEX}: weight_map names ${shown(shard)}, which ${why}; refusing it`);
       if (!files.has(shard)) throw new UserError(`${ctx.label}: ${INDEX} names ${shard}, which is not in the repository`);
     }
     for (const shard of shards as string[]) await get(shard);
@@ -288,20 +478,25 @@ export async function resolveDatasetFile(
   pathInRepo: string,
   opts: { revision?: string; cacheDir?: string } = {},
 ): Promise<string> {
-  if (!/^([A-Za-z0-9][\w.-]*\/)?[\w.-]+$/.test(repo)) throw new UserError(`not a Hub dataset id (owner/name): ${repo}`);
-  const parts = pathInRepo.split('/');
-  if (!pathInRepo || pathInRepo.startsWith('/') || parts.includes('..') || parts.includes('')) {
+  if (!/^([A-Za-z0-9][\w.-]*\/)?[\w.-]+$/.test(repo) || repo.split('/').some((p) => p === '..' || p === '.')) {
+    throw new UserError(`not a Hub dataset id (owner/name): ${repo}`);
+  }
+  if (unsafeRepoPath(pathInRepo)) {
     throw new UserError(`invalid file path in dataset ${repo}: ${pathInRepo}`);
   }
+  checkRevision(opts.revision);
   const ctx = makeCtx({ type: 'dataset', name: repo }, opts);
   const commit = await resolveCommit(ctx);
-  try {
-    return await fetchFile(ctx, commit, pathInRepo);
-  } catch (e) {
-    // paths-info answers [] for a missing path; the library turns that into a plain Error.
-    if (!(e instanceof UserError) && e instanceof Error && /cannot get path info/.test(e.message)) {
-      throw new UserError(`${ctx.label}: file ${pathInRepo} not found`);
-    }
-    throw e;
+  const pointer = path.join(storageFolder(ctx), 'snapshots', commit, ...pathInRepo.split('/'));
+  const infos = await hub(ctx, () => pathsInfo({ ...common(ctx), repo: ctx.repo, revision: commit, paths: [pathInRepo] }), pathInRepo);
+  if (!Array.isArray(infos) || infos.length === 0) {
+    // paths-info answers [] for a missing path.
+    if (await fsp.stat(pointer).catch(() => null)) throw new UserError(`${ctx.label}: file ${pathInRepo} not found (the cache has it, the Hub no longer lists it)`);
+    throw new UserError(`${ctx.label}: file ${pathInRepo} not found`);
   }
+  for (const e of infos) checkEntry(ctx, e as ListFileEntry, 'paths-info answer');
+  if (infos.length !== 1 || infos[0].path !== pathInRepo || infos[0].type !== 'file') {
+    throw new UserError(`${ctx.label}: the Hub's paths-info answer for ${pathInRepo} describes ${shown(infos.map((i) => i.path))}; refusing it`);
+  }
+  return fetchFile(ctx, commit, pathInRepo, infos[0] as ListFileEntry);
 }

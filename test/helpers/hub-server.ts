@@ -97,6 +97,15 @@ async function listTree(root: string, sub: string, recursive: boolean): Promise<
 export interface HubServerOptions {
   /** When set, write requests must carry `Authorization: Bearer <token>` (401 otherwise). */
   token?: string;
+  /**
+   * Hostile modes (tests of what the CLI does with a server it must not trust). `intercept` sees
+   * every request first and answers it itself when it returns true (e.g. never answers at all);
+   * `mutateJson` rewrites the JSON of the read endpoints; `mutateFile` replaces the bytes and
+   * headers a resolve answer sends (the Content-Length follows the new bytes unless set).
+   */
+  intercept?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => boolean | Promise<boolean>;
+  mutateJson?: (op: 'revision' | 'tree' | 'paths-info', body: unknown, repoKey: string) => unknown;
+  mutateFile?: (repoKey: string, rel: string, data: Buffer) => { data?: Buffer; headers?: Record<string, string> } | undefined;
 }
 
 export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: HubServerOptions = {}): Promise<HubServer> {
@@ -106,6 +115,7 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
   const log: HubRequest[] = [];
   const bytesServed: Record<string, number> = {};
 
+  const json = (op: 'revision' | 'tree' | 'paths-info', body: unknown, repoKey: string) => (opts.mutateJson ? opts.mutateJson(op, body, repoKey) : body);
   const send = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = JSON.stringify(body);
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
@@ -159,6 +169,14 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
       headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
     }
     headers['Content-Length'] = String(Math.max(0, end - start + 1));
+    const mutated = opts.mutateFile?.(repo.key, rel, await fsp.readFile(abs));
+    if (mutated) {
+      const data = (mutated.data ?? (await fsp.readFile(abs))).subarray(start, range ? end + 1 : undefined);
+      res.writeHead(status, { ...headers, 'Content-Length': String(data.length), ...mutated.headers });
+      if (req.method === 'HEAD') return void res.end();
+      res.end(data);
+      return;
+    }
     res.writeHead(status, headers);
     if (req.method === 'HEAD' || size === 0) return void res.end();
     const counter = `${repo.key}/${rel}`;
@@ -182,6 +200,7 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
     const seg = url.pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
     let m: RegExpMatchArray | null;
     const joined = seg.join('\u0000');
+    if (opts.intercept && (await opts.intercept(req, res, url))) return;
     if (await handleUpload(req, res, url, seg, store, baseUrl, send)) return;
 
     // /api/{models|datasets}/{owner}/{name}/{revision|tree|paths-info}/{rev}[/...]
@@ -191,17 +210,17 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
       if (op === 'revision' && method === 'GET' && !rest) {
         const repo = lookup(res, kind, owner, name, rev);
         if (!repo) return;
-        return send(res, 200, {
+        return send(res, 200, json('revision', {
           _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha: repo.commit, private: false, gated: false,
           downloads: 0, likes: 0, lastModified: DATE, ...(kind === 'models' && { pipeline_tag: 'text-generation' }),
-        });
+        }, repo.key));
       }
       if (op === 'tree' && method === 'GET') {
         const repo = lookup(res, kind, owner, name, rev);
         if (!repo) return;
         const st = rest.split('/').includes('..') ? null : await fsp.stat(path.join(repo.dir, rest)).catch(() => null);
         if (!st?.isDirectory()) return notFound(res, 'EntryNotFound', `${rest} does not exist on "${rev}"`);
-        return send(res, 200, await listTree(repo.dir, rest, url.searchParams.get('recursive') === 'true'));
+        return send(res, 200, json('tree', await listTree(repo.dir, rest, url.searchParams.get('recursive') === 'true'), repo.key));
       }
       if (op === 'paths-info' && method === 'POST' && !rest) {
         const repo = lookup(res, kind, owner, name, rev);
@@ -217,7 +236,7 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
           const entry = st.isDirectory() ? { type: 'directory', oid: sha1(p), size: 0, path: p } : { type: 'file', ...(await fileInfo(abs, p)) };
           out.push(body.expand ? { ...entry, lastCommit: { id: repo.commit, title: 'Upload', date: DATE } } : entry);
         }
-        return send(res, 200, out);
+        return send(res, 200, json('paths-info', out, repo.key));
       }
       return send(res, 404, { error: 'Not found' });
     }
