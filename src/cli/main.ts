@@ -12,13 +12,19 @@ import { registerVerify } from './verify';
 
 const VERSION: string = require('../../package.json').version;
 
+/** Control characters (newlines included) as spaces, runs of white space as one. */
+function oneLine(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ').replace(/ {2,}/g, ' ').trim();
+}
+
 /** One line for any error: the message of a user error, a short description otherwise. */
 export function describeError(e: unknown): string {
-  if (e instanceof UserError) return e.message;
+  // A message may quote a file's bytes (a JSON parser's snippet): always one line of text.
+  if (e instanceof UserError) return oneLine(e.message);
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC') return `no space left on device (${e.message})`;
-    const first = e.message.split('\n')[0];
+    if (code === 'ENOSPC') return `no space left on device (${oneLine(e.message)})`;
+    const first = oneLine(e.message.split('\n')[0]);
     if (process.env.GPTQ_FORGE_DEBUG) return `${first}\n${e.stack ?? ''}`;
     return `${first} (set GPTQ_FORGE_DEBUG=1 for a stack trace)`;
   }

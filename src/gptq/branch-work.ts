@@ -314,7 +314,7 @@ export class BranchWork {
     try {
       json = JSON.parse(await fsp.readFile(file, 'utf8'));
     } catch (e) {
-      throw refuse(e instanceof SyntaxError ? `invalid JSON (${e.message})` : `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw refuse(e instanceof SyntaxError ? `invalid JSON (${e.message.replace(/\s+/g, ' ')})` : `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
     if (!isObject(json) || json.format !== STATE_FORMAT) {
       throw refuse(`not a gptq-forge work state (format ${isObject(json) ? shown(json.format) : 'none'}, expected ${STATE_FORMAT})`);

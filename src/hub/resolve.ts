@@ -433,6 +433,10 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
       checkEntry(ctx, e, 'file listing');
       if (files.has(e.path)) throw new UserError(`${ctx.label}: the Hub's file listing names ${shown(e.path)} twice; refusing it`);
       if (e.type === 'file') files.set(e.path, e);
+      // A folder under the name of a file this loader reads would make that file seem absent.
+      else if (['config.json', INDEX, ...OPTIONAL_FILES].includes(e.path) || /\.safetensors$/.test(e.path)) {
+        throw new UserError(`${ctx.label}: the Hub's file listing says ${shown(e.path)} is a folder; refusing it`);
+      }
     }
   });
   const get = (file: string) => fetchFile(ctx, commit, file, files.get(file)!, opts.onProgress);

@@ -15,6 +15,6 @@ export async function readJsonFile(file: string): Promise<unknown | undefined> {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new UserError(`${file}: invalid JSON (${(e as Error).message})`);
+    throw new UserError(`${file}: invalid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
 }
