@@ -132,7 +132,6 @@ export async function quantizeLayersCuda(
           dampRaises: L.dampRaises, deadColumns: L.deadColumns,
         };
         linears.push(report);
-        events.onLinear?.(report);
         events.onProgress?.(++done, total, `layer ${layer + 1}/${c.numLayers} ${name} loss ${L.loss.toPrecision(4)}`);
       }
       if (range.onLayerDone) {

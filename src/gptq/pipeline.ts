@@ -48,7 +48,6 @@ export interface StageTimes {
 
 export interface PipelineEvents {
   onProgress?(done: number, total: number, label: string): void;
-  onLinear?(r: LinearReport): void;
   onWarning?(message: string): void;
 }
 
@@ -155,7 +154,6 @@ export async function quantizeLayers(
       dampRaises: solve.dampRaises, deadColumns: solve.deadColumns,
     };
     linears.push(report);
-    events.onLinear?.(report);
     events.onProgress?.(++done, total, `layer ${layer + 1}/${c.numLayers} ${name} loss ${solve.loss.toPrecision(4)}`);
   };
 
