@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -12,97 +11,34 @@
 
 namespace gf {
 
-namespace {
-
-struct Grid {
-  float scale, zero;
-};
-
-// The integer code: clamp(round(w / scale) + zero, 0, maxq); round half to even.
-inline float code_of(float w, float scale, float zero, float maxq) {
-  return std::min(std::max(std::nearbyint(w / scale) + zero, 0.0f), maxq);
-}
-
-// find_params of the reference on one row's slice x[0..n).
-inline Grid find_grid(const float* x, int64_t n, float maxq, bool sym, bool mse) {
-  float xmin = 0, xmax = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    xmin = std::min(xmin, x[i]);
-    xmax = std::max(xmax, x[i]);
-  }
-  if (sym) {
-    xmax = std::max(std::fabs(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin == 0 && xmax == 0) {
-    xmin = -1;
-    xmax = 1;
-  }
-  Grid g;
-  g.scale = (xmax - xmin) / maxq;
-  g.zero = sym ? (maxq + 1) / 2 : std::nearbyint(-xmin / g.scale);
-  if (!mse) return g;
-  // The reference's search: shrink the range by p = 1, 0.99, …, 0.21 and keep the grid with the
-  // least Σ|q − x|^2.4 (first one wins ties).
-  float best = std::numeric_limits<float>::infinity();
-  for (int i = 0; i < 80; ++i) {
-    const float p = 1.0f - (float)i / 100.0f;
-    const float lo = p * xmin, hi = p * xmax;
-    const float scale = (hi - lo) / maxq;
-    const float zero = sym ? (maxq + 1) / 2 : std::nearbyint(-lo / scale);
-    float err = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      const float q = scale * (code_of(x[k], scale, zero, maxq) - zero);
-      err += std::pow(std::fabs(q - x[k]), 2.4f);
-    }
-    if (err < best) {
-      best = err;
-      g.scale = scale;
-      g.zero = zero;
-    }
-  }
-  return g;
-}
-
-// The integer code of w on grid g.
-inline float code_of(float w, const Grid& g, float maxq) { return code_of(w, g.scale, g.zero, maxq); }
-
-void check_options(int64_t K, const GptqOptions& o) {
-  if (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8)
-    throw std::runtime_error("bits must be 2, 3, 4 or 8, got " + std::to_string(o.bits));
-  if (o.group_size != -1 && (o.group_size <= 0 || K % o.group_size != 0))
-    throw std::runtime_error("group size " + std::to_string(o.group_size) +
-                             " does not divide the input width " + std::to_string(K));
-  if (o.block_size <= 0) throw std::runtime_error("block size must be positive");
-}
-
-}  // namespace
-
+// The baseline: find_params + quantize per group in natural order, no Hessian.
 void rtn_quantize(int64_t N, int64_t K, float* W, const GptqOptions& o, uint8_t* codes,
                   float* scales, int32_t* zeros, int32_t* g_idx) {
-  check_options(K, o);
+  check_gptq_options(K, o, Engine::cpu);
   const float maxq = (float)((1 << o.bits) - 1);
   const int64_t g = o.group_size == -1 ? K : o.group_size, G = K / g;
-  for (int64_t k = 0; k < K; ++k) g_idx[k] = (int32_t)(k / g);
+  g_idx_of(K, o.group_size, false, false, nullptr, g_idx);
   parallel_for(N, [&](int64_t r) {
     float* w = W + r * K;
     for (int64_t j = 0; j < G; ++j) {
-      const Grid gr = find_grid(w + j * g, g, maxq, o.sym, o.mse);
+      const Grid gr = find_params(w + j * g, g, maxq, o.sym, o.mse);
       scales[j * N + r] = gr.scale;
       zeros[j * N + r] = (int32_t)gr.zero;
       for (int64_t k = j * g; k < (j + 1) * g; ++k) {
-        const float c = code_of(w[k], gr, maxq);
+        const float c = quant_code(w[k], gr, maxq);
         codes[r * K + k] = (uint8_t)c;
-        w[k] = gr.scale * (c - gr.zero);
+        w[k] = dequant(c, gr);
       }
     }
   });
 }
 
+// gptq.py GPTQ.fasterquant(blocksize, percdamp, groupsize, actorder, static_groups), step by
+// step; the "fasterquant:" comments quote the reference line each part computes.
 GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o,
                          uint8_t* codes, float* scales, int32_t* zeros, int32_t* g_idx,
                          int32_t* perm) {
-  check_options(K, o);
+  check_gptq_options(K, o, Engine::cpu);
   GptqResult res;
   const float maxq = (float)((1 << o.bits) - 1);
   const bool grouped = o.group_size != -1;
@@ -111,12 +47,13 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
   for (int64_t i = 0; i < K * K; ++i)
     if (!std::isfinite(H[i])) throw std::runtime_error("the Hessian has NaN or Inf entries");
 
+  // fasterquant: if not self.quantizer.ready(): self.quantizer.find_params(W, weight=True)
   // Without groups, the one grid per row comes from the whole original W (before dead columns).
   std::vector<Grid> row_grid(grouped ? 0 : N);
   if (!grouped)
-    parallel_for(N, [&](int64_t r) { row_grid[r] = find_grid(W + r * K, K, maxq, o.sym, o.mse); });
+    parallel_for(N, [&](int64_t r) { row_grid[r] = find_params(W + r * K, K, maxq, o.sym, o.mse); });
 
-  // Dead columns: diag(H) = 0 → H[i, i] = 1, W[:, i] = 0.
+  // fasterquant: dead = torch.diag(H) == 0; H[dead, dead] = 1; W[:, dead] = 0
   std::vector<double> Hd(H, H + K * K);
   for (int64_t i = 0; i < K; ++i)
     if (Hd[i * K + i] == 0) {
@@ -125,52 +62,46 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
       ++res.dead_columns;
     }
 
-  // Static groups: grids of the original column groups, after dead columns, before permuting.
+  // fasterquant: if static_groups: groups = [find_params(W[:, i:i+groupsize]) for i in range(0, K, groupsize)]
+  // Grids of the original column groups, after dead columns, before permuting.
   std::vector<Grid> static_grid(o.static_groups && grouped ? G * N : 0);
   if (!static_grid.empty())
     parallel_for(N, [&](int64_t r) {
-      for (int64_t j = 0; j < G; ++j) static_grid[j * N + r] = find_grid(W + r * K + j * g, g, maxq, o.sym, o.mse);
+      for (int64_t j = 0; j < G; ++j) static_grid[j * N + r] = find_params(W + r * K + j * g, g, maxq, o.sym, o.mse);
     });
 
-  // Act-order: columns by decreasing diag(H) (stable, so ties keep their natural order).
-  std::iota(perm, perm + K, 0);
-  if (o.act_order)
-    std::stable_sort(perm, perm + K, [&](int32_t a, int32_t b) { return Hd[a * K + a] > Hd[b * K + b]; });
+  // fasterquant: if actorder: perm = torch.argsort(torch.diag(H), descending=True);
+  //              W = W[:, perm]; H = H[perm][:, perm]   (stable: ties keep their natural order)
+  act_order_perm(K, o.act_order, [&](int32_t i) { return Hd[(int64_t)i * K + i]; }, perm);
   std::vector<double> Hp((size_t)(K * K));
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) Hp[i * K + j] = Hd[(int64_t)perm[i] * K + perm[j]];
+  // fasterquant: damp = percdamp * torch.mean(torch.diag(H)); H[diag, diag] += damp
   double mean_diag = 0;
   for (int64_t i = 0; i < K; ++i) mean_diag += Hp[i * K + i];
   mean_diag /= (double)K;
 
-  // Damping; while H + damping is not positive definite, the damping is doubled (from 1 %
-  // when none was asked for), at most 10 times, and the result says how often.
+  // fasterquant: H = torch.linalg.cholesky(H); H = torch.cholesky_inverse(H);
+  //              H = torch.linalg.cholesky(H, upper=True); Hinv = H
+  // U = Hinv in fp64 by one factorisation (linalg.cc); where H + damp is not positive definite
+  // the damping is raised (gptq_math.h damp_until_pd: not in the reference, which fails).
   std::vector<double> Ud((size_t)(K * K)), Hdamp((size_t)(K * K));
-  float damp = o.damp_percent;
-  for (;;) {
+  const DampUsed damp = damp_until_pd(o.damp_percent, [&](float damp_percent) {
     Hdamp = Hp;
-    const double add = (double)damp * mean_diag;
+    const double add = damping(damp_percent, mean_diag);
     for (int64_t i = 0; i < K; ++i) Hdamp[i * K + i] += add;
-    if (upper_cholesky_of_inverse(K, Hdamp.data(), Ud.data())) break;
-    if (res.damp_raises == 10)
-      throw std::runtime_error("the Hessian is not positive definite even with damp_percent " +
-                               std::to_string(damp));
-    damp = damp > 0 ? damp * 2 : 0.01f;
-    ++res.damp_raises;
-  }
-  res.damp_percent = damp;
+    return upper_cholesky_of_inverse(K, Hdamp.data(), Ud.data());
+  });
+  res.damp_percent = damp.damp_percent;
+  res.damp_raises = damp.raises;
   std::vector<float> U((size_t)(K * K));
   for (int64_t i = 0; i < K * K; ++i) U[i] = (float)Ud[i];
 
-  // g_idx per the spec, in original column order.
-  for (int64_t i = 0; i < K; ++i) {
-    if (!grouped) g_idx[i] = 0;
-    else if (o.act_order && !o.static_groups) g_idx[perm[i]] = (int32_t)(i / g);
-    else g_idx[i] = (int32_t)(i / g);
-  }
+  // AutoGPTQ's g_idx, in original column order.
+  g_idx_of(K, o.group_size, o.act_order, o.static_groups, perm, g_idx);
 
   // The solve. Rows are independent given U, so each thread takes whole rows through all
-  // blocks; inside a row every access is contiguous.
+  // blocks; inside a row every access is contiguous (w is this row of the permuted W).
   const int64_t B = o.block_size;
   std::vector<double> row_loss(N, 0.0);
   parallel_for(N, [&](int64_t r) {
@@ -178,36 +109,45 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
     for (int64_t c = 0; c < K; ++c) w[c] = W[r * K + perm[c]];
     Grid gr = grouped ? Grid{0, 0} : row_grid[r];
     double loss = 0;
+    // fasterquant: for i1 in range(0, self.columns, blocksize): i2 = min(i1 + blocksize, self.columns)
     for (int64_t i1 = 0; i1 < K; i1 += B) {
       const int64_t i2 = std::min(i1 + B, K), count = i2 - i1;
+      // fasterquant: W1 = W[:, i1:i2].clone(); Hinv1 = Hinv[i1:i2, i1:i2]  (Hinv1[i, j] = U[i1 + i, i1 + j])
       std::copy(w.begin() + i1, w.begin() + i2, w1.begin());
       for (int64_t i = 0; i < count; ++i) {
         const int64_t c = i1 + i;
         if (grouped) {
           if (!o.static_groups) {
+            // fasterquant: if (i1 + i) % groupsize == 0:
+            //                self.quantizer.find_params(W[:, (i1 + i):(i1 + i + groupsize)], weight=True)
+            // From W: the updates of earlier blocks only, not this block's (they are in w1).
             if (c % g == 0) {
-              // Grid of the group starting here, from W with the updates of earlier blocks only.
-              gr = find_grid(w.data() + c, g, maxq, o.sym, o.mse);
+              gr = find_params(w.data() + c, g, maxq, o.sym, o.mse);
               scales[(c / g) * N + r] = gr.scale;
               zeros[(c / g) * N + r] = (int32_t)gr.zero;
             }
           } else {
-            gr = static_grid[(o.act_order ? perm[c] : c) / g * N + r];
+            // fasterquant: idx = i1 + i; if actorder: idx = perm[idx]; self.quantizer = groups[idx // groupsize]
+            gr = static_grid[static_group_of(c, perm, o.act_order, g) * N + r];
           }
         }
+        // fasterquant: w = W1[:, i]; d = Hinv1[i, i]; q = quantize(w, scale, zero, maxq)
         const float x = w1[i];
-        const float code = code_of(x, gr, maxq);
-        const float q = gr.scale * (code - gr.zero);
+        const float code = quant_code(x, gr, maxq);
+        const float q = dequant(code, gr);
         const float d = U[c * K + c];
+        // fasterquant: Losses1[:, i] = (w - q) ** 2 / d ** 2   (halved below: Losses1 / 2)
         loss += (double)((x - q) * (x - q)) / ((double)d * d);
+        // fasterquant: err1 = (w - q) / d; Err1[:, i] = err1; Q1[:, i] = q
         const float e = (x - q) / d;
         err[i] = e;
         codes[r * K + perm[c]] = (uint8_t)code;
-        W[r * K + perm[c]] = q;
+        W[r * K + perm[c]] = q;  // fasterquant: if actorder: Q = Q[:, invperm]
+        // fasterquant: W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
         const float* u = U.data() + c * K;
         for (int64_t j = i + 1; j < count; ++j) w1[j] -= e * u[i1 + j];
       }
-      // Lazy batch update of the columns after the block: w[i2:] −= Err1 · U[i1:i2, i2:].
+      // fasterquant: W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])   (the lazy batch update)
       for (int64_t b = 0; b < count; ++b) {
         const float e = err[b];
         const float* u = U.data() + (i1 + b) * K;
@@ -226,6 +166,7 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
       scales[i] = static_grid[i].scale;
       zeros[i] = (int32_t)static_grid[i].zero;
     }
+  // fasterquant: print('error', torch.sum(Losses).item())
   res.loss = std::accumulate(row_loss.begin(), row_loss.end(), 0.0);
   return res;
 }

@@ -1,21 +1,34 @@
-// The GPTQ solve of one linear layer, as the reference code computes it (../shared/GPTQ-SPEC.md).
+// The GPTQ solve of one linear layer, as the reference code computes it (docs/gptq.md).
+//
+// Where the reference's parts are (IST-DASLab gptq: gptq.py class GPTQ, quant.py Quantizer):
+//   add_batch    the Hessian H = 2/n Σ XᵀX over calibration windows (n = windows):
+//                gf::add_batch, native/kernels/cpu/hessian.{h,cc}; CUDA: cuda/hessian.cu.
+//   fasterquant  gf::gptq_quantize below (native/kernels/cpu/gptq.cc; "fasterquant:" comments
+//                quote each reference line), in this order:
+//                  find_params of the whole row without groups (before dead columns);
+//                  dead columns: diag(H) = 0 → H[i, i] = 1, W[:, i] = 0;
+//                  static_groups: the group grids, up front, on the unpermuted W;
+//                  actorder: perm = argsort(diag H, descending), stable (gf::act_order_perm);
+//                  damping: percdamp · mean(diag H) on the diagonal (GptqOptions::damp_percent,
+//                    gf::damping), raised while not PD (gf::damp_until_pd: our addition);
+//                  Hinv = upper Cholesky factor of H⁻¹ (gf::upper_cholesky_of_inverse, linalg.cc, fp64);
+//                  the lazy-batch blocks of blocksize = 128 columns (GptqOptions::block_size):
+//                    a group's grid when its first column comes (from W: earlier blocks' updates),
+//                    quantize, err = (w − q) / d, error feedback inside the block (W1 −= err ⊗
+//                    Hinv1[i, i:]), then W[:, i2:] −= Err1 · Hinv[i1:i2, i2:] after it;
+//                  the loss Σ (w − q)² / d² / 2 (GptqResult::loss); Q un-permuted; g_idx (gf::g_idx_of).
+//   find_params  gf::find_params (+ gf::mse_search for Quantizer(mse=True)), quantize =
+//                gf::quant_code / gf::dequant: native/kernels/common/gptq_math.h, shared with the
+//                CUDA solve (cuda/gptq.cu) so both engines follow one rule.
+//   percdamp, blocksize, groupsize, actorder, static_groups: the fields of gf::GptqOptions
+//                (common/gptq_math.h; checked by gf::gptq_options_problem).
 #pragma once
 #include <cstdint>
 #include <string>
 
-namespace gf {
+#include "../common/gptq_math.h"
 
-struct GptqOptions {
-  int bits;               // 2, 3, 4 or 8
-  int64_t group_size;     // −1: one group of all K columns
-  bool act_order;         // desc_act: columns in order of decreasing diag(H)
-  bool static_groups;     // grids fixed up front on the original column groups
-  bool sym;               // symmetric grid (zero = (maxq + 1) / 2)
-  bool mse;               // shrink each grid to minimise Σ|q − w|^2.4 (the reference's
-                          // Quantizer(mse=True): grid 100, maxshrink 0.8); off in AutoGPTQ
-  float damp_percent;     // damping = damp_percent · mean(diag H)
-  int64_t block_size;     // lazy-batch block, 128
-};
+namespace gf {
 
 struct GptqResult {
   double loss = 0;            // Σ (w − q)² / d² / 2 over the whole matrix

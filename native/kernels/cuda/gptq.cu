@@ -12,7 +12,7 @@ namespace gfc {
 
 namespace {
 
-constexpr int B = 128;            // block size (columns)
+constexpr int B = (int)gf::kCudaBlockSize;  // blocksize (columns)
 constexpr int WARPS = 16;         // rows per thread block of the fused block kernel
 
 struct SolveArgs {
@@ -29,7 +29,8 @@ struct SolveArgs {
   double* row_loss;               // [N] Σ (w − q)² / d² / 2 per row (zeroed first)
 };
 
-// Rows whose weights are exactly the original (no groups) or dead-zeroed (static) W: one warp
+// fasterquant: self.quantizer.find_params(W) (no groups) / groups[...] (static_groups): rows
+// whose weights are exactly the original (no groups) or dead-zeroed (static) W: one warp
 // per row (no groups) or per (group, row) (static groups).
 __global__ void row_grid_kernel(int64_t N, int64_t K, const float* W, float maxq, bool sym,
                                 float* scale, float* zero) {
@@ -123,6 +124,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
         if (a.grouped) {
           if (!a.static_groups) {
             if (c % a.g == 0) {
+              // fasterquant: if (i1 + i) % groupsize == 0: find_params(W[:, (i1 + i):(i1 + i + groupsize)])
               // From Wp: carries the earlier blocks' updates, not this block's (in registers).
               gr[k] = warp_grid(Wp + r * a.K + c, a.g, a.maxq, a.sym);
               if (lane == 0 && r0 + k < a.N) {
@@ -131,16 +133,19 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
               }
             }
           } else {
-            const int64_t j = (a.act_order ? a.perm[c] : c) / a.g;
+            // fasterquant: idx = perm[i1 + i] (actorder); self.quantizer = groups[idx // groupsize]
+            const int64_t j = gf::static_group_of(c, a.perm, a.act_order, a.g);
             gr[k] = Grid{a.st_scale[j * a.N + r], a.st_zero[j * a.N + r]};
           }
         }
+        // fasterquant: q = quantize(w, scale, zero, maxq); err1 = (w - q) / d
         const float x = __shfl_sync(0xffffffffu, w[k][s], l);
-        const float cd = code_of(x, gr[k], a.maxq);
-        const float qq = gr[k].scale * (cd - gr[k].zero);
+        const float cd = gf::quant_code(x, gr[k], a.maxq);
+        const float qq = gf::dequant(cd, gr[k]);
         const float err = __fdiv_rn(x - qq, d);
-        if (lane == 0) loss[k] += (double)((x - qq) * (x - qq)) / ((double)d * d);
+        if (lane == 0) loss[k] += (double)((x - qq) * (x - qq)) / ((double)d * d);  // Losses1[:, i]
         if (lane == l) { q[k][s] = qq; e[k][s] = err; code[k][s] = cd; }
+        // fasterquant: W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
 #pragma unroll
         for (int s2 = s; s2 < 4; ++s2) {
           const int j = s2 * 32 + lane;
@@ -185,18 +190,16 @@ __global__ void gptq_ref_kernel(SolveArgs a, float* Wp, const float* U, uint8_t*
       if (a.grouped) {
         if (!a.static_groups) {
           if (c % a.g == 0) {
-            float lo = 0, hi = 0;
-            for (int64_t k = c; k < c + a.g; ++k) { lo = fminf(lo, w[k]); hi = fmaxf(hi, w[k]); }
-            gr = grid_from_range(lo, hi, a.maxq, a.sym);
+            gr = gf::find_params(w + c, a.g, a.maxq, a.sym, false);
             a.scales[(c / a.g) * a.N + r] = gr.scale;
             a.zeros[(c / a.g) * a.N + r] = (int32_t)gr.zero;
           }
         } else {
-          const int64_t j = (a.act_order ? a.perm[c] : c) / a.g;
+          const int64_t j = gf::static_group_of(c, a.perm, a.act_order, a.g);
           gr = Grid{a.st_scale[j * a.N + r], a.st_zero[j * a.N + r]};
         }
       }
-      const float x = w1[i], cd = code_of(x, gr, a.maxq), q = gr.scale * (cd - gr.zero);
+      const float x = w1[i], cd = gf::quant_code(x, gr, a.maxq), q = gf::dequant(cd, gr);
       const float d = U[c * a.K + c];
       loss += (double)((x - q) * (x - q)) / ((double)d * d);
       err[i] = __fdiv_rn(x - q, d);
@@ -211,16 +214,6 @@ __global__ void gptq_ref_kernel(SolveArgs a, float* Wp, const float* U, uint8_t*
   a.row_loss[r] = loss / 2;
 }
 
-void check_options(int64_t K, const gf::GptqOptions& o) {
-  if (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8)
-    throw std::runtime_error("bits must be 2, 3, 4 or 8, got " + std::to_string(o.bits));
-  if (o.group_size != -1 && (o.group_size <= 0 || K % o.group_size != 0))
-    throw std::runtime_error("group size " + std::to_string(o.group_size) +
-                             " does not divide the input width " + std::to_string(K));
-  if (o.block_size != B) throw std::runtime_error("the CUDA solve needs block size 128");
-  if (o.mse) throw std::runtime_error("--mse is not implemented in the CUDA engine");
-}
-
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -232,7 +225,7 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
                          const gf::GptqOptions& o, uint8_t* codes, float* scales, int32_t* zeros,
                          int32_t* g_idx, int32_t* perm, bool reference, bool chol_fp32,
                          SolveTimes* times, std::vector<double>* row_loss, Solve solve) {
-  check_options(K, o);
+  gf::check_gptq_options(K, o, gf::Engine::cuda);
   const auto t0 = std::chrono::steady_clock::now();
   const bool grouped = o.group_size != -1;
   const int64_t g = grouped ? o.group_size : K, G = K / g;
@@ -318,12 +311,8 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
   res.damp_percent = p.damp_percent;
   res.damp_raises = p.damp_raises;
   res.dead_columns = p.dead_columns;
-  for (int64_t i = 0; i < K; ++i) {
-    perm[i] = p.perm[i];
-    if (!grouped) g_idx[i] = 0;
-    else if (o.act_order && !o.static_groups) g_idx[p.perm[i]] = (int32_t)(i / g);
-    else g_idx[i] = (int32_t)(i / g);
-  }
+  std::copy(p.perm.begin(), p.perm.end(), perm);
+  gf::g_idx_of(K, o.group_size, o.act_order, o.static_groups, perm, g_idx);
   return res;
 }
 
@@ -365,6 +354,7 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
           CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(s2 - i2), (int)N, count, &minus,
                                    U + i1 * K + i2, (int)K, E, SB, &one, Wp + i2, (int)K));
       }
+      // fasterquant: W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:]), for the superblock's blocks at once:
       // Wp[:, s2:] −= Err[:, :s2−s1] · U[s1:s2, s2:]
       if (s2 < K)
         CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(K - s2), (int)N, (int)(s2 - s1), &minus,

@@ -1,33 +1,15 @@
-// find_params of the reference (no mse) and the quantizer, on the device; the same float
-// operations as the CPU engine's find_grid / code_of.
+// find_params (no mse) by one warp, on the device: the rules are native/kernels/common/gptq_math.h's
+// (gf::grid_from_range, gf::quant_code, gf::dequant: with __fdiv_rn and rintf on the device, the
+// same float operations as the CPU engine's / and std::nearbyint). Only the min/max reduction
+// is the warp's own (min/max are exact, so its order does not matter).
 #pragma once
 #include <cstdint>
 
+#include "../common/gptq_math.h"
+
 namespace gfc {
 
-struct Grid {
-  float scale, zero;
-};
-
-__device__ __forceinline__ Grid grid_from_range(float xmin, float xmax, float maxq, bool sym) {
-  if (sym) {
-    xmax = fmaxf(fabsf(xmin), xmax);
-    if (xmin < 0) xmin = -xmax;
-  }
-  if (xmin == 0 && xmax == 0) {
-    xmin = -1;
-    xmax = 1;
-  }
-  Grid g;
-  g.scale = __fdiv_rn(xmax - xmin, maxq);
-  g.zero = sym ? (maxq + 1) / 2 : rintf(__fdiv_rn(-xmin, g.scale));
-  return g;
-}
-
-// clamp(round(w / scale) + zero, 0, maxq), round half to even.
-__device__ __forceinline__ float code_of(float w, Grid g, float maxq) {
-  return fminf(fmaxf(rintf(__fdiv_rn(w, g.scale)) + g.zero, 0.0f), maxq);
-}
+using gf::Grid;
 
 // Grid of x[0..n) computed by a whole warp (every lane gets it).
 __device__ __forceinline__ Grid warp_grid(const float* x, int64_t n, float maxq, bool sym) {
@@ -40,7 +22,7 @@ __device__ __forceinline__ Grid warp_grid(const float* x, int64_t n, float maxq,
     lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, off));
     hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, off));
   }
-  return grid_from_range(lo, hi, maxq, sym);
+  return gf::grid_from_range(lo, hi, maxq, sym);
 }
 
 }  // namespace gfc

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../common/gptq_math.h"
 #include "../cpu/linalg.h"
 
 namespace gfc {
@@ -76,10 +77,9 @@ PreparedHessian analyse_hessian(Context& ctx, int64_t K, const float* H, bool ac
   p.dead.assign(K, 0);
   for (int64_t i = 0; i < K; ++i)
     if (d[i] == 0) { d[i] = 1; p.dead[i] = 1; ++p.dead_columns; }
+  // fasterquant: if actorder: perm = torch.argsort(torch.diag(H), descending=True) (stable)
   p.perm.resize(K);
-  std::iota(p.perm.begin(), p.perm.end(), 0);
-  if (act_order)
-    std::stable_sort(p.perm.begin(), p.perm.end(), [&](int32_t a, int32_t b) { return d[a] > d[b]; });
+  gf::act_order_perm(K, act_order, [&](int32_t i) { return d[i]; }, p.perm.data());
   double s = 0;
   for (int64_t i = 0; i < K; ++i) s += d[p.perm[i]];
   p.mean_diag = s / (double)K;
@@ -149,12 +149,12 @@ void chol_inv(Context& ctx, int64_t K, const float* H, float damp_percent, Prepa
   std::vector<char> host_ws(tri_host);
   cudaEvent_t ev[4];
   for (auto& e : ev) CUDA_CHECK(cudaEventCreate(&e));
-  float damp = damp_percent;
-  p.damp_raises = 0;
-  for (;;) {
+  // fasterquant: H[diag, diag] += percdamp * mean(diag H); H = torch.linalg.cholesky(H), with
+  // the damping raised while potrf fails (gf::damp_until_pd, as the CPU engine).
+  const gf::DampUsed damp = gf::damp_until_pd(damp_percent, [&](float percent) {
     CUDA_CHECK(cudaEventRecord(ev[0], ctx.stream));
     build_flipped_kernel<T><<<dim3(blocks_for(K, 256), (unsigned)K), 256, 0, ctx.stream>>>(
-        K, H, perm.get(), (double)damp * p.mean_diag, work);
+        K, H, perm.get(), gf::damping(percent, p.mean_diag), work);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaEventRecord(ev[1], ctx.stream));
     CUSOLVER_CHECK(potrf(ctx.solver, (int)K, work, ws.get(), lwork, info.get()));
@@ -170,14 +170,12 @@ void chol_inv(Context& ctx, int64_t K, const float* H, float damp_percent, Prepa
       times->potrf_ms += b;
     }
     if (h < 0) throw std::runtime_error("potrf: invalid argument " + std::to_string(-h));
-    if (h == 0) break;
-    if (p.damp_raises == 10)
-      throw std::runtime_error("the Hessian is not positive definite even with damp_percent " +
-                               std::to_string(damp));
-    damp = damp > 0 ? damp * 2 : 0.01f;
-    ++p.damp_raises;
-  }
-  p.damp_percent = damp;
+    return h == 0;
+  });
+  p.damp_percent = damp.damp_percent;
+  p.damp_raises = damp.raises;
+  // fasterquant: H = torch.cholesky_inverse(H); H = torch.linalg.cholesky(H, upper=True): here
+  // U = R⁻¹ from the factor of the flipped matrix (linalg.h), by a triangular inverse.
   CUDA_CHECK(cudaEventRecord(ev[0], ctx.stream));
   CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH));
   tri_inv_lower<T>(ctx, K, work, K, base, ws.get(), tri_dev, host_ws, info.get());
@@ -226,17 +224,13 @@ void upper_cholesky_of_inverse_ref(Context& ctx, int64_t K, const float* H, floa
       if (i == j && v == 0) v = 1;
       Hp[i * K + j] = v;
     }
-  float damp = damp_percent;
-  p.damp_raises = 0;
-  for (;;) {
+  const gf::DampUsed damp = gf::damp_until_pd(damp_percent, [&](float percent) {
     Hd = Hp;
-    for (int64_t i = 0; i < K; ++i) Hd[i * K + i] += (double)damp * p.mean_diag;
-    if (gf::upper_cholesky_of_inverse(K, Hd.data(), Ud.data())) break;
-    if (p.damp_raises == 10) throw std::runtime_error("the Hessian is not positive definite");
-    damp = damp > 0 ? damp * 2 : 0.01f;
-    ++p.damp_raises;
-  }
-  p.damp_percent = damp;
+    for (int64_t i = 0; i < K; ++i) Hd[i * K + i] += gf::damping(percent, p.mean_diag);
+    return gf::upper_cholesky_of_inverse(K, Hd.data(), Ud.data());
+  });
+  p.damp_percent = damp.damp_percent;
+  p.damp_raises = damp.raises;
   std::vector<float> u(K * K);
   for (int64_t i = 0; i < K * K; ++i) u[i] = (float)Ud[i];
   CUDA_CHECK(cudaMemcpyAsync(U, u.data(), K * K * sizeof(float), cudaMemcpyHostToDevice, ctx.stream));

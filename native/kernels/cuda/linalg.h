@@ -21,7 +21,7 @@ struct PreparedHessian {
 
 // H [K, K] fp32 row-major symmetric (device, not modified). Reads diag(H) to the host, checks
 // that H is finite (throws otherwise), finds dead columns and the act-order permutation
-// (stable sort by decreasing diagonal, as the CPU engine).
+// (gf::act_order_perm: stable sort by decreasing diagonal, as the CPU engine).
 PreparedHessian analyse_hessian(Context& ctx, int64_t K, const float* H, bool act_order);
 
 struct CholTimes {
@@ -29,8 +29,8 @@ struct CholTimes {
 };
 
 // U [K, K] fp32 row-major upper triangular (device, zeros below the diagonal): the upper
-// Cholesky factor of (P H Pᵀ + dead fix + damp·mean_diag·I)⁻¹. Raises damping as the CPU engine
-// (doubled, from 1 % when 0 was asked for, at most 10 times; throws after). `work` [K·K] fp64
+// Cholesky factor of (P H Pᵀ + dead fix + damp·mean_diag·I)⁻¹. Raises damping by the rule the
+// CPU engine uses (gf::damp_until_pd, native/kernels/common/gptq_math.h). `work` [K·K] fp64
 // scratch (device); p.damp_percent/damp_raises are set. The triangular inverse recurses by
 // halves down to blocks of ≤ trtri_base columns (0: one cuSOLVER trtri of the whole matrix).
 void upper_cholesky_of_inverse(Context& ctx, int64_t K, const float* H, float damp_percent,
