@@ -265,38 +265,29 @@ export function quantizedTensorSpecs(
 }
 
 /**
- * g_idx [K] in original column order (GPTQ-SPEC.md, "g_idx"), with g = K when groupSize = −1:
- * - no act-order (perm null), or act-order with static groups: g_idx[k] = k // g (AutoGPTQ
- *   builds perm[i] // g in permuted order and un-permutes it, which is k // g again);
- * - act-order without static groups: the column at permuted position i is in group i // g,
- *   so g_idx[perm[i]] = i // g.
- * `perm[i]` is the original index of the column quantized i-th.
+ * The problem with one linear's g_idx [K] (original column order), or undefined: the format's
+ * rule, for checking a stored branch (src/gptq/verify.ts). g_idx itself is computed by the solver
+ * (native/kernels/common/gptq_math.h gf::g_idx_of, both engines; docs/gptq.md "g_idx") and
+ * written as it comes: TS never derives its own. With g = group size (K when −1):
+ * - every entry is a group in [0, G);
+ * - no act-order, or act-order with static groups: g_idx[k] = k // g;
+ * - act-order without static groups: the column quantized i-th is in group i // g, so, the
+ *   order being the calibration Hessian's, every group has exactly g members.
  */
-export function gIdxFor(k: number, groupSize: number, perm: Int32Array | null, staticGroups: boolean): Int32Array {
-  if (!Number.isInteger(k) || k <= 0) throw new RangeError(`K: expected a positive integer, got ${k}`);
-  if (groupSize !== -1 && !(Number.isInteger(groupSize) && groupSize > 0)) {
-    throw new RangeError(`groupSize: expected -1 or a positive integer, got ${groupSize}`);
-  }
-  const g = groupSize === -1 ? k : groupSize;
-  const out = new Int32Array(k);
-  if (perm === null || staticGroups) {
-    for (let i = 0; i < k; i++) out[i] = Math.floor(i / g);
-    if (perm !== null) checkPermutation(perm, k);
-    return out;
-  }
-  checkPermutation(perm, k);
-  for (let i = 0; i < k; i++) out[perm[i]] = Math.floor(i / g);
-  return out;
-}
-
-function checkPermutation(perm: Int32Array, k: number): void {
-  if (perm.length !== k) throw new RangeError(`perm: expected ${k} elements, got ${perm.length}`);
-  const seen = new Uint8Array(k);
+export function gIdxProblem(
+  gIdx: ArrayLike<number>, k: number, groupSize: number, actOrder: boolean, staticGroups: boolean,
+): string | undefined {
+  const groups = numGroups(k, groupSize);
+  const size = groupSize === -1 ? k : groupSize;
+  const counts = new Int32Array(groups);
   for (let i = 0; i < k; i++) {
-    const p = perm[i];
-    if (p < 0 || p >= k || seen[p]) {
-      throw new RangeError(`perm: expected a permutation of 0..${k - 1}, got perm[${i}] = ${p}`);
+    const g = gIdx[i];
+    if (!(g >= 0 && g < groups)) return `g_idx[${i}] = ${g} is outside [0, ${groups})`;
+    if ((!actOrder || staticGroups) && g !== Math.floor(i / size)) {
+      return `g_idx[${i}] = ${g}, expected ${Math.floor(i / size)} (no act-order or static groups)`;
     }
-    seen[p] = 1;
+    counts[g]++;
   }
+  const off = counts.findIndex((n) => n !== size);
+  return off >= 0 ? `group ${off} has ${counts[off]} columns, expected ${size}` : undefined;
 }

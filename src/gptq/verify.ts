@@ -11,7 +11,7 @@ import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { gptqQuantize } from '../native';
 import { hashBranch } from './branch-hash';
 import { copiedTensorNames } from './branch-writer';
-import { numGroups, QUANTIZE_CONFIG_FILE, quantizedTensorNames, quantizedTensorSpecs } from './format';
+import { gIdxProblem, QUANTIZE_CONFIG_FILE, quantizedTensorNames, quantizedTensorSpecs } from './format';
 import { readManifest, Manifest, MANIFEST_FILE } from './manifest';
 import { WEIGHT_KEY } from './pipeline';
 import { BLOCK_SIZE, linearShape } from './settings';
@@ -95,20 +95,8 @@ export async function checkGIdx(model: LlamaModel, add: (c: Check) => void): Pro
       const t = quantizedTensorNames(linearWeight(layer, name).replace(/\.weight$/, '')).g_idx;
       const buf = await model.checkpoint.read(t);
       const g = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-      const groups = numGroups(k, q.group_size);
-      const size = q.group_size === -1 ? k : q.group_size;
-      const counts = new Int32Array(groups);
-      let problem = '';
-      for (let i = 0; i < k && !problem; i++) {
-        if (g[i] < 0 || g[i] >= groups) problem = `g_idx[${i}] = ${g[i]} is outside [0, ${groups})`;
-        else if ((!q.desc_act || q.static_groups) && g[i] !== Math.floor(i / size)) problem = `g_idx[${i}] = ${g[i]}, expected ${Math.floor(i / size)} (no act-order or static groups)`;
-        else counts[g[i]]++;
-      }
-      if (!problem) {
-        const off = counts.findIndex((n) => n !== size);
-        if (off >= 0) problem = `group ${off} has ${counts[off]} columns, expected ${size}`;
-      }
-      if (problem) bad.push(`${t}: ${problem}`);
+      const problem = gIdxProblem(g, k, q.group_size, q.desc_act, q.static_groups);
+      if (problem !== undefined) bad.push(`${t}: ${problem}`);
     }
   }
   const actOrder = q.desc_act && !q.static_groups;

@@ -1,5 +1,6 @@
 /** GPTQ kernels: Hessian, the Cholesky route, the solve's edge paths. */
-import { gIdxFor } from '../../src/gptq/format';
+import { gIdxProblem } from '../../src/gptq/format';
+import { refGIdx } from '../helpers/gptq-math-ref';
 import { gptqQuantize, GptqOptions, upperCholeskyOfInverse, xtx } from '../../src/native';
 
 function lcg(seed: number): () => number {
@@ -121,8 +122,9 @@ describe('gptqQuantize', () => {
           expect(Math.abs(deq - res.q[r * k + c])).toBeLessThanOrEqual(2 ** -11 * Math.abs(deq) + 1e-9); // q is fp16
         }
       }
-      // g_idx as the format module derives it from the permutation (GPTQ-SPEC.md, "g_idx").
-      expect(Array.from(res.gIdx)).toEqual(Array.from(gIdxFor(k, opts.groupSize, opts.actOrder ? res.perm : null, opts.staticGroups)));
+      // g_idx as AutoGPTQ builds it from the permutation (docs/gptq.md, "g_idx"), and the format's rule.
+      expect(Array.from(res.gIdx)).toEqual(Array.from(refGIdx(k, opts.groupSize, opts.actOrder ? res.perm : null, opts.staticGroups)));
+      expect(gIdxProblem(res.gIdx, k, opts.groupSize, opts.actOrder, opts.staticGroups)).toBeUndefined();
     });
   }
 

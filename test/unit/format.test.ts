@@ -1,9 +1,10 @@
 /** The AutoGPTQ v1 checkpoint format as data (src/gptq/format.ts). */
 import { UserError } from '../../src/errors';
 import {
-  gIdxFor, makeQuantizeConfig, numGroups, parseQuantizeConfig, pythonFloat, QuantizeConfigOptions,
+  gIdxProblem, makeQuantizeConfig, numGroups, parseQuantizeConfig, pythonFloat, QuantizeConfigOptions,
   quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
 } from '../../src/gptq/format';
+import { refGIdx } from '../helpers/gptq-math-ref';
 
 const OPTS: QuantizeConfigOptions = {
   bits: 4, groupSize: 128, dampPercent: 0.01, actOrder: true, staticGroups: false, sym: true,
@@ -199,17 +200,7 @@ describe('tensor names and specs', () => {
   });
 });
 
-describe('gIdxFor', () => {
-  /** AutoGPTQ's GPTQ.fasterquant: g_idx built in permuted order, then indexed with invperm. */
-  function autogptqGIdx(k: number, g: number, perm: Int32Array | null, staticGroups: boolean): Int32Array {
-    const gs = g === -1 ? k : g;
-    const order = perm ?? Int32Array.from({ length: k }, (_, i) => i);
-    const permuted = Int32Array.from({ length: k }, (_, i) => Math.floor((staticGroups ? order[i] : i) / gs));
-    const invperm = new Int32Array(k);
-    order.forEach((p, i) => (invperm[p] = i));
-    return Int32Array.from({ length: k }, (_, c) => permuted[invperm[c]]);
-  }
-
+describe('gIdxProblem', () => {
   function shuffled(k: number, seed: number): Int32Array {
     const p = Int32Array.from({ length: k }, (_, i) => i);
     let s = seed;
@@ -221,39 +212,32 @@ describe('gIdxFor', () => {
     return p;
   }
 
-  test('no act-order: k // g; no groups: all 0', () => {
-    expect(Array.from(gIdxFor(8, 4, null, false))).toEqual([0, 0, 0, 0, 1, 1, 1, 1]);
-    expect(Array.from(gIdxFor(8, -1, null, false))).toEqual(new Array(8).fill(0));
-    expect(Array.from(gIdxFor(8, -1, shuffled(8, 1), false))).toEqual(new Array(8).fill(0));
-  });
-
-  test('act-order: g_idx[perm[i]] = i // g, each group has g members; static groups: k // g', () => {
-    const perm = Int32Array.from([3, 0, 7, 1, 6, 2, 5, 4]);
-    expect(Array.from(gIdxFor(8, 2, perm, false))).toEqual([0, 1, 2, 0, 3, 3, 2, 1]);
-    expect(Array.from(gIdxFor(8, 2, perm, true))).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
-  });
-
-  test("equals AutoGPTQ's construction for random permutations", () => {
+  test("accepts AutoGPTQ's g_idx for every permutation, group size and static_groups", () => {
     for (let seed = 1; seed <= 30; seed++) {
       const k = 32 * (1 + (seed % 7));
       const perm = shuffled(k, seed);
-      for (const g of [-1, 32, 64, k]) {
+      for (const g of [-1, 32, 64, k].filter((x) => x === -1 || k % x === 0)) {
         for (const st of [false, true]) {
-          expect(gIdxFor(k, g, perm, st)).toEqual(autogptqGIdx(k, g, perm, st));
-          expect(gIdxFor(k, g, null, st)).toEqual(autogptqGIdx(k, g, null, st));
+          expect(gIdxProblem(refGIdx(k, g, perm, st), k, g, true, st)).toBeUndefined();
+          expect(gIdxProblem(refGIdx(k, g, null, st), k, g, false, st)).toBeUndefined();
         }
       }
-      const counts = new Map<number, number>();
-      for (const x of gIdxFor(k, 32, perm, false)) counts.set(x, (counts.get(x) ?? 0) + 1);
-      expect([...counts.values()].every((c) => c === 32)).toBe(true);
     }
   });
 
-  test('argument errors', () => {
-    expect(() => gIdxFor(4, 2, Int32Array.from([0, 1, 1, 3]), false)).toThrow(
-      'perm: expected a permutation of 0..3, got perm[2] = 1',
-    );
-    expect(() => gIdxFor(4, 2, Int32Array.from([0, 1, 2]), false)).toThrow('perm: expected 4 elements, got 3');
-    expect(() => gIdxFor(4, 0, null, false)).toThrow('groupSize: expected -1 or a positive integer, got 0');
+  test('no act-order or static groups: k // g; no groups: all 0', () => {
+    expect(gIdxProblem([0, 0, 0, 0, 1, 1, 1, 1], 8, 4, false, false)).toBeUndefined();
+    expect(gIdxProblem(new Array(8).fill(0), 8, -1, true, false)).toBeUndefined();
+    expect(gIdxProblem([0, 0, 1, 0, 1, 1, 1, 0], 8, 4, false, false)).toBe('g_idx[2] = 1, expected 0 (no act-order or static groups)');
+    expect(gIdxProblem([0, 0, 1, 0, 1, 1, 1, 0], 8, 4, true, true)).toBe('g_idx[2] = 1, expected 0 (no act-order or static groups)');
+  });
+
+  test('act-order: any grouping of exactly g columns per group', () => {
+    const perm = Int32Array.from([3, 0, 7, 1, 6, 2, 5, 4]);
+    expect(Array.from(refGIdx(8, 2, perm, false))).toEqual([0, 1, 2, 0, 3, 3, 2, 1]);
+    expect(gIdxProblem([0, 1, 2, 0, 3, 3, 2, 1], 8, 2, true, false)).toBeUndefined();
+    expect(gIdxProblem([0, 1, 2, 0, 3, 3, 2, 2], 8, 2, true, false)).toBe('group 1 has 1 columns, expected 2');
+    expect(gIdxProblem([0, 1, 2, 0, 3, 4, 2, 1], 8, 2, true, false)).toBe('g_idx[5] = 4 is outside [0, 4)');
+    expect(gIdxProblem([0, 1, 2, 0, 3, -1, 2, 1], 8, 2, true, false)).toBe('g_idx[5] = -1 is outside [0, 4)');
   });
 });

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { f32ToF16 } from '../../src/io/dtypes';
 import { IR_VERSION, OnnxModelWriter, OnnxType } from '../../src/io/onnx-file';
-import { gIdxFor } from '../../src/gptq/format';
+import { refGIdx } from '../helpers/gptq-math-ref';
 import { GraphBuilder, MS_DOMAIN, valueInfo } from '../../src/eval/onnx/graph-builder';
 import { dequantizeNBits, groupOrder, packForMatMulNBits } from '../../src/eval/onnx/matmul-nbits';
 import { dequantizeGptq, packGptq, unpackGptq } from '../../src/native';
@@ -46,7 +46,7 @@ async function gptqLinear(c: Case, seed: number) {
     perm = Int32Array.from({ length: c.k }, (_, i) => i);
     for (let i = c.k - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
   }
-  const gIdx = gIdxFor(c.k, c.group, perm, false);
+  const gIdx = refGIdx(c.k, c.group, perm, false);
   const { qweight, qzeros } = await packGptq(codes, zeros, c.bits, c.k, c.n);
   return { qweight, qzeros, scales, gIdx, G };
 }
@@ -113,7 +113,7 @@ describe('MatMulNBits from AutoGPTQ tensors, run by onnxruntime', () => {
 
   test('act-order groups become contiguous in groupOrder', () => {
     const perm = Int32Array.from([3, 0, 2, 1]);
-    const gIdx = gIdxFor(4, 2, perm, false); // columns 3, 0 → group 0; 2, 1 → group 1
+    const gIdx = refGIdx(4, 2, perm, false); // columns 3, 0 → group 0; 2, 1 → group 1
     expect(Array.from(groupOrder(gIdx))).toEqual([0, 3, 1, 2]);
   });
 
