@@ -30,7 +30,7 @@ export function refFindParams(x: ArrayLike<number>, maxq: number, sym: boolean):
     xmax = 1;
   }
   const scale = f(f(xmax - xmin) / maxq);
-  const zero = sym ? f((maxq + 1) / 2) : roundHalfEven(f(-xmin / scale));
+  const zero = sym ? f((maxq + 1) / 2) : roundHalfEven(f(-xmin / scale)) + 0; // + 0: never −0
   return { scale, zero };
 }
 
@@ -49,8 +49,12 @@ export function refMseError(x: ArrayLike<number>, g: RefGrid, maxq: number): num
   return e;
 }
 
-/** The grids the mse search chooses from: the range shrunk by p = 1 − i/100, i = 0 … 79. */
-export function refMseCandidates(x: ArrayLike<number>, maxq: number, sym: boolean): RefGrid[] {
+/**
+ * The grids the mse search chooses from: the range shrunk by p = 1 − i/100, i = 0 … 79. `fused`:
+ * hi − lo = p·xmax − p·xmin with p·xmax unrounded (one FMA), as the host compiler may contract it
+ * (GCC's default -ffp-contract=fast with an FMA-capable -march); p·xmax is exact in fp64.
+ */
+export function refMseCandidates(x: ArrayLike<number>, maxq: number, sym: boolean, fused = false): RefGrid[] {
   const g0 = refFindParams(x, maxq, sym);
   // The adjusted range back from the unshrunk grid: xmax − xmin = scale · maxq (up to rounding),
   // so recompute it as find_params does.
@@ -62,8 +66,8 @@ export function refMseCandidates(x: ArrayLike<number>, maxq: number, sym: boolea
   for (let i = 0; i < 80; i++) {
     const p = f(1 - f(i / 100));
     const lo = f(p * xmin), hi = f(p * xmax);
-    const scale = f(f(hi - lo) / maxq);
-    out.push({ scale, zero: sym ? g0.zero : roundHalfEven(f(-lo / scale)) });
+    const scale = f(f(fused ? p * xmax - lo : hi - lo) / maxq);
+    out.push({ scale, zero: sym ? g0.zero : roundHalfEven(f(-lo / scale)) + 0 });
   }
   return out;
 }
