@@ -18,6 +18,7 @@ import {
   activationWindows, LayerRange, LinearReport, LinearSink, PipelineEvents, PipelineResult, QuantizedLinear, StageTimes,
 } from './pipeline';
 import { Device } from './manifest';
+import { NativeCallMeter } from './native-calls';
 import { linearShape, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
@@ -67,6 +68,7 @@ export async function quantizeLayersCuda(
   const start = range.startLayer;
   const total = (c.numLayers - start) * 7;
   let done = 0;
+  const meter = new NativeCallMeter();
   const opts = solverOptions(s); // mse is false here (checkCudaSettings)
   const packed = !config.wantCodes;
   const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, wantQ: false };
@@ -143,8 +145,10 @@ export async function quantizeLayersCuda(
         finishing.catch(() => undefined);
         if (keep) await finishing;
       }
+      meter.layerDone(layer);
     }
     await finishing;
+    meter.finish();
   } finally {
     await next?.catch(() => undefined);
     await finishing?.catch(() => undefined);

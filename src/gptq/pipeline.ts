@@ -9,6 +9,7 @@ import { LinearName } from '../model/weights';
 import {
   embed, f16ToF32, GptqSolve, gptqQuantize, layerStep, LayerStep, LayerWeightsF32, PackedLinear,
 } from '../native';
+import { NativeCallMeter } from './native-calls';
 import { linearShape, QuantizeSettings, solverOptions } from './settings';
 
 /** True-sequential groups: the step that yields their input's Hessian, and their members. */
@@ -132,6 +133,7 @@ export async function quantizeLayers(
   const total = (c.numLayers - start) * 7;
   let done = 0;
   const opts = solverOptions(s);
+  const meter = new NativeCallMeter();
 
   const quantize = async (layer: number, w: LayerWeightsF32, name: LinearName, h: Float32Array | null) => {
     const shape = linearShape(c, name);
@@ -164,7 +166,9 @@ export async function quantizeLayers(
       times.load += now() - t0;
       for (const g of GROUPS) for (const name of g.linears) await quantize(layer, w, name, null);
       await range.onLayerDone?.(layer, null, times);
+      meter.layerDone(layer);
     }
+    meter.finish();
     return { linears, times };
   }
 
@@ -210,6 +214,8 @@ export async function quantizeLayers(
     // The next layer's input: outputs of this layer with every linear quantized. x ← h1 + mlp.
     await step(LayerStep.Output, w, false);
     await range.onLayerDone?.(layer, range.wantX?.(layer) ?? true ? { f32: x } : null, times);
+    meter.layerDone(layer);
   }
+  meter.finish();
   return { linears, times };
 }

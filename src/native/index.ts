@@ -60,20 +60,53 @@ interface Addon {
 }
 
 let addon: Addon | undefined;
+let calls = 0;
 
 function load(): Addon {
   if (!addon) {
     const file = path.resolve(__dirname, '../../build/Release/gptq_forge.node');
+    let raw: Record<string, unknown>;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      addon = require(file) as Addon;
+      raw = require(file) as Record<string, unknown>;
     } catch (e) {
       throw new Error(
         `native addon not built (${file}): run \`npm run build:native\` (${(e as Error).message.split('\n')[0]})`,
       );
     }
+    addon = counted(raw) as unknown as Addon;
   }
   return addon;
+}
+
+/**
+ * The addon with every function wrapped once so that each call is counted (nativeCallCount):
+ * the one point every native call of the process goes through, ./cuda and ./cuda-eval included.
+ */
+function counted(raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'function') {
+      out[key] = value;
+      continue;
+    }
+    const f = value as (...args: unknown[]) => unknown;
+    out[key] = (...args: unknown[]) => {
+      calls++;
+      return f.apply(raw, args);
+    };
+  }
+  return out;
+}
+
+/** How many native addon calls this process has made so far. */
+export function nativeCallCount(): number {
+  return calls;
+}
+
+/** Whether GPTQ_FORGE_DEBUG (a comma-separated list of words) names `word`, e.g. native-calls. */
+export function debugEnabled(word: string): boolean {
+  return (process.env.GPTQ_FORGE_DEBUG ?? '').split(',').map((w) => w.trim()).includes(word);
 }
 
 /** The loaded addon, for the CUDA wrappers in ./cuda (which type its optional members). */
