@@ -44,10 +44,10 @@ interface Addon {
   ): Promise<WindowNll>;
   gemmNt(a: Float32Array, b: Float32Array, m: number, n: number, k: number, variant: number): Promise<Float32Array>;
   peakFlops(seconds: number): Promise<number>;
-  layerStep(
-    step: number, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
-    w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
-  ): Promise<LayerStepResult>;
+  cpuQuantizeLayer(
+    w: LayerWeightsF32, dims: NativeDims, windows: CpuLayerWindows | null, opts: GptqOptions,
+    cfg: CpuLayerConfig, plan: NativeLayerPlan,
+  ): Promise<CpuLayerResult>;
   gptqQuantize(w: Float32Array, h: Float32Array | null, n: number, k: number, opts: GptqOptions): Promise<GptqSolve>;
   xtx(x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array>;
   upperCholeskyOfInverse(h: Float64Array, k: number, reference: boolean): Promise<Float64Array | null>;
@@ -60,7 +60,7 @@ interface Addon {
 }
 
 let addon: Addon | undefined;
-let calls = 0;
+const calls = new Map<string, number>();
 
 function load(): Addon {
   if (!addon) {
@@ -92,16 +92,23 @@ function counted(raw: Record<string, unknown>): Record<string, unknown> {
     }
     const f = value as (...args: unknown[]) => unknown;
     out[key] = (...args: unknown[]) => {
-      calls++;
+      calls.set(key, (calls.get(key) ?? 0) + 1);
       return f.apply(raw, args);
     };
   }
   return out;
 }
 
+/** How many native addon calls this process has made so far, by function name. */
+export function nativeCallCounts(): Record<string, number> {
+  return Object.fromEntries(calls);
+}
+
 /** How many native addon calls this process has made so far. */
 export function nativeCallCount(): number {
-  return calls;
+  let n = 0;
+  for (const v of calls.values()) n += v;
+  return n;
 }
 
 /** Whether GPTQ_FORGE_DEBUG (a comma-separated list of words) names `word`, e.g. native-calls. */
@@ -196,6 +203,12 @@ export async function decoderLayer(
 ): Promise<number> {
   checkDims(dims);
   checkSeqlen(seqlen);
+  checkLayerWeights(w, dims);
+  windows.forEach((x, i) => checkLength(x, `windows[${i}]`, seqlen * dims.hidden));
+  return load().decoderLayer(windows, w, dims, seqlen);
+}
+
+function checkLayerWeights(w: LayerWeightsF32, dims: NativeDims): void {
   const { hidden: H, ffn: F } = dims;
   const qd = dims.heads * dims.headDim;
   const kvd = dims.kvHeads * dims.headDim;
@@ -207,8 +220,6 @@ export async function decoderLayer(
     check(w[key] instanceof Float32Array, `weights.${key}`, 'a Float32Array', w[key]);
     checkLength(w[key], `weights.${key}`, expected[key]);
   }
-  windows.forEach((x, i) => checkLength(x, `windows[${i}]`, seqlen * H));
-  return load().decoderLayer(windows, w, dims, seqlen);
 }
 
 export interface WindowNll {
@@ -252,52 +263,6 @@ export async function peakFlops(seconds = 1): Promise<number> {
 }
 
 // ---- GPTQ ----------------------------------------------------------------------------------
-
-/**
- * The steps of a decoder layer, cut where its linears take their inputs (true-sequential):
- * each step's Hessian is that of the input of the next group of linears.
- */
-export enum LayerStep {
-  /** H of input_layernorm(x): the input of q_proj, k_proj, v_proj. */
-  Norm = 0,
-  /** att = attention(x) into `out`; H of att: the input of o_proj. */
-  Attention = 1,
-  /** h1 = x + o_proj(att) into `out` (aux = att); H of post_attention_layernorm(h1): gate/up. */
-  Residual = 2,
-  /** x = h1; H of silu(gate(·)) · up(·): the input of down_proj. */
-  Act = 3,
-  /** x = h1; out = h1 + down_proj(act): the next layer's input. */
-  Output = 4,
-}
-
-export interface LayerStepResult {
-  /** H = 2/n Σ XᵀX over the n windows, or null when not asked (or step Output). */
-  h: Float32Array | null;
-  forwardSeconds: number;
-  hessianSeconds: number;
-}
-
-/** Runs one step of a decoder layer over every window (see LayerStep). */
-export async function layerStep(
-  step: LayerStep, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
-  w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
-): Promise<LayerStepResult> {
-  checkDims(dims);
-  checkSeqlen(seqlen);
-  check(x.length > 0, 'x', 'at least one window', x.length);
-  x.forEach((a, i) => checkLength(a, `x[${i}]`, seqlen * dims.hidden));
-  const qd = dims.heads * dims.headDim;
-  if (step === LayerStep.Residual) {
-    check(aux !== null && aux.length === x.length, 'aux', `${x.length} windows`, aux?.length);
-    aux!.forEach((a, i) => checkLength(a, `aux[${i}]`, seqlen * qd));
-  }
-  if (step === LayerStep.Attention || step === LayerStep.Residual || step === LayerStep.Output) {
-    check(out !== null && out.length === x.length, 'out', `${x.length} windows`, out?.length);
-    const width = step === LayerStep.Attention ? qd : dims.hidden;
-    out!.forEach((a, i) => checkLength(a, `out[${i}]`, seqlen * width));
-  }
-  return load().layerStep(step, x, aux, out, w, dims, seqlen, wantHessian);
-}
 
 export interface GptqOptions {
   bits: number;
@@ -346,6 +311,93 @@ export async function gptqQuantize(
   checkLength(w, 'W', n * k);
   if (h) checkLength(h, 'H', k * k);
   return load().gptqQuantize(w, h, n, k, opts);
+}
+
+// ---- One decoder layer on the CPU engine ---------------------------------------------------
+
+/**
+ * A decoder layer's true-sequential plan as the engines take it (the data: src/model/layer-plan.ts):
+ * groups in forward order, each the forward point that yields its input and its linears in the
+ * order they are solved; the row order of the stacked q/k/v and gate/up weights. Checked natively
+ * (kernels/cpu/layer_plan.h): a plan the layer cannot run is refused, naming the problem.
+ */
+export interface NativeLayerPlan {
+  groups: readonly { input: string; linears: readonly string[] }[];
+  stacks: { qkv: readonly string[]; gateUp: readonly string[] };
+}
+
+/** The activations of a CPU layer call, one array per window of `seqlen` tokens. */
+export interface CpuLayerWindows {
+  /** [seqlen × hidden]: in, the layer's inputs; out, its outputs (every linear quantized). */
+  x: Float32Array[];
+  /** Scratch [seqlen × heads·headDim] (the attention output). */
+  att: Float32Array[];
+  /** Scratch [seqlen × hidden] (the residual after attention). */
+  h1: Float32Array[];
+  seqlen: number;
+}
+
+export interface CpuLayerConfig {
+  /** Round-to-nearest: no windows (null), no Hessians. */
+  rtn: boolean;
+  /** false: every Hessian from the unquantized layer. */
+  trueSequential: boolean;
+}
+
+/** One linear of a CPU layer call: gptqQuantize's result less q, with its name, shape and solve time. */
+export interface CpuLinear extends Omit<GptqSolve, 'q'> {
+  name: string;
+  n: number;
+  k: number;
+  seconds: number;
+}
+
+export interface CpuLayerResult {
+  /** In the plan's order. */
+  linears: CpuLinear[];
+  /** Seconds in the layer's forward, in add_batch (Hessians) and in the solves. */
+  times: { forward: number; hessian: number; solve: number };
+}
+
+/**
+ * Quantizes one decoder layer on the CPU in one native call: the forward steps, every Hessian
+ * and every solve, in the plan's order; `windows.x` then holds the layer's outputs. `w` is not
+ * modified. With cfg.rtn, windows must be null.
+ */
+export async function cpuQuantizeLayer(
+  w: LayerWeightsF32, dims: NativeDims, windows: CpuLayerWindows | null, opts: GptqOptions,
+  cfg: CpuLayerConfig, plan: NativeLayerPlan,
+): Promise<CpuLayerResult> {
+  checkDims(dims);
+  checkLayerWeights(w, dims);
+  for (const k of [dims.hidden, dims.heads * dims.headDim, dims.ffn]) checkGptqOptions(opts, k);
+  check(cfg.rtn === (windows === null), 'windows', cfg.rtn ? 'null with rtn' : 'the activation windows', windows);
+  if (windows !== null) {
+    checkSeqlen(windows.seqlen);
+    const n = windows.x.length;
+    check(n > 0, 'windows.x', 'at least one window', n);
+    const widths = { x: dims.hidden, att: dims.heads * dims.headDim, h1: dims.hidden };
+    for (const key of ['x', 'att', 'h1'] as const) {
+      check(windows[key].length === n, `windows.${key}`, `${n} windows (as x)`, windows[key].length);
+      windows[key].forEach((a, i) => checkLength(a, `windows.${key}[${i}]`, windows.seqlen * widths[key]));
+    }
+  }
+  checkPlanShape(plan);
+  return load().cpuQuantizeLayer(w, dims, windows, opts, cfg, plan);
+}
+
+/** The plan's form (arrays of names); what the names must be is checked natively. */
+export function checkPlanShape(plan: NativeLayerPlan): void {
+  const names = (v: unknown, what: string) => {
+    check(Array.isArray(v) && v.every((x) => typeof x === 'string'), what, 'an array of names', v);
+  };
+  check(Array.isArray(plan?.groups), 'plan.groups', 'an array', plan?.groups);
+  plan.groups.forEach((g, i) => {
+    check(typeof g?.input === 'string', `plan.groups[${i}].input`, 'a forward point name', g?.input);
+    names(g.linears, `plan.groups[${i}].linears`);
+  });
+  names(plan.stacks?.qkv, 'plan.stacks.qkv');
+  names(plan.stacks?.gateUp, 'plan.stacks.gateUp');
 }
 
 /** XᵀX of X [T×K]: blocked symmetric kernel, or the fp64 reference loop. */
