@@ -4,8 +4,9 @@
  * arguments are validated here first (name, expected, got).
  */
 import {
-  check, checkGptqOptions, checkLength, checkPlanShape, GptqOptions, GptqSolve, nativeAddon, NativeDims, NativeLayerPlan,
+  check, checkGptqOptions, checkLength, GptqOptions, GptqSolve, nativeAddon, NativeDims,
 } from './index';
+import { checkPlanShape, NativeLayerPlan } from './cpu-layer';
 
 export interface CudaInfo {
   /** The addon was built with the CUDA backend. */
