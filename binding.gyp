@@ -9,6 +9,7 @@
         "native/addon.cc",
         "native/bindings/forward.cc",
         "native/bindings/gptq.cc",
+        "native/bindings/cpu_layer.cc",
         "native/bindings/layer.cc",
         "native/bindings/pack.cc",
         "native/kernels/cpu/gemm.cc",
@@ -16,6 +17,7 @@
         "native/kernels/cpu/peak.cc",
         "native/kernels/cpu/hessian.cc",
         "native/kernels/cpu/gptq.cc",
+        "native/kernels/cpu/layer_quant.cc",
         "native/kernels/cpu/linalg.cc",
         "native/kernels/cpu/pack.cc"
       ],

@@ -18,6 +18,7 @@ const root = path.resolve(__dirname, '..');
 const native = require(path.join(root, 'dist/native'));
 const { SafetensorsFile } = require(path.join(root, 'dist/io/safetensors-reader'));
 const { f32ToF16, f16ToF32 } = require(path.join(root, 'dist/io/dtypes'));
+const { LAYER_PLAN, planOrder } = require(path.join(root, 'dist/model/layer-plan'));
 
 let failures = 0;
 function report(ok, line) {
@@ -82,15 +83,15 @@ async function session() {
     inputNorm: randomHalves(d.hidden, 0.1, 1, 6), postNorm: randomHalves(d.hidden, 0.1, 1, 7),
   };
   const s = await native.CudaSession.create(x, T, S, d.hidden);
-  const res = await s.quantizeLayer(w, d, opts);
+  const res = await s.quantizeLayer(w, d, opts, {}, LAYER_PLAN);
   const out = await s.read();
   await s.free();
   const names = res.linears.map((l) => l.name).join(',');
-  report(names === 'self_attn.k_proj,self_attn.v_proj,self_attn.q_proj,self_attn.o_proj,mlp.up_proj,mlp.gate_proj,mlp.down_proj',
-    `session: linears in the reference's order (${names})`);
+  report(names === planOrder(LAYER_PLAN).join(','), `session: linears in the plan's order (${names})`);
   const finite = res.linears.every((l) => Number.isFinite(l.loss) && l.loss > 0) && Float32Array.from(out, f16ToF32).every(Number.isFinite);
   report(finite, `session: finite positive losses and finite outputs; times ${JSON.stringify(res.times)}`);
-  // CPU: H of input_layernorm(x) with fp16 activation storage, then the CPU solve of k, v, q.
+  // CPU engine on the same layer (fp16 activation storage): its first group, k, v, q, is solved
+  // with the Hessian of input_layernorm(x), as the GPU's.
   const f32 = (h) => Float32Array.from(h, f16ToF32);  // fp16 bits → values (exact)
   const qkv = f32(w.qkv);
   const layer = {
@@ -102,9 +103,11 @@ async function session() {
   const xf = f32(x);
   for (let i = 0; i < windows; i++) xs.push(xf.slice(i * S * d.hidden, (i + 1) * S * d.hidden));
   const dims = { ...d, round16: true };
-  const st = await native.layerStep(native.LayerStep.Norm, xs, null, null, layer, dims, S, true);
-  for (const [name, key, rows] of [['self_attn.k_proj', 'k', kvd], ['self_attn.v_proj', 'v', kvd], ['self_attn.q_proj', 'q', qd]]) {
-    const cpu = await native.gptqQuantize(layer[key].slice(), st.h, rows, d.hidden, opts);
+  const scratch = (width) => xs.map(() => new Float32Array(S * width));
+  const cpuLayer = await native.cpuQuantizeLayer(layer, dims, { x: xs, att: scratch(qd), h1: scratch(d.hidden), seqlen: S }, opts,
+    { rtn: false, trueSequential: true }, LAYER_PLAN);
+  for (const name of ['self_attn.k_proj', 'self_attn.v_proj', 'self_attn.q_proj']) {
+    const cpu = cpuLayer.linears.find((l) => l.name === name);
     const gpu = res.linears.find((l) => l.name === name);
     const fc = sameFraction(gpu.codes, cpu.codes), lc = gpu.loss / cpu.loss - 1;
     report(fc >= 0.99 && Math.abs(lc) < 0.01,
@@ -131,7 +134,7 @@ async function weightSources() {
     try {
       const bad = await s.load(0, d, entries);
       if (bad.length) return { bad };
-      return await s.quantizeLayer(0, d, opts);
+      return await s.quantizeLayer(0, d, opts, {}, LAYER_PLAN);
     } finally {
       await s.free();
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The whole GPTQ pipeline on the CPU engine (pipeline.ts) and on the CUDA engine
- * (pipeline-cuda.ts) over the same model and calibration windows, linear by linear:
+ * The whole GPTQ pipeline (driver.ts) on the CPU engine (engine-cpu.ts) and on the CUDA engine
+ * (engine-cuda.ts) over the same model and calibration windows, linear by linear:
  *   node bench/cuda-pipeline-check.js <dir made by bench/make-cuda-check-model.js> [seqlen=512]
  * Both run true-sequential 4-bit g128 act-order with fp16 activations (the CPU engine's round16
  * mode); they differ in summation order (GEMM blocking, tensor cores) and so, from the first
@@ -16,8 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const { LlamaModel } = require(path.join(root, 'dist/model/llama-model'));
-const { quantizeLayers } = require(path.join(root, 'dist/gptq/pipeline'));
-const { quantizeLayersCuda } = require(path.join(root, 'dist/gptq/pipeline-cuda'));
+const { quantizeLayers } = require(path.join(root, 'dist/gptq/driver'));
 
 (async () => {
   const dir = path.resolve(process.argv[2]);
@@ -36,7 +35,7 @@ const { quantizeLayersCuda } = require(path.join(root, 'dist/gptq/pipeline-cuda'
     const rc = await quantizeLayers(model, calib, seqlen, s, record(cpu));
     const cpuS = (Date.now() - t) / 1e3;
     t = Date.now();
-    const rg = await quantizeLayersCuda(model, calib, seqlen, s, record(gpu), {}, { startLayer: 0, x: null }, { wantCodes: true });
+    const rg = await quantizeLayers(model, calib, seqlen, s, record(gpu), {}, { startLayer: 0, x: null }, 'cuda', { wantCodes: true });
     const gpuS = (Date.now() - t) / 1e3;
     console.log(`\nact-order ${actOrder}: ${calib.length / seqlen} × ${seqlen} tokens, ${model.config.numLayers} layers: CPU ${cpuS.toFixed(1)} s ${JSON.stringify(rc.times)}; GPU ${gpuS.toFixed(1)} s ${JSON.stringify(rg.times)}`);
     console.log('     linear                         CPU loss     GPU loss    rel %  codes identical %  same perm');

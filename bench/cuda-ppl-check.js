@@ -14,8 +14,8 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const { LlamaModel } = require(path.join(root, 'dist/model/llama-model'));
 const { BranchWriter, packLinear } = require(path.join(root, 'dist/gptq/branch-writer'));
-const { quantizeLayers } = require(path.join(root, 'dist/gptq/pipeline'));
-const { quantizeLayersCuda } = require(path.join(root, 'dist/gptq/pipeline-cuda'));
+const { quantizeLayers } = require(path.join(root, 'dist/gptq/driver'));
+const quantizeLayersCuda = (model, calib, seqlen, s, sink) => quantizeLayers(model, calib, seqlen, s, sink, {}, undefined, 'cuda');
 const { evaluatePerplexity } = require(path.join(root, 'dist/eval/perplexity'));
 
 const ints = (file) => {

@@ -8,6 +8,7 @@
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gfb::RegisterForward(env, exports);
   gfb::RegisterGptq(env, exports);
+  gfb::RegisterCpuLayer(env, exports);
   gfb::RegisterPack(env, exports);
   exports.Set("threads", Napi::Number::New(env, gf::num_threads()));
 #ifdef GPTQ_FORGE_CUDA

@@ -130,6 +130,14 @@ int main(int argc, char** argv) try {
   };
 
   LayerQuantOptions lo;
+  // The reference's true-sequential plan, as src/model/layer-plan.ts (LAYER_PLAN) defines it.
+  using gf::Linear;
+  lo.plan.groups = {{gf::ForwardPoint::input_layernorm, {Linear::k, Linear::v, Linear::q}},
+                    {gf::ForwardPoint::attention, {Linear::o}},
+                    {gf::ForwardPoint::post_attention_layernorm, {Linear::up, Linear::gate}},
+                    {gf::ForwardPoint::mlp_act, {Linear::down}}};
+  lo.plan.qkv = {Linear::q, Linear::k, Linear::v};
+  lo.plan.gate_up = {Linear::gate, Linear::up};
   lo.gptq = gf::GptqOptions{4, 128, true, false, true, false, 0.01f, 128};
   lo.solve.tf32 = a.tf32;
   lo.solve.chol_fp32 = a.chol_fp32;

@@ -5,9 +5,10 @@
 //   cudaSessionCreate(x, tokens, seqlen, hidden)    calibration activations (fp16 bits) → GPU
 //   cudaSessionLoad(session, slot, shape, entries) a layer's weights → a pinned host slot
 //                                                  (cuda_weights.cc; runs beside a layer call)
-//   cudaQuantizeLayer(session, slot, dims, options, config)
+//   cudaQuantizeLayer(session, slot, dims, options, config, plan)
 //                                                  one whole decoder layer (weights from the
-//                                                  slot), true-sequential; the session's
+//                                                  slot), true-sequential along the plan
+//                                                  (src/model/layer-plan.ts); the session's
 //                                                  activations become its outputs
 //   cudaSessionRead(session, dst, firstToken)      activations back (fp16 bits) into dst
 //   cudaSessionFree(session)                       (sync) frees the GPU memory now
@@ -27,6 +28,7 @@
 #include "../kernels/cuda/layer_quant.h"
 #include "bindings.h"
 #include "cuda_session.h"
+#include "layer.h"
 #include "util.h"
 
 namespace gfb {
@@ -75,7 +77,6 @@ Napi::Object solve_object(const Napi::Env& env, const gfc::LinearOut& L) {
   }
   out.Set("gIdx", to_js(env, L.g_idx));
   out.Set("perm", to_js(env, L.perm));
-  if (!L.q.empty()) out.Set("q16", to_js(env, L.q));
   out.Set("loss", L.res.loss);
   out.Set("dampPercent", L.res.damp_percent);
   out.Set("dampRaises", L.res.damp_raises);
@@ -199,7 +200,8 @@ class CudaSessionRead : public PromiseWorker {
 
 // slot: the session's host slot holding the layer's weights (cudaSessionLoad), stacks as in
 // layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta };
-// config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked, wantQ }.
+// config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked }; plan: the
+// layer plan (bindings/layer.cc: plan_arg; linears come back in its order).
 class CudaQuantizeLayer : public PromiseWorker {
  public:
   CudaQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
@@ -222,10 +224,10 @@ class CudaQuantizeLayer : public PromiseWorker {
     if (info[4].IsObject()) {
       Napi::Object c = info[4].As<Napi::Object>();
       if (c.Get("memBudgetGb").IsNumber()) o_.mem_budget_gb = num_arg(env, c, "memBudgetGb");
-      o_.want_q = c.Get("wantQ").ToBoolean();
       o_.want_packed = c.Get("wantPacked").ToBoolean();
       if (c.Has("wantCodes")) o_.want_codes = c.Get("wantCodes").ToBoolean();
     }
+    o_.plan = plan_arg(env, info[5]);
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);

@@ -1,5 +1,6 @@
 #include "layer.h"
 
+#include <stdexcept>
 #include <string>
 
 namespace gfb {
@@ -50,6 +51,64 @@ void layer_arg(const Napi::Env& env, const Napi::Value& v, const gf::LlamaDims& 
   out.w.gate = get("gate", F * H);
   out.w.up = get("up", F * H);
   out.w.down = get("down", H * F);
+}
+
+namespace {
+
+std::string string_at(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsString()) throw Napi::TypeError::New(env, what + ": expected a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+Napi::Array array_at(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, what + ": expected an array");
+  return v.As<Napi::Array>();
+}
+
+std::vector<gf::Linear> linears_at(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
+  Napi::Array a = array_at(env, v, what);
+  std::vector<gf::Linear> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const std::string where = what + "[" + std::to_string(i) + "]";
+    try {
+      out.push_back(gf::linear_by_name(string_at(env, a.Get(i), where), where));
+    } catch (const std::invalid_argument& e) {
+      throw Napi::RangeError::New(env, e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "plan: expected an object");
+  Napi::Object o = v.As<Napi::Object>();
+  gf::LayerPlan p;
+  Napi::Array groups = array_at(env, o.Get("groups"), "plan.groups");
+  for (uint32_t i = 0; i < groups.Length(); ++i) {
+    const std::string where = "plan.groups[" + std::to_string(i) + "]";
+    if (!groups.Get(i).IsObject()) throw Napi::TypeError::New(env, where + ": expected an object");
+    Napi::Object g = groups.Get(i).As<Napi::Object>();
+    gf::PlanGroup pg;
+    try {
+      pg.input = gf::point_by_name(string_at(env, g.Get("input"), where + ".input"), where + ".input");
+    } catch (const std::invalid_argument& e) {
+      throw Napi::RangeError::New(env, e.what());
+    }
+    pg.linears = linears_at(env, g.Get("linears"), where + ".linears");
+    p.groups.push_back(pg);
+  }
+  if (!o.Get("stacks").IsObject()) throw Napi::TypeError::New(env, "plan.stacks: expected an object");
+  Napi::Object st = o.Get("stacks").As<Napi::Object>();
+  p.qkv = linears_at(env, st.Get("qkv"), "plan.stacks.qkv");
+  p.gate_up = linears_at(env, st.Get("gateUp"), "plan.stacks.gateUp");
+  try {
+    gf::check_plan(p);
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+  return p;
 }
 
 }  // namespace gfb

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "../kernels/cpu/layer_plan.h"
 #include "../kernels/cpu/llama.h"
 #include "util.h"
 
@@ -19,5 +20,9 @@ struct HeldLayer {
   std::vector<Held<float>> held;
 };
 void layer_arg(const Napi::Env& env, const Napi::Value& v, const gf::LlamaDims& d, HeldLayer& out);
+
+// A layer plan from its JS form (src/model/layer-plan.ts): { groups: [{ input, linears }],
+// stacks: { qkv, gateUp } } of names; checked (gf::check_plan), a JS error naming the problem.
+gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v);
 
 }  // namespace gfb

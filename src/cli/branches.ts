@@ -12,7 +12,7 @@ import { branchStatus, checkBranchesDir, matchesMatrix, resumeMismatch, settings
 import { buildBranch } from '../gptq/build-branch';
 import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
 import { checkReplaceableFolder, modelInputs, refuseOverlap } from '../io/output-guard';
-import { pickDevice } from '../gptq/pipeline-cuda';
+import { pickDevice } from '../gptq/device';
 import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
 import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
 import { validateSettings } from '../gptq/settings';

@@ -33,7 +33,7 @@ import { atomicWriteFile, removeQuietly } from '../io/atomic';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { SafetensorsWriter, TensorData, writeSafetensors } from '../io/safetensors-writer';
 import { f16ToF32, f32ToF16 } from '../native';
-import { Activations, f16Activations } from './pipeline';
+import { Activations, f16Activations } from './engine';
 import { BaseModelRef, CalibrationRef, Device, Manifest } from './manifest';
 import { QuantizeSettings } from './settings';
 import { currentWorkBuild, describeWorkBuild, WorkBuild } from './work-build';

@@ -14,7 +14,7 @@ import { asBytes, SafetensorsWriter, TensorData, TensorSpec } from '../io/safete
 import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { packGptq } from '../native';
-import { QuantizedLinear } from './pipeline';
+import { QuantizedLinear } from './engine';
 import {
   makeQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
 } from './format';

@@ -15,8 +15,8 @@ import { BranchWriter, packLinear } from './branch-writer';
 import { hashBranch } from './branch-hash';
 import { CalibrationSet } from './calibration-set';
 import { BaseModelRef, CalibrationRef, Device, Manifest, MANIFEST_FILE, MANIFEST_FORMAT } from './manifest';
-import { PipelineEvents, quantizeLayers, StageTimes } from './pipeline';
-import { quantizeLayersCuda } from './pipeline-cuda';
+import { quantizeLayers } from './driver';
+import { PipelineEvents, StageTimes } from './engine';
 import { QuantizeSettings } from './settings';
 
 const VERSION: string = require('../../package.json').version;
@@ -133,7 +133,7 @@ async function quantizeInto(o: BuildOptions, work: BranchWork, writer: BranchWri
   const resumable = o.resumable;
   const wantX = (layer: number) =>
     resumable && !o.settings.rtn && layer < lastLayer && now() - lastCheckpoint >= (o.checkpointEvery ?? 0);
-  return (o.device === 'cuda' ? quantizeLayersCuda : quantizeLayers)(
+  return quantizeLayers(
     o.model, o.calib?.tokens ?? new Int32Array(0), o.calib?.seqlen ?? 1, o.settings,
     async (layer, name, solve, shape) => {
       layerTensors.push(...(await packLinear(layer, name, solve, shape, o.settings.bits, o.settings.groupSize)));
@@ -164,6 +164,7 @@ async function quantizeInto(o: BuildOptions, work: BranchWork, writer: BranchWri
         }
       },
     },
+    o.device,
   );
 }
 

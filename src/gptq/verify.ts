@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { readJsonFile } from '../io/json-file';
+import { WEIGHT_KEY } from '../model/layer-plan';
 import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
 import { gptqQuantize } from '../native';
@@ -13,7 +14,6 @@ import { hashBranch } from './branch-hash';
 import { copiedTensorNames } from './branch-writer';
 import { gIdxProblem, QUANTIZE_CONFIG_FILE, quantizedTensorNames, quantizedTensorSpecs } from './format';
 import { readManifest, Manifest, MANIFEST_FILE } from './manifest';
-import { WEIGHT_KEY } from './pipeline';
 import { BLOCK_SIZE, linearShape } from './settings';
 
 export interface Check {

@@ -10,6 +10,7 @@ import { readJsonFile } from '../io/json-file';
 import { parseQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames } from '../gptq/format';
 import { bf16ToF32Checked, countNonFinite, dequantizeGptq, f16ToF32Checked, LayerWeightsF32, NativeDims, WeightEntry, WeightPart } from '../native';
 import { LlamaConfig, loadLlamaConfig } from './config';
+import { LAYER_PLAN } from './layer-plan';
 import {
   EMBED, FINAL_NORM, LINEARS, LM_HEAD, LinearName, inputNorm, linearWeight, postAttentionNorm,
 } from './weights';
@@ -141,15 +142,15 @@ export class LlamaModel {
   /**
    * Where decoder layer `i`'s weights are, for the CUDA engine's pinned slots (read there on
    * native threads, no fp32 copy here): each tensor's shard, byte offset and dtype, in slot
-   * order ([q; k; v], o, [gate; up], down, the norms). A GPTQ branch's linears are
+   * order (the stacks of LAYER_PLAN: [q; k; v], o, [gate; up], down, the norms). A GPTQ branch's linears are
    * dequantized here and given as data.
    */
   async layerWeightEntries(i: number): Promise<WeightEntry[]> {
     const s = this.shapes(i);
     const lw = (l: LinearName) => linearWeight(i, l);
+    const stack = (part: WeightPart, linears: readonly LinearName[]) => linears.map((l): [string, WeightPart] => [lw(l), part]);
     const order: [string, WeightPart][] = [
-      [lw('self_attn.q_proj'), 'qkv'], [lw('self_attn.k_proj'), 'qkv'], [lw('self_attn.v_proj'), 'qkv'],
-      [lw('self_attn.o_proj'), 'o'], [lw('mlp.gate_proj'), 'gateUp'], [lw('mlp.up_proj'), 'gateUp'],
+      ...stack('qkv', LAYER_PLAN.stacks.qkv), [lw('self_attn.o_proj'), 'o'], ...stack('gateUp', LAYER_PLAN.stacks.gateUp),
       [lw('mlp.down_proj'), 'down'], [inputNorm(i), 'inputNorm'], [postAttentionNorm(i), 'postNorm'],
     ];
     const at: Partial<Record<WeightPart, number>> = {};

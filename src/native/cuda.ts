@@ -6,6 +6,7 @@
 import {
   check, checkGptqOptions, checkLength, GptqOptions, GptqSolve, nativeAddon, NativeDims,
 } from './index';
+import { checkPlanShape, NativeLayerPlan } from './cpu-layer';
 
 export interface CudaInfo {
   /** The addon was built with the CUDA backend. */
@@ -31,8 +32,6 @@ export interface CudaLayerConfig extends CudaSolveConfig {
   wantCodes?: boolean;
   /** Return each linear's AutoGPTQ tensors packed on the GPU. */
   wantPacked?: boolean;
-  /** Return each linear's dequantized weights (fp16 bits) as q16. */
-  wantQ?: boolean;
 }
 
 /** Layer dimensions the CUDA layer call needs: the CPU kernels' less round16 (fp16 activations throughout). */
@@ -93,12 +92,10 @@ export interface CudaLinear extends Omit<GptqSolve, 'q' | 'codes' | 'scales' | '
   zeros?: Int32Array;
   /** With wantPacked. */
   packed?: PackedLinear;
-  /** With wantQ. */
-  q16?: Uint16Array;
 }
 
 export interface CudaLayerResult {
-  /** In the reference's order: k, v, q, o, up, gate, down. */
+  /** In the plan's order (the reference's: k, v, q, o, up, gate, down). */
   linears: CudaLinear[];
   times: { forward: number; attention: number; hessian: number; cholesky: number; solve: number; copyOut: number; peakBuffersGb: number };
 }
@@ -110,7 +107,7 @@ interface CudaAddon {
   cudaSessionCreate?(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<object>;
   cudaSessionRead?(s: object, dst: Uint16Array, firstToken: number): Promise<void>;
   cudaSessionLoad?(s: object, slot: number, shape: CudaLayerShape, entries: object[]): Promise<number[]>;
-  cudaQuantizeLayer?(s: object, slot: number, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig): Promise<CudaLayerResult>;
+  cudaQuantizeLayer?(s: object, slot: number, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig, plan: NativeLayerPlan): Promise<CudaLayerResult>;
   cudaSessionFree?(s: object): void;
 }
 
@@ -217,15 +214,18 @@ export class CudaSession {
 
   /**
    * Quantizes one layer whose weights are in `slot` (see load), or given here (they go
-   * through slot 0 first).
+   * through slot 0 first), in the order of `plan` (src/model/layer-plan.ts; checked natively).
    */
-  async quantizeLayer(w: CudaLayerWeights | number, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig = {}): Promise<CudaLayerResult> {
+  async quantizeLayer(
+    w: CudaLayerWeights | number, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig, plan: NativeLayerPlan,
+  ): Promise<CudaLayerResult> {
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     check(d.heads % d.kvHeads === 0, 'dims.heads', `a multiple of kvHeads (${d.kvHeads})`, d.heads);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
     check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
+    checkPlanShape(plan);
     let slot: number;
     if (typeof w === 'number') {
       slot = w;
@@ -236,7 +236,7 @@ export class CudaSession {
       slot = 0;
       await this.run(() => this.load(0, d, WEIGHT_PARTS.map((p) => ({ name: p, part: p, at: 0, count: counts[p], dtype: 'F16', data: w[p] }))));
     }
-    return this.run(() => required('cudaQuantizeLayer')(this.handle, slot, d, opts, cfg));
+    return this.run(() => required('cudaQuantizeLayer')(this.handle, slot, d, opts, cfg, plan));
   }
 
   /** The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen × hidden]). */

@@ -44,10 +44,6 @@ interface Addon {
   ): Promise<WindowNll>;
   gemmNt(a: Float32Array, b: Float32Array, m: number, n: number, k: number, variant: number): Promise<Float32Array>;
   peakFlops(seconds: number): Promise<number>;
-  layerStep(
-    step: number, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
-    w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
-  ): Promise<LayerStepResult>;
   gptqQuantize(w: Float32Array, h: Float32Array | null, n: number, k: number, opts: GptqOptions): Promise<GptqSolve>;
   xtx(x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array>;
   upperCholeskyOfInverse(h: Float64Array, k: number, reference: boolean): Promise<Float64Array | null>;
@@ -60,20 +56,60 @@ interface Addon {
 }
 
 let addon: Addon | undefined;
+const calls = new Map<string, number>();
 
 function load(): Addon {
   if (!addon) {
     const file = path.resolve(__dirname, '../../build/Release/gptq_forge.node');
+    let raw: Record<string, unknown>;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      addon = require(file) as Addon;
+      raw = require(file) as Record<string, unknown>;
     } catch (e) {
       throw new Error(
         `native addon not built (${file}): run \`npm run build:native\` (${(e as Error).message.split('\n')[0]})`,
       );
     }
+    addon = counted(raw) as unknown as Addon;
   }
   return addon;
+}
+
+/**
+ * The addon with every function wrapped once so that each call is counted (nativeCallCount):
+ * the one point every native call of the process goes through, ./cuda and ./cuda-eval included.
+ */
+function counted(raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'function') {
+      out[key] = value;
+      continue;
+    }
+    const f = value as (...args: unknown[]) => unknown;
+    out[key] = (...args: unknown[]) => {
+      calls.set(key, (calls.get(key) ?? 0) + 1);
+      return f.apply(raw, args);
+    };
+  }
+  return out;
+}
+
+/** How many native addon calls this process has made so far, by function name. */
+export function nativeCallCounts(): Record<string, number> {
+  return Object.fromEntries(calls);
+}
+
+/** How many native addon calls this process has made so far. */
+export function nativeCallCount(): number {
+  let n = 0;
+  for (const v of calls.values()) n += v;
+  return n;
+}
+
+/** Whether GPTQ_FORGE_DEBUG (a comma-separated list of words) names `word`, e.g. native-calls. */
+export function debugEnabled(word: string): boolean {
+  return (process.env.GPTQ_FORGE_DEBUG ?? '').split(',').map((w) => w.trim()).includes(word);
 }
 
 /** The loaded addon, for the CUDA wrappers in ./cuda (which type its optional members). */
@@ -94,7 +130,7 @@ export function checkLength(arr: ArrayLike<unknown>, what: string, expected: num
   check(arr.length === expected, what, `${expected} elements`, arr.length);
 }
 
-function checkDims(d: NativeDims): void {
+export function checkDims(d: NativeDims): void {
   for (const key of ['hidden', 'ffn', 'heads', 'kvHeads', 'headDim'] as const) {
     check(Number.isInteger(d[key]) && d[key] > 0, `dims.${key}`, 'a positive integer', d[key]);
   }
@@ -102,7 +138,7 @@ function checkDims(d: NativeDims): void {
   check(d.headDim % 2 === 0, 'dims.headDim', 'an even number', d.headDim);
 }
 
-function checkSeqlen(seqlen: number): void {
+export function checkSeqlen(seqlen: number): void {
   check(Number.isInteger(seqlen) && seqlen >= 2, 'seqlen', 'an integer ≥ 2', seqlen);
 }
 
@@ -163,6 +199,12 @@ export async function decoderLayer(
 ): Promise<number> {
   checkDims(dims);
   checkSeqlen(seqlen);
+  checkLayerWeights(w, dims);
+  windows.forEach((x, i) => checkLength(x, `windows[${i}]`, seqlen * dims.hidden));
+  return load().decoderLayer(windows, w, dims, seqlen);
+}
+
+export function checkLayerWeights(w: LayerWeightsF32, dims: NativeDims): void {
   const { hidden: H, ffn: F } = dims;
   const qd = dims.heads * dims.headDim;
   const kvd = dims.kvHeads * dims.headDim;
@@ -174,8 +216,6 @@ export async function decoderLayer(
     check(w[key] instanceof Float32Array, `weights.${key}`, 'a Float32Array', w[key]);
     checkLength(w[key], `weights.${key}`, expected[key]);
   }
-  windows.forEach((x, i) => checkLength(x, `windows[${i}]`, seqlen * H));
-  return load().decoderLayer(windows, w, dims, seqlen);
 }
 
 export interface WindowNll {
@@ -219,52 +259,6 @@ export async function peakFlops(seconds = 1): Promise<number> {
 }
 
 // ---- GPTQ ----------------------------------------------------------------------------------
-
-/**
- * The steps of a decoder layer, cut where its linears take their inputs (true-sequential):
- * each step's Hessian is that of the input of the next group of linears.
- */
-export enum LayerStep {
-  /** H of input_layernorm(x): the input of q_proj, k_proj, v_proj. */
-  Norm = 0,
-  /** att = attention(x) into `out`; H of att: the input of o_proj. */
-  Attention = 1,
-  /** h1 = x + o_proj(att) into `out` (aux = att); H of post_attention_layernorm(h1): gate/up. */
-  Residual = 2,
-  /** x = h1; H of silu(gate(·)) · up(·): the input of down_proj. */
-  Act = 3,
-  /** x = h1; out = h1 + down_proj(act): the next layer's input. */
-  Output = 4,
-}
-
-export interface LayerStepResult {
-  /** H = 2/n Σ XᵀX over the n windows, or null when not asked (or step Output). */
-  h: Float32Array | null;
-  forwardSeconds: number;
-  hessianSeconds: number;
-}
-
-/** Runs one step of a decoder layer over every window (see LayerStep). */
-export async function layerStep(
-  step: LayerStep, x: Float32Array[], aux: Float32Array[] | null, out: Float32Array[] | null,
-  w: LayerWeightsF32, dims: NativeDims, seqlen: number, wantHessian: boolean,
-): Promise<LayerStepResult> {
-  checkDims(dims);
-  checkSeqlen(seqlen);
-  check(x.length > 0, 'x', 'at least one window', x.length);
-  x.forEach((a, i) => checkLength(a, `x[${i}]`, seqlen * dims.hidden));
-  const qd = dims.heads * dims.headDim;
-  if (step === LayerStep.Residual) {
-    check(aux !== null && aux.length === x.length, 'aux', `${x.length} windows`, aux?.length);
-    aux!.forEach((a, i) => checkLength(a, `aux[${i}]`, seqlen * qd));
-  }
-  if (step === LayerStep.Attention || step === LayerStep.Residual || step === LayerStep.Output) {
-    check(out !== null && out.length === x.length, 'out', `${x.length} windows`, out?.length);
-    const width = step === LayerStep.Attention ? qd : dims.hidden;
-    out!.forEach((a, i) => checkLength(a, `out[${i}]`, seqlen * width));
-  }
-  return load().layerStep(step, x, aux, out, w, dims, seqlen, wantHessian);
-}
 
 export interface GptqOptions {
   bits: number;
@@ -420,5 +414,6 @@ export async function dequantizeGptq(
   );
 }
 
+export * from './cpu-layer';
 export * from './cuda';
 export * from './cuda-eval';

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { BranchWork, layerFileName } from '../../src/gptq/branch-work';
-import { f16Activations } from '../../src/gptq/pipeline';
+import { f16Activations } from '../../src/gptq/engine';
 import { f32ToF16 } from '../../src/native';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';
 

@@ -1,6 +1,7 @@
 #include "hessian.h"
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "gemm.h"
@@ -58,6 +59,21 @@ void symmetrize_upper(int64_t K, float* G, float scale) {
     for (int64_t j = i; j < K; ++j) G[i * K + j] *= scale;
     for (int64_t j = 0; j < i; ++j) G[i * K + j] = G[j * K + i];
   }
+}
+
+double add_batch(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input, float* H) {
+  using clock = std::chrono::steady_clock;
+  double seconds = 0;
+  std::fill(H, H + K * K, 0.0f);
+  for (int64_t w = 0; w < n; ++w) {
+    const float* X = input(w);
+    const auto t0 = clock::now();
+    xtx_accumulate(T, K, X, K, H);
+    seconds += std::chrono::duration<double>(clock::now() - t0).count();
+  }
+  const auto t0 = clock::now();
+  symmetrize_upper(K, H, 2.0f / (float)n);
+  return seconds + std::chrono::duration<double>(clock::now() - t0).count();
 }
 
 }  // namespace gf

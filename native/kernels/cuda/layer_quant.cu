@@ -55,10 +55,23 @@ class Timeline {
 
 struct Stack {
   std::vector<std::pair<std::string, int64_t>> parts;  // (name, rows) in stack order
-  std::vector<std::string> order;                      // the reference's order of the members
+  std::vector<std::string> order;                      // the plan's order of the members
   int64_t N, K;
   __half* W;
 };
+
+// The stack of `stacked` (the plan's row order: gf::check_plan fixed it to LayerDev's) solved at
+// `group`'s forward point, its members reported in the group's order; rows(l): l's output rows.
+template <class Rows>
+Stack plan_stack(const std::vector<gf::Linear>& stacked, const gf::PlanGroup& group, int64_t K, __half* W, Rows rows) {
+  Stack s{{}, {}, 0, K, W};
+  for (gf::Linear l : stacked) {
+    s.parts.emplace_back(gf::linear_name(l), rows(l));
+    s.N += rows(l);
+  }
+  for (gf::Linear l : group.linears) s.order.emplace_back(gf::linear_name(l));
+  return s;
+}
 
 // Device → host through a pinned staging buffer (pageable copies ran at a few GB/s: 0.3 s of
 // a 70B layer's packed tensors on an H100).
@@ -129,10 +142,6 @@ void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, con
       L.codes.resize(n * K);
       copy_to_host(ctx, L.codes.data(), codes.get() + r0 * K, n * K);
     }
-    if (o.want_q) {
-      L.q.resize(n * K);
-      copy_to_host(ctx, L.q.data(), s.W + r0 * K, n * K * 2);
-    }
     if (o.want_packed) {
       if (K * bits % 32 || n * bits % 32) throw std::runtime_error("packing needs K and N multiples of 32");
       DevBuf<int32_t> qw(K * bits / 32 * n), qz(G * (n * bits / 32));
@@ -176,11 +185,14 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
                     LayerTimes* times) {
   const int64_t HID = d.hidden, FFN = d.ffn, HD = d.head_dim, QD = d.heads * HD, KVD = d.kv_heads * HD;
   const int64_t QKV = QD + 2 * KVD;
+  gf::check_plan(o.plan);
   if (T % S) throw std::runtime_error("tokens must be a whole number of windows");
   if (HID % 8 || d.heads % d.kv_heads) throw std::runtime_error("unsupported layer dims");
   const int64_t TC = std::min(std::max<int64_t>(o.chunk_windows, 1) * S, T);
   const int64_t nchunks = (T + TC - 1) / TC;
-  const float hscale = 2.0f / (float)(T / S);  // H = (2/n) Σ XᵀX, n = windows
+  // add_batch (the reference's GPTQ.add_batch): each step's xtx_accumulate calls below sum
+  // H = (2/n) Σ XᵀX over the chunks of windows, n = windows; symmetrize_lower completes it.
+  const float hscale = 2.0f / (float)(T / S);
   LayerTimes t;
   Timeline tl(ctx);
   const size_t tally0 = Tally::peak();
@@ -190,14 +202,23 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   DevBuf<__half> ATT(T * QD), nrm(TC * HID), big(TC * std::max(QKV, 2 * FFN)), act(TC * FFN);
   DevBuf<__half> scores(d.heads * std::min(o.attention_qc, S) * S);
   DevBuf<float> Hh(std::max(HID, QD) * std::max(HID, QD));
-  Stack qkv{{{"self_attn.q_proj", QD}, {"self_attn.k_proj", KVD}, {"self_attn.v_proj", KVD}},
-            {"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"}, QKV, HID, w.qkv};
-  Stack ost{{{"self_attn.o_proj", HID}}, {"self_attn.o_proj"}, HID, QD, w.o};
-  Stack gu{{{"mlp.gate_proj", FFN}, {"mlp.up_proj", FFN}}, {"mlp.up_proj", "mlp.gate_proj"}, 2 * FFN, HID, w.gate_up};
-  Stack dn{{{"mlp.down_proj", HID}}, {"mlp.down_proj"}, HID, FFN, w.down};
+  // The plan's groups, one per forward point in forward order (check_plan): steps 1-4 below.
+  auto rows = [&](gf::Linear l) {
+    switch (l) {
+      case gf::Linear::q: return QD;
+      case gf::Linear::k: case gf::Linear::v: return KVD;
+      case gf::Linear::gate: case gf::Linear::up: return FFN;
+      default: return HID;  // o, down
+    }
+  };
+  auto group = [&](gf::ForwardPoint p) -> const gf::PlanGroup& { return o.plan.groups[(int)p]; };
+  const Stack qkv = plan_stack(o.plan.qkv, group(gf::ForwardPoint::input_layernorm), HID, w.qkv, rows);
+  const Stack ost = plan_stack({gf::Linear::o}, group(gf::ForwardPoint::attention), QD, w.o, rows);
+  const Stack gu = plan_stack(o.plan.gate_up, group(gf::ForwardPoint::post_attention_layernorm), HID, w.gate_up, rows);
+  const Stack dn = plan_stack({gf::Linear::down}, group(gf::ForwardPoint::mlp_act), FFN, w.down, rows);
   auto chunk_len = [&](int64_t t0) { return std::min(TC, T - t0); };
 
-  // 1. [k, v, q]: input = RMSNorm1(x).
+  // 1. [k, v, q]: input = RMSNorm1(x). add_batch of its Hessian.
   for (int64_t t0 = 0; t0 < T; t0 += TC) {
     const int64_t tc = chunk_len(t0);
     tl.begin("forward");
@@ -213,7 +234,7 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   tl.end();
   solve_stack(ctx, tl, qkv, Hh.get(), o, out, t);
 
-  // 2. [o]: input = attention(q, k, v quantized) → ATT (kept for step 3).
+  // 2. [o]: input = attention(q, k, v quantized) → ATT (kept for step 3); add_batch.
   for (int64_t t0 = 0; t0 < T; t0 += TC) {
     const int64_t tc = chunk_len(t0);
     tl.begin("forward");
@@ -237,7 +258,7 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   tl.end();
   solve_stack(ctx, tl, ost, Hh.get(), o, out, t);
 
-  // 3. [up, gate]: h1 = x + o(att) (in place in X), input = RMSNorm2(h1).
+  // 3. [up, gate]: h1 = x + o(att) (in place in X), input = RMSNorm2(h1); add_batch.
   for (int64_t t0 = 0; t0 < T; t0 += TC) {
     const int64_t tc = chunk_len(t0);
     tl.begin("forward");
@@ -258,7 +279,7 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   solve_stack(ctx, tl, gu, Hh.get(), o, out, t);
   Hh.release();
 
-  // 4. [down]: input = silu(gate(n2)) · up(n2) with the quantized gate/up. The activations of
+  // 4. [down]: input = silu(gate(n2)) · up(n2) with the quantized gate/up; add_batch. The activations of
   // as many chunks as the memory budget allows (after what the down_proj solve will need) are
   // kept for step 5 instead of being computed again.
   DevBuf<float> Hf(FFN * FFN);

@@ -1,7 +1,7 @@
-// One Llama decoder layer quantized on the GPU, true-sequential (GPTQ-SPEC.md): [k, v, q] from
-// RMSNorm1(x), [o] from the attention output, [up, gate] from RMSNorm2(h1), [down] from
-// silu(gate)·up, each group's Hessian gathered with the earlier groups already quantized; the
-// layer's outputs (all weights quantized) replace the inputs in X for the next layer.
+// One Llama decoder layer quantized on the GPU, true-sequential (GPTQ-SPEC.md) along a
+// gf::LayerPlan: [k, v, q] from RMSNorm1(x), [o] from the attention output, [up, gate] from
+// RMSNorm2(h1), [down] from silu(gate)·up, each group's Hessian gathered with the earlier
+// groups already quantized; the layer's outputs (all weights quantized) replace the inputs in X for the next layer.
 // Linears sharing an input are solved as one stack of rows (one Hessian, one Cholesky).
 #pragma once
 #include <cuda_fp16.h>
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/layer_plan.h"
 #include "gptq.h"
 
 namespace gfc {
@@ -32,13 +33,15 @@ struct LayerDev {
 };
 
 struct LayerQuantOptions {
+  gf::LayerPlan plan;           // which linears are solved at each forward point, in which order
+                                // (src/model/layer-plan.ts; the stacks must be qkv = [q; k; v],
+                                // gate_up = [gate; up], as LayerDev holds them: gf::check_plan)
   gf::GptqOptions gptq;
   SolveConfig solve;
   int64_t chunk_windows = 4;    // windows per forward/Hessian chunk
   int64_t attention_qc = 1024;  // queries per attention chunk
   double mem_budget_gb = 40;    // act cache for step 5 within this much device memory in use
   bool want_codes = true;       // codes/scales/zeros (fp32)/g_idx/perm to the host
-  bool want_q = false;          // the dequantised Q (fp16 bits) to the host
   bool want_packed = false;     // AutoGPTQ v1 qweight/qzeros/fp16 scales packed on the GPU
 };
 
@@ -51,7 +54,6 @@ struct LinearOut {
   std::vector<float> scales;     // [G, n]
   std::vector<int32_t> zeros;    // [G, n]
   std::vector<int32_t> g_idx, perm;  // [k]
-  std::vector<uint16_t> q;       // [n, k] fp16 bits (want_q)
   std::vector<int32_t> qweight, qzeros;  // want_packed
   std::vector<uint16_t> scales16;
 };
@@ -65,7 +67,8 @@ struct LayerTimes {
 };
 
 // X [T, hidden] fp16 (device): in, the layer's inputs for T = windows·S tokens; out, its outputs.
-// Linears come back in the reference's order: k, v, q, o, up, gate, down.
+// Linears come back in the order of o.plan (the reference's: k, v, q, o, up, gate, down).
+// Throws std::invalid_argument for a plan the layer cannot run (gf::check_plan).
 void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X,
                     const LayerDev& w, const LayerQuantOptions& o, std::vector<LinearOut>& out,
                     LayerTimes* times = nullptr);

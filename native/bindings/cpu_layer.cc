@@ -1,0 +1,123 @@
+// The CPU engine's one call per decoder layer (kernels/cpu/layer_quant.h):
+//   cpuQuantizeLayer(weights, dims, windows | null, options, config, plan)
+//     weights: the layer's nine fp32 weights (as decoderLayer); dims: as decoderLayer (round16);
+//     windows: { x, att, h1: Float32Array[] (one per window), seqlen }, null with rtn;
+//       x [S·hidden] in: the layer's inputs, out: its outputs; att [S·heads·D], h1 [S·hidden]
+//       scratch;
+//     options: the solver's (gptqQuantize's); config: { rtn, trueSequential };
+//     plan: the layer plan (src/model/layer-plan.ts; checked, bindings/layer.cc).
+//   → { linears: [{ name, n, k, codes, scales, zeros, gIdx, perm, loss, dampPercent,
+//        dampRaises, deadColumns, seconds }] in the plan's order,
+//       times: { forward, hessian, solve } (seconds) }
+// The Hessians and the weights stay here: only the codes and grids of each linear come back.
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../kernels/cpu/layer_quant.h"
+#include "bindings.h"
+#include "layer.h"
+#include "util.h"
+
+namespace gfb {
+namespace {
+
+class CpuQuantizeLayer : public PromiseWorker {
+ public:
+  CpuQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    d_ = dims_arg(env, info[1]);
+    layer_arg(env, info[0], d_, layer_);
+    o_.gptq = gptq_options_arg(env, info[3]);
+    if (!info[4].IsObject()) throw Napi::TypeError::New(env, "config: expected an object");
+    Napi::Object c = info[4].As<Napi::Object>();
+    o_.rtn = c.Get("rtn").ToBoolean();
+    o_.true_sequential = c.Get("trueSequential").ToBoolean();
+    plan_ = plan_arg(env, info[5]);
+    if (o_.rtn) {
+      if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn");
+      return;
+    }
+    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "windows: expected an object (or null with rtn)");
+    Napi::Object w = info[2].As<Napi::Object>();
+    const int64_t S = int_arg(env, w, "seqlen");
+    if (S < 2) throw Napi::RangeError::New(env, "windows.seqlen: expected an integer >= 2");
+    const int64_t H = d_.hidden, qd = d_.heads * d_.head_dim;
+    x_ = windows_arg(env, w.Get("x"), S * H);
+    att_ = windows_arg(env, w.Get("att"), S * qd);
+    h1_ = windows_arg(env, w.Get("h1"), S * H);
+    if (x_.empty()) throw Napi::RangeError::New(env, "windows.x: expected at least one window");
+    if (att_.size() != x_.size() || h1_.size() != x_.size())
+      throw Napi::RangeError::New(env, "windows.att, windows.h1: expected " + std::to_string(x_.size()) +
+                                           " windows (as x)");
+    win_.S = S;
+    for (size_t i = 0; i < x_.size(); ++i) {
+      win_.x.push_back(x_[i].data);
+      win_.att.push_back(att_[i].data);
+      win_.h1.push_back(h1_[i].data);
+    }
+  }
+
+  void Run() override {
+    // The linears are solved in place: copies, the caller's arrays stay as they were.
+    const float* src[gf::kLinears] = {layer_.w.q, layer_.w.k, layer_.w.v, layer_.w.o,
+                                      layer_.w.gate, layer_.w.up, layer_.w.down};
+    const int64_t H = d_.hidden, F = d_.ffn, qd = d_.heads * d_.head_dim, kvd = d_.kv_heads * d_.head_dim;
+    const int64_t count[gf::kLinears] = {qd * H, kvd * H, kvd * H, H * qd, F * H, F * H, H * F};
+    gf::LayerWeightsMut w{layer_.w.input_norm, layer_.w.post_norm, {}};
+    for (int i = 0; i < gf::kLinears; ++i) {
+      lin_[i].assign(src[i], src[i] + count[i]);
+      w.lin[i] = lin_[i].data();
+    }
+    gf::quantize_layer(d_, plan_, w, o_, o_.rtn ? nullptr : &win_, out_, t_);
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array lin = Napi::Array::New(env, out_.size());
+    for (size_t i = 0; i < out_.size(); ++i) {
+      const gf::LinearResult& L = out_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", gf::linear_name(L.linear));
+      o.Set("n", (double)L.n);
+      o.Set("k", (double)L.k);
+      o.Set("codes", to_js(env, L.codes.codes));
+      o.Set("scales", to_js(env, L.codes.scales));
+      o.Set("zeros", to_js(env, L.codes.zeros));
+      o.Set("gIdx", to_js(env, L.codes.g_idx));
+      o.Set("perm", to_js(env, L.codes.perm));
+      o.Set("loss", L.res.loss);
+      o.Set("dampPercent", L.res.damp_percent);
+      o.Set("dampRaises", L.res.damp_raises);
+      o.Set("deadColumns", (double)L.res.dead_columns);
+      o.Set("seconds", L.seconds);
+      lin.Set((uint32_t)i, o);
+    }
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("forward", t_.forward_s);
+    t.Set("hessian", t_.hessian_s);
+    t.Set("solve", t_.solve_s);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("linears", lin);
+    r.Set("times", t);
+    return r;
+  }
+
+ private:
+  gf::LlamaDims d_;
+  HeldLayer layer_;
+  gf::LayerQuantOptions o_;
+  gf::LayerPlan plan_;
+  std::vector<Held<float>> x_, att_, h1_;
+  gf::LayerWindows win_;
+  std::vector<float> lin_[gf::kLinears];
+  std::vector<gf::LinearResult> out_;
+  gf::LayerQuantTimes t_;
+};
+
+}  // namespace
+
+void RegisterCpuLayer(Napi::Env env, Napi::Object exports) {
+  exports.Set("cpuQuantizeLayer", Napi::Function::New(env, start<CpuQuantizeLayer>));
+}
+
+}  // namespace gfb

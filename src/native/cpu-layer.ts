@@ -1,0 +1,101 @@
+/**
+ * The CPU engine's one call per decoder layer (native/bindings/cpu_layer.cc), and the layer
+ * plan's form as every engine's native call takes it. Loaded through ./index (the one loader);
+ * arguments are validated here first (name, expected, got).
+ */
+import {
+  check, checkDims, checkGptqOptions, checkLayerWeights, checkLength, checkSeqlen, GptqOptions, GptqSolve,
+  LayerWeightsF32, nativeAddon, NativeDims,
+} from './index';
+
+interface CpuLayerAddon {
+  cpuQuantizeLayer(
+    w: LayerWeightsF32, dims: NativeDims, windows: CpuLayerWindows | null, opts: GptqOptions,
+    cfg: CpuLayerConfig, plan: NativeLayerPlan,
+  ): Promise<CpuLayerResult>;
+}
+
+/**
+ * A decoder layer's true-sequential plan as the engines take it (the data: src/model/layer-plan.ts):
+ * groups in forward order, each the forward point that yields its input and its linears in the
+ * order they are solved; the row order of the stacked q/k/v and gate/up weights. Checked natively
+ * (kernels/cpu/layer_plan.h): a plan the layer cannot run is refused, naming the problem.
+ */
+export interface NativeLayerPlan {
+  groups: readonly { input: string; linears: readonly string[] }[];
+  stacks: { qkv: readonly string[]; gateUp: readonly string[] };
+}
+
+/** The activations of a CPU layer call, one array per window of `seqlen` tokens. */
+export interface CpuLayerWindows {
+  /** [seqlen × hidden]: in, the layer's inputs; out, its outputs (every linear quantized). */
+  x: Float32Array[];
+  /** Scratch [seqlen × heads·headDim] (the attention output). */
+  att: Float32Array[];
+  /** Scratch [seqlen × hidden] (the residual after attention). */
+  h1: Float32Array[];
+  seqlen: number;
+}
+
+export interface CpuLayerConfig {
+  /** Round-to-nearest: no windows (null), no Hessians. */
+  rtn: boolean;
+  /** false: every Hessian from the unquantized layer. */
+  trueSequential: boolean;
+}
+
+/** One linear of a CPU layer call: gptqQuantize's result less q, with its name, shape and solve time. */
+export interface CpuLinear extends Omit<GptqSolve, 'q'> {
+  name: string;
+  n: number;
+  k: number;
+  seconds: number;
+}
+
+export interface CpuLayerResult {
+  /** In the plan's order. */
+  linears: CpuLinear[];
+  /** Seconds in the layer's forward, in add_batch (Hessians) and in the solves. */
+  times: { forward: number; hessian: number; solve: number };
+}
+
+/**
+ * Quantizes one decoder layer on the CPU in one native call: the forward steps, every Hessian
+ * and every solve, in the plan's order; `windows.x` then holds the layer's outputs. `w` is not
+ * modified. With cfg.rtn, windows must be null.
+ */
+export async function cpuQuantizeLayer(
+  w: LayerWeightsF32, dims: NativeDims, windows: CpuLayerWindows | null, opts: GptqOptions,
+  cfg: CpuLayerConfig, plan: NativeLayerPlan,
+): Promise<CpuLayerResult> {
+  checkDims(dims);
+  checkLayerWeights(w, dims);
+  for (const k of [dims.hidden, dims.heads * dims.headDim, dims.ffn]) checkGptqOptions(opts, k);
+  check(cfg.rtn === (windows === null), 'windows', cfg.rtn ? 'null with rtn' : 'the activation windows', windows);
+  if (windows !== null) {
+    checkSeqlen(windows.seqlen);
+    const n = windows.x.length;
+    check(n > 0, 'windows.x', 'at least one window', n);
+    const widths = { x: dims.hidden, att: dims.heads * dims.headDim, h1: dims.hidden };
+    for (const key of ['x', 'att', 'h1'] as const) {
+      check(windows[key].length === n, `windows.${key}`, `${n} windows (as x)`, windows[key].length);
+      windows[key].forEach((a, i) => checkLength(a, `windows.${key}[${i}]`, windows.seqlen * widths[key]));
+    }
+  }
+  checkPlanShape(plan);
+  return (nativeAddon() as CpuLayerAddon).cpuQuantizeLayer(w, dims, windows, opts, cfg, plan);
+}
+
+/** The plan's form (arrays of names); what the names must be is checked natively. */
+export function checkPlanShape(plan: NativeLayerPlan): void {
+  const names = (v: unknown, what: string) => {
+    check(Array.isArray(v) && v.every((x) => typeof x === 'string'), what, 'an array of names', v);
+  };
+  check(Array.isArray(plan?.groups), 'plan.groups', 'an array', plan?.groups);
+  plan.groups.forEach((g, i) => {
+    check(typeof g?.input === 'string', `plan.groups[${i}].input`, 'a forward point name', g?.input);
+    names(g.linears, `plan.groups[${i}].linears`);
+  });
+  names(plan.stacks?.qkv, 'plan.stacks.qkv');
+  names(plan.stacks?.gateUp, 'plan.stacks.gateUp');
+}
