@@ -13,7 +13,8 @@ import { loadDatasetText } from '../data/datasets';
 import { tokenizeCached } from '../data/tokenizer';
 import { evalWindows } from '../data/windows';
 import { PerplexityResult, evaluatePerplexity } from '../eval/perplexity';
-import { CudaEvalStats, EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
+import { CudaEvalStats } from '../eval/perplexity-cuda';
+import { chooseDevice, Device } from '../device';
 import { checkOnnxExportOf } from '../eval/onnx/onnx-identity';
 import { evaluatePerplexityOnnx, openOnnxSession } from '../eval/onnx/perplexity-onnx';
 import { checkBranchSettings } from '../gptq/settings-branch';
@@ -36,7 +37,7 @@ interface EvalFlags {
   quiet?: boolean;
   engine: 'native' | 'onnx';
   onnx?: string;
-  device?: EvalDevice;
+  device?: Device;
 }
 
 export function registerEval(program: Command): void {
@@ -96,7 +97,7 @@ export interface EvalResult {
 async function runEval(flags: EvalFlags): Promise<EvalResult> {
   if (flags.onnx !== undefined && flags.engine !== 'onnx') throw new UsageError('--onnx needs --engine onnx');
   if (flags.engine === 'onnx' && flags.device === 'cuda') throw new UsageError('--engine onnx runs on the CPU; --device cuda is for the native engine');
-  const device = flags.engine === 'onnx' ? 'cpu' : pickEvalDevice(flags.device);
+  const device = flags.engine === 'onnx' ? 'cpu' : chooseDevice(flags.device);
   if (device === 'cuda' && flags.fp32Activations) throw new UsageError('--fp32-activations is for --device cpu (the GPU keeps fp16 activations, as transformers)');
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   await checkBranchSettings(dir);
@@ -135,12 +136,10 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
       } finally {
         await session.release();
       }
-    } else if (device === 'cuda') {
-      const r = await evaluatePerplexityCuda(model, windows.tokens, flags.seqlen, { onProgress });
+    } else {
+      const r = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { device, round16: !flags.fp32Activations, onProgress });
       res = r;
       stats = r.stats;
-    } else {
-      res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: !flags.fp32Activations, onProgress });
     }
     progress.stop();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

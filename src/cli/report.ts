@@ -21,7 +21,7 @@ import { readJsonFile } from '../io/json-file';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { evaluatePerplexity } from '../eval/perplexity';
-import { EvalDevice, evaluatePerplexityCuda, pickEvalDevice } from '../eval/perplexity-cuda';
+import { chooseDevice, Device } from '../device';
 import { bitsPerWeight, folderBytes, gptqRowBase, renderMarkdown } from '../eval/report';
 import { renderChart } from '../eval/report-chart';
 import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-content';
@@ -40,7 +40,7 @@ interface ReportFlags {
   remeasure?: boolean;
   json?: boolean;
   quiet?: boolean;
-  device?: EvalDevice;
+  device?: Device;
 }
 
 export const BASELINES_DIR = '.baselines';
@@ -71,7 +71,7 @@ export function registerReport(program: Command): void {
 }
 
 async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
-  const device = pickEvalDevice(flags.device);
+  const device = chooseDevice(flags.device);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   // every branch's quantize_config against its config.json before anything is measured
@@ -106,9 +106,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     const progress = createProgress(`eval ${name}`, { quiet: flags.quiet });
     try {
       const onProgress = (d: number, t: number, label: string) => progress.update(d, t, label);
-      const res = device === 'cuda'
-        ? await evaluatePerplexityCuda(model, windows.tokens, flags.seqlen, { onProgress })
-        : await evaluatePerplexity(model, windows.tokens, flags.seqlen, { round16: true, onProgress });
+      const res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { device, round16: true, onProgress });
       return { perplexity: res.perplexity, weightsId, files };
     } finally {
       progress.stop();

@@ -1,101 +1,102 @@
 /**
- * Perplexity with the native CPU engine, layer by layer: the hidden states of every window
- * stay in memory while one decoder layer's weights at a time are loaded, applied, dropped —
- * the same shape of computation the quantizer runs.
+ * Perplexity with the GPTQ paper's protocol (engine.ts's driver) on the native CPU or CUDA
+ * engine. The CPU engine goes layer by layer: the hidden states of every window stay in memory
+ * while one decoder layer's weights at a time are loaded, applied and dropped, the same shape
+ * of computation the quantizer runs.
  */
-import { UserError } from '../errors';
-import { perplexityFromWindowNll } from '../data/windows';
-import { decoderLayer, embed, windowNll } from '../native';
+import { Device } from '../device';
+import { decoderLayer, embed, NativeDims, windowNll } from '../native';
 import { LlamaModel } from '../model/llama-model';
+import { EvalEngine, HeadOutput, PerplexityResult, runEvalEngine, windowCount } from './engine';
+import { CudaEvalEngine, CudaEvalStats } from './perplexity-cuda';
+
+export type { PerplexityResult } from './engine';
 
 export interface PerplexityOptions {
-  /** Store activations as fp16 between ops, as an fp16 model in transformers does. */
+  /** The engine (default cpu; the CLI picks it with chooseDevice). */
+  device?: Device;
+  /** CPU engine: store activations as fp16 between ops, as an fp16 model in transformers does (the GPU always does). */
   round16: boolean;
-  /** Windows per native call: the granularity of progress reports. */
+  /** CPU engine: windows per native call, the granularity of progress reports (default 4). */
   windowsPerCall?: number;
-  /** Keep per-token NLL and argmax in the result (for golden comparisons). */
+  /** CUDA engine: windows per chunk of the forward (default 4). */
+  chunkWindows?: number;
+  /** Keep per-token NLL (and argmax on the CPU engine) in the result, for golden comparisons. */
   keepTokens?: boolean;
   /** Called after each unit of work: done / total, with a short label. */
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
-export interface PerplexityResult {
-  perplexity: number;
-  /** Mean NLL of each window's seqlen − 1 next-token targets. */
-  windowNll: number[];
-  /** Per-token NLL [windows × (seqlen − 1)] and argmax [windows × seqlen], when asked. */
-  tokenNll?: Float32Array;
-  argmax?: Int32Array;
-  windows: number;
-  seqlen: number;
-}
-
-/**
- * `tokens` holds `windows × seqlen` ids, window after window. Perplexity follows the GPTQ
- * reference (llama_eval): exp(Σ_w meanNLL_w · seqlen / (windows · seqlen)).
- */
+/** `tokens` holds `windows × seqlen` ids, window after window. */
 export async function evaluatePerplexity(
   model: LlamaModel, tokens: Int32Array, seqlen: number, opts: PerplexityOptions,
-): Promise<PerplexityResult> {
-  const c = model.config;
-  const windows = tokens.length / seqlen;
-  if (!Number.isInteger(windows) || windows < 1) {
-    throw new RangeError(`tokens: expected a positive multiple of seqlen ${seqlen}, got ${tokens.length}`);
+): Promise<PerplexityResult & { stats?: CudaEvalStats }> {
+  windowCount(tokens, seqlen);
+  if (opts.device === 'cuda') {
+    const engine = await CudaEvalEngine.open(model, tokens, seqlen, opts.chunkWindows ?? 4);
+    const res = await runEvalEngine(model, engine, tokens, seqlen, opts);
+    return { ...res, stats: engine.stats };
   }
-  const dims = model.dims(opts.round16);
-  const per = Math.max(1, opts.windowsPerCall ?? 4);
-  const chunks: number[][] = [];
-  for (let w = 0; w < windows; w += per) {
-    chunks.push(Array.from({ length: Math.min(per, windows - w) }, (_, k) => w + k));
-  }
-  const total = (c.numLayers + 1) * chunks.length + 1;
-  let done = 0;
-  const tick = (label: string) => opts.onProgress?.(++done, total, label);
+  return runEvalEngine(model, new CpuEvalEngine(model, tokens, seqlen, opts.round16, opts.windowsPerCall ?? 4), tokens, seqlen, opts);
+}
 
-  const hidden = Array.from({ length: windows }, () => new Float32Array(seqlen * c.hiddenSize));
-  await embed(tokens, await model.embedding(), c.vocabSize, hidden);
-  tick('embeddings');
+/** The native CPU engine: fp32 (or fp16-rounded) hidden states of every window in memory. */
+class CpuEvalEngine implements EvalEngine {
+  readonly units: { embed: number; layer: number; head: number };
+  readonly nonFiniteHint: string;
+  private readonly dims: NativeDims;
+  private readonly chunks: number[][] = [];
+  private hidden: Float32Array[] = [];
 
-  for (let layer = 0; layer < c.numLayers; layer++) {
-    const weights = await model.layer(layer);
-    for (const chunk of chunks) {
-      const nonFinite = await decoderLayer(chunk.map((w) => hidden[w]), weights, dims, seqlen);
-      if (nonFinite > 0) {
-        throw new UserError(
-          `${model.dir}: the hidden states are not finite after decoder layer ${layer} (${nonFinite} NaN/Inf values` +
-          `${opts.round16 ? '; activations are stored in fp16, see --fp32-activations' : ''})`,
-        );
-      }
-      tick(`layer ${layer + 1}/${c.numLayers}`);
+  constructor(private readonly model: LlamaModel, private readonly tokens: Int32Array, private readonly seqlen: number, round16: boolean, perCall: number) {
+    const windows = tokens.length / seqlen;
+    const per = Math.max(1, perCall);
+    for (let w = 0; w < windows; w += per) {
+      this.chunks.push(Array.from({ length: Math.min(per, windows - w) }, (_, k) => w + k));
     }
+    this.dims = model.dims(round16);
+    this.units = { embed: 1, layer: this.chunks.length, head: this.chunks.length };
+    this.nonFiniteHint = round16 ? '; activations are stored in fp16, see --fp32-activations' : '';
   }
 
-  const norm = await model.finalNorm();
-  const head = await model.lmHead();
-  const windowMeans: number[] = [];
-  const tokenNll = opts.keepTokens ? new Float32Array(windows * (seqlen - 1)) : undefined;
-  const argmax = opts.keepTokens ? new Int32Array(windows * seqlen) : undefined;
-  for (const chunk of chunks) {
-    const ids = tokens.subarray(chunk[0] * seqlen, (chunk[chunk.length - 1] + 1) * seqlen);
-    const out = await windowNll(chunk.map((w) => hidden[w]), ids, norm, head, dims, seqlen);
-    if (out.nonFinite > 0) {
-      throw new UserError(`${model.dir}: the logits are not finite for ${out.nonFinite} token(s) (after the final norm and lm_head)`);
-    }
-    const nll = out.nll;
-    tokenNll?.set(nll, chunk[0] * (seqlen - 1));
-    argmax?.set(out.argmax, chunk[0] * seqlen);
-    for (let k = 0; k < chunk.length; k++) {
-      let s = 0;
-      for (let t = 0; t < seqlen - 1; t++) s += nll[k * (seqlen - 1) + t];
-      windowMeans.push(s / (seqlen - 1));
-    }
-    tick('lm_head');
+  async embed(tick: () => void): Promise<void> {
+    const c = this.model.config;
+    const windows = this.tokens.length / this.seqlen;
+    this.hidden = Array.from({ length: windows }, () => new Float32Array(this.seqlen * c.hiddenSize));
+    await embed(this.tokens, await this.model.embedding(), c.vocabSize, this.hidden);
+    tick();
   }
-  const perplexity = perplexityFromWindowNll(windowMeans);
-  if (!Number.isFinite(perplexity)) {
-    // Every NLL was finite, so only exp() of their mean can overflow here.
-    const mean = windowMeans.reduce((a, b) => a + b, 0) / windowMeans.length;
-    throw new UserError(`${model.dir}: the perplexity is not finite (exp of a mean NLL of ${mean.toPrecision(4)} overflows)`);
+
+  async layer(layer: number, tick: () => void): Promise<number> {
+    const weights = await this.model.layer(layer);
+    let nonFinite = 0;
+    for (const chunk of this.chunks) {
+      nonFinite += await decoderLayer(chunk.map((w) => this.hidden[w]), weights, this.dims, this.seqlen);
+      tick();
+    }
+    return nonFinite;
   }
-  return { perplexity, windowNll: windowMeans, windows, seqlen, tokenNll, argmax };
+
+  async head(tick: () => void): Promise<HeadOutput> {
+    const S = this.seqlen;
+    const windows = this.tokens.length / S;
+    const norm = await this.model.finalNorm();
+    const lmHead = await this.model.lmHead();
+    const nll = new Float32Array(windows * (S - 1));
+    const argmax = new Int32Array(windows * S);
+    let nonFinite = 0;
+    for (const chunk of this.chunks) {
+      const first = chunk[0], end = chunk[chunk.length - 1] + 1;
+      const out = await windowNll(chunk.map((w) => this.hidden[w]), this.tokens.subarray(first * S, end * S), norm, lmHead, this.dims, S);
+      nll.set(out.nll, first * (S - 1));
+      argmax.set(out.argmax, first * S);
+      nonFinite += out.nonFinite;
+      tick();
+    }
+    return { nll, stride: S - 1, nonFinite, argmax };
+  }
+
+  async close(): Promise<void> {
+    this.hidden = [];
+  }
 }

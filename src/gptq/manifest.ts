@@ -4,6 +4,7 @@
  * calibration, base model, tool version) and how long it took. A branch folder without a valid
  * manifest is not a finished `gptq branches` output.
  */
+import type { Device } from '../device';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { resolveModel } from '../hub/resolve';
@@ -41,7 +42,7 @@ export interface CalibrationRef {
   digest: string;
 }
 
-export type Device = 'cpu' | 'cuda';
+export type { Device };
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
