@@ -1,16 +1,18 @@
-/** Which engine quantizes a build (cpu or cuda), and what the CUDA engine refuses. */
-import { UserError } from '../errors';
-import { cudaAvailable, cudaUnavailableReason } from '../native';
-import { Device } from './manifest';
+/** Which engine quantizes a build (cpu or cuda): src/device.ts's rule with what the CUDA engine refuses. */
+import { chooseDevice, Device } from '../device';
 import { QuantizeSettings } from './settings';
+
+/** Why these settings cannot run on the CUDA engine (a sentence naming the flag), or null. */
+export function cudaRefusal(s: QuantizeSettings): string | null {
+  if (s.rtn) return '--device cuda does not do round-to-nearest (--rtn); use --device cpu';
+  if (s.mse) return '--device cuda does not do --mse; use --device cpu';
+  if (!s.trueSequential) return '--device cuda is true-sequential only; use --device cpu for --no-true-sequential';
+  return null;
+}
 
 /** Throws a UserError when these settings cannot run on the CUDA engine here. */
 export function checkCudaSettings(s: QuantizeSettings): void {
-  const why = cudaUnavailableReason();
-  if (why) throw new UserError(`--device cuda: ${why}`);
-  if (s.rtn) throw new UserError('--device cuda does not do round-to-nearest (--rtn); use --device cpu');
-  if (s.mse) throw new UserError('--device cuda does not do --mse; use --device cpu');
-  if (!s.trueSequential) throw new UserError('--device cuda is true-sequential only; use --device cpu for --no-true-sequential');
+  chooseDevice('cuda', cudaRefusal(s));
 }
 
 /**
@@ -18,7 +20,5 @@ export function checkCudaSettings(s: QuantizeSettings): void {
  * device is visible and the settings run on it, cpu otherwise.
  */
 export function pickDevice(asked: Device | undefined, s: QuantizeSettings): Device {
-  if (asked === 'cuda') checkCudaSettings(s);
-  if (asked) return asked;
-  return cudaAvailable() && !s.rtn && !s.mse && s.trueSequential ? 'cuda' : 'cpu';
+  return chooseDevice(asked, cudaRefusal(s));
 }
