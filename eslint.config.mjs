@@ -4,7 +4,9 @@
 // includes no-floating-promises, no-misused-promises, await-thenable, the no-unsafe-* family
 // and require-await), type information from tsconfig.test.json (src/ and test/). On top:
 // promise rules as errors also for `void`-returning callbacks (checksVoidReturn), unused
-// variables allowed when named `_…`. In test/ the no-unsafe-* family is off: tests read the
+// variables allowed when named `_…`; require-await off: an `async` function without `await`
+// here implements a Promise-returning interface (test doubles of a download, loaders that
+// may do I/O) and turns a throw into a rejection, which is what its callers handle. In test/ the no-unsafe-* family is off: tests read the
 // CLI's JSON output (`any`) and check its shape with expect, so a wrong shape fails the test
 // anyway, and a cast on every JSON.parse would be noise. Not used: the `strict`/`stylistic`
 // sets and consistent-type-imports (style, not bugs; they would touch most files).
@@ -31,6 +33,7 @@ export default defineConfig(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/require-await': 'off',
     },
   },
   {
@@ -44,11 +47,11 @@ export default defineConfig(
     },
   },
   // TEMPORARY (issue 13): files that other branches rewrite in parallel keep their findings
-  // (pipeline.ts:82 require-await; cuda.ts:124 and cuda-eval.ts:63 no-unnecessary-type-assertion)
-  // for their owners. Remove this block after merging them, then run `npm run lint`.
+  // (src/native/cuda.ts:124 and src/native/cuda-eval.ts:63: no-unnecessary-type-assertion) for
+  // their owners. Remove this block after merging them, then run `npm run lint`.
   {
-    files: ['src/gptq/pipeline*.ts', 'src/native/*.ts'],
-    rules: { '@typescript-eslint/require-await': 'off', '@typescript-eslint/no-unnecessary-type-assertion': 'off' },
+    files: ['src/native/*.ts'],
+    rules: { '@typescript-eslint/no-unnecessary-type-assertion': 'off' },
   },
   {
     files: ['**/*.js', '**/*.mjs'],
