@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * Quality benchmark: every seed branch (configs/llama-2-70b-gptq.json) of llama2-m built with the
+ * Quality benchmark: every seed branch (configs/llama-2-gptq-paper.json) of llama2-m built with the
  * standard protocol (128 × 4096 calibration windows of wikitext-2-v1/valid.txt, seed 0, damp
  * 0.01), plus round-to-nearest baselines and fp16, each evaluated on wiki.test.raw at 4096;
  * printed beside the GPTQ authors' figures (../shared/reference/quality-llama2-m-4096.json).
@@ -28,7 +28,7 @@ const model = path.join(shared, 'models/llama2-m');
 const calib = path.join(shared, 'datasets/wikitext-2-v1/valid.txt');
 const evalText = path.join(shared, 'datasets/wikitext-2-raw-v1/wiki.test.raw');
 const reference = JSON.parse(fs.readFileSync(path.join(shared, 'reference/quality-llama2-m-4096.json'), 'utf8'));
-const matrix = JSON.parse(fs.readFileSync(path.join(root, 'configs/llama-2-70b-gptq.json'), 'utf8'));
+const matrix = JSON.parse(fs.readFileSync(path.join(root, 'configs/llama-2-gptq-paper.json'), 'utf8'));
 const threads = arg('--threads', String(Math.max(1, Math.floor(os.cpus().length / jobs))));
 
 const entries = [

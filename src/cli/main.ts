@@ -10,10 +10,12 @@ import { registerQuantize } from './quantize';
 import { registerReport } from './report';
 import { registerVerify } from './verify';
 
-const VERSION: string = require('../../package.json').version;
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- package.json lies outside rootDir (src/), so it cannot be imported
+const VERSION = (require('../../package.json') as { version: string }).version;
 
 /** Control characters (newlines included) as spaces, runs of white space as one. */
 function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what it replaces
   return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ').replace(/ {2,}/g, ' ').trim();
 }
 

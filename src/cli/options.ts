@@ -39,7 +39,7 @@ export function deviceOption(what = 'quantization engine'): Option {
  * undefined (optional overrides) are not checked. Runs before every command's action.
  */
 export function checkOptionSettings(command: Command): void {
-  const opts = command.opts() as Record<string, unknown>;
+  const opts = command.opts<Record<string, unknown>>();
   const flagOf = (key: string): string | undefined => command.options.find((o) => o.attributeName() === key)?.long;
   for (const name of Object.keys(SETTING_RULES) as SettingName[]) {
     const flag = flagOf(name);

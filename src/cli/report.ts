@@ -98,7 +98,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   // A row is keyed by the content it was measured on (report-content.ts), never by what a
   // manifest or the last report says about it.
   const measure = async (name: string, modelDir: string): Promise<{ perplexity: number; weightsId: string; files: FileStamp[] }> => {
-    const last = reusable ? previous!.rows.find((r) => r.name === name) : undefined;
+    const last = reusable ? previous.rows.find((r) => r.name === name) : undefined;
     const files = await contentStamps(modelDir, last?.files);
     const weightsId = contentId(files);
     if (last && last.weightsId === weightsId && typeof last.perplexity === 'number') return { perplexity: last.perplexity, weightsId, files };

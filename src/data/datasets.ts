@@ -164,7 +164,7 @@ function hyparquet(): Hyparquet {
 /** Reads one string column of a parquet file and joins its rows. */
 export async function readParquetText(file: string, column: string, joiner: string): Promise<string> {
   const buf = fs.readFileSync(file);
-  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const hp = hyparquet();
   let metadata: object;
   let columns: string[];

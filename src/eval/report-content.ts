@@ -39,7 +39,8 @@ export function sha256File(file: string): Promise<string> {
  * every other file is hashed.
  */
 export async function contentStamps(dir: string, previous?: readonly FileStamp[]): Promise<FileStamp[]> {
-  const known = new Map((Array.isArray(previous) ? previous : []).map((s) => [s.path, s]));
+  const list: readonly FileStamp[] = Array.isArray(previous) ? (previous as readonly FileStamp[]) : [];
+  const known = new Map(list.map((s) => [s.path, s]));
   const names = (await fs.promises.readdir(dir)).filter(isContentFile).sort();
   const out: FileStamp[] = [];
   for (const name of names) {

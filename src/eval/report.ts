@@ -23,6 +23,14 @@ export function formatSize(bytes: number): string {
   return `${bytes} B`;
 }
 
+/**
+ * The "ExLlama" column of TheBloke's tables (the report and the model card): ExLlama loads
+ * 4-bit GPTQ Llama checkpoints only, so "Yes" for 4 bits and "No" otherwise.
+ */
+export function exllamaCompatible(bits: number): 'Yes' | 'No' {
+  return bits === 4 ? 'Yes' : 'No';
+}
+
 /** Bytes on disk of the files of a folder (recursively). */
 export async function folderBytes(dir: string): Promise<number> {
   let total = 0;
@@ -84,16 +92,17 @@ export function renderMarkdown(report: Report, chartFile: string): string {
     `Perplexity on ${report.eval.source}: ${report.eval.windows} windows of ${report.eval.seqlen} tokens ` +
       `(${report.eval.tokens} tokens in the text), the GPTQ paper's protocol; lower is better.`, '',
   );
-  lines.push('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | Bits/weight | Perplexity | vs fp16 | Build time | Desc |');
-  lines.push('| ------ | ---: | -: | --------- | -----: | ------------ | ------: | ---: | ----------: | ---------: | ------: | ---------: | ---- |');
+  lines.push('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | ExLlama | Bits/weight | Perplexity | vs fp16 | Build time | Desc |');
+  lines.push('| ------ | ---: | -: | --------- | -----: | ------------ | ------: | ---: | ------- | ----------: | ---------: | ------: | ---------: | ---- |');
   for (const r of report.rows) {
     const rel = fp16 && r !== fp16 ? `${((r.perplexity / fp16.perplexity - 1) * 100).toFixed(2)} %` : '';
     const gs = r.groupSize === null ? '' : r.groupSize === -1 ? 'None' : String(r.groupSize);
     const act = r.actOrder === null ? '' : r.actOrder ? 'Yes' : 'No';
     const damp = r.dampPercent === null ? '' : String(r.dampPercent);
     const build = r.buildSeconds === null ? '' : `${r.buildSeconds.toFixed(0)} s`;
+    const exllama = r.kind === 'fp16' ? '' : exllamaCompatible(r.bits);
     lines.push(
-      `| ${r.name} | ${r.bits} | ${gs} | ${act} | ${damp} | ${r.dataset ?? ''} | ${r.seqlen ?? ''} | ${formatSize(r.sizeBytes)} | ` +
+      `| ${r.name} | ${r.bits} | ${gs} | ${act} | ${damp} | ${r.dataset ?? ''} | ${r.seqlen ?? ''} | ${formatSize(r.sizeBytes)} | ${exllama} | ` +
         `${fmt(r.bitsPerWeight, 2)} | ${fmt(r.perplexity, 3)} | ${rel} | ${build} | ${describe(r)} |`,
     );
   }

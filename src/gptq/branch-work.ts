@@ -172,7 +172,7 @@ function stateProblem(s: Record<string, unknown>): string | undefined {
   const t = s.timings;
   const keys = Object.keys(zeroTimings());
   if (!isObject(t) || Object.keys(t).length !== keys.length ||
-      !keys.every((k) => typeof t[k] === 'number' && Number.isFinite(t[k]) && (t[k] as number) >= 0)) {
+      !keys.every((k) => typeof t[k] === 'number' && Number.isFinite(t[k]) && t[k] >= 0)) {
     return 'timings: not the timings of a build';
   }
   if (!isInt(s.resumes, 0, Number.MAX_SAFE_INTEGER)) return 'resumes: not a count';
@@ -204,7 +204,8 @@ async function acquireLock(dir: string): Promise<void> {
     }
     let held: { pid?: unknown; host?: unknown } = {};
     try {
-      held = JSON.parse(await fsp.readFile(file, 'utf8'));
+      const v: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
+      if (typeof v === 'object' && v !== null) held = v;
     } catch {
       // unreadable (a run killed while writing it): stale
     }
@@ -226,7 +227,7 @@ async function acquireLock(dir: string): Promise<void> {
 async function releaseLock(dir: string): Promise<void> {
   const file = path.join(dir, LOCK_FILE);
   try {
-    const held = JSON.parse(await fsp.readFile(file, 'utf8'));
+    const held = JSON.parse(await fsp.readFile(file, 'utf8')) as { pid?: unknown; host?: unknown } | null;
     if (held?.pid === process.pid && held?.host === os.hostname()) await fsp.rm(file, { force: true });
   } catch {
     // not ours, or gone

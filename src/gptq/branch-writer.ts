@@ -7,7 +7,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
 import { f32ToF16 } from '../io/dtypes';
 import { asBytes, SafetensorsWriter, TensorData, TensorSpec } from '../io/safetensors-writer';
@@ -165,7 +164,7 @@ export async function packLinear(
   const t = (tensor: string, data: ArrayBufferView): TensorData => {
     const spec = specs.get(tensor)!;
     const n = spec.shape.reduce((a, b) => a * b, 1);
-    if ((data as Int32Array).length !== n) throw new Error(`${tensor}: ${(data as Int32Array).length} values for shape [${spec.shape}]`);
+    if ((data as Int32Array).length !== n) throw new Error(`${tensor}: ${(data as Int32Array).length} values for shape [${spec.shape.join(',')}]`);
     return { ...spec, data };
   };
   return [t(names.qweight, qweight), t(names.qzeros, qzeros), t(names.scales, scales), t(names.g_idx, solve.gIdx)];

@@ -19,7 +19,8 @@ import { quantizeLayers } from './driver';
 import { PipelineEvents, StageTimes } from './engine';
 import { QuantizeSettings } from './settings';
 
-const VERSION: string = require('../../package.json').version;
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- package.json lies outside rootDir (src/), so it cannot be imported
+const VERSION = (require('../../package.json') as { version: string }).version;
 
 export interface BuildOptions {
   model: LlamaModel;

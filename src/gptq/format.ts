@@ -33,8 +33,8 @@ import { checkSetting, SUPPORTED_BITS } from './settings';
 
 export { SUPPORTED_BITS };
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const VERSION: string = require('../../package.json').version;
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- package.json lies outside rootDir (src/), so it cannot be imported
+const VERSION = (require('../../package.json') as { version: string }).version;
 
 export const QUANTIZE_CONFIG_FILE = 'quantize_config.json';
 
@@ -165,8 +165,8 @@ export function parseQuantizeConfig(json: unknown, source: string): QuantizeConf
     static_groups: bool('static_groups', false),
     sym: bool('sym', true),
     true_sequential: bool('true_sequential', true),
-    model_name_or_path: (name as string | null | undefined) ?? null,
-    model_file_base_name: (base as string | null | undefined) ?? 'model',
+    model_name_or_path: name ?? null,
+    model_file_base_name: base ?? 'model',
     quant_method: 'gptq',
     checkpoint_format: 'gptq',
   };

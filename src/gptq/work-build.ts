@@ -30,7 +30,7 @@ let cached: Omit<WorkBuild, 'gpu'> | undefined;
 
 function addonBuild(): Omit<WorkBuild, 'gpu'> {
   if (cached) return cached;
-  const version = String(JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
+  const version = String((JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: unknown }).version);
   const addon = nativeAddon() as { cudaBuilt?: boolean }; // loads it (a clear error when not built)
   let sha256 = 'unknown';
   try {
@@ -68,6 +68,7 @@ export function describeWorkBuild(b: WorkBuild): string {
   // b may come from a file: every value shown as one short line.
   const t = (v: unknown, n = 40) => {
     const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+    // eslint-disable-next-line no-control-regex -- control characters are what it replaces
     const one = s.replace(/[\u0000-\u001f\u007f]/g, '?');
     return one.length > n ? `${one.slice(0, n - 3)}...` : one;
   };

@@ -6,7 +6,7 @@
  */
 import type { Manifest } from '../gptq/manifest';
 import type { Report, ReportRow } from '../eval/report-types';
-import { formatSize } from '../eval/report';
+import { exllamaCompatible, formatSize } from '../eval/report';
 
 export interface CardBranch {
   name: string;
@@ -79,7 +79,7 @@ function perplexityRow(report: Report | null | undefined, name: string): ReportR
 function table(input: CardInput): string[] {
   const { report } = input;
   const withPpl = !!report && input.branches.some((b) => perplexityRow(report, b.name));
-  const head = ['Branch', 'Bits', 'GS', 'Act Order', 'Damp %', 'GPTQ Dataset', 'Seq Len', 'Size', ...(withPpl ? ['Perplexity'] : []), 'Desc'];
+  const head = ['Branch', 'Bits', 'GS', 'Act Order', 'Damp %', 'GPTQ Dataset', 'Seq Len', 'Size', 'ExLlama', ...(withPpl ? ['Perplexity'] : []), 'Desc'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map((h) => '-'.repeat(h.length)).join(' | ')} |`];
   for (const b of input.branches) {
     const s = b.manifest.settings;
@@ -93,6 +93,7 @@ function table(input: CardInput): string[] {
       c ? c.dataset : 'none (RTN)',
       c ? String(c.seqlen) : '–',
       formatSize(b.sizeBytes),
+      exllamaCompatible(s.bits),
     ];
     if (withPpl) {
       const row = perplexityRow(report, b.name);
@@ -153,6 +154,7 @@ export function modelCard(input: CardInput): string {
     '- Damp %: a GPTQ parameter that affects how samples are processed for quantisation (`damp_percent`, a fraction of the mean Hessian diagonal).',
     '- GPTQ dataset: the calibration dataset used during quantisation. It is not the dataset the model was trained on.',
     '- Seq Len: the length of the calibration sequences. It does not limit the sequence length of the quantised model.',
+    '- ExLlama Compatibility: whether this file can be loaded with ExLlama, which currently only supports Llama models in 4-bit.',
     '',
     '</details>',
     '',

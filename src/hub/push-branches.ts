@@ -40,14 +40,14 @@ export interface UploadFile {
 }
 
 async function readReport(dir: string): Promise<{ report: Report | null; problem?: string }> {
-  let r: unknown;
+  let r: Partial<Report> | null | undefined;
   try {
-    r = await readJsonFile(path.join(dir, REPORT_FILE));
+    r = (await readJsonFile(path.join(dir, REPORT_FILE))) as Partial<Report> | null | undefined;
   } catch (e) {
     return { report: null, problem: (e as Error).message };
   }
   if (r === undefined) return { report: null };
-  const rep = r as Partial<Report> | null;
+  const rep = r;
   if (!rep || rep.format !== REPORT_FORMAT || !Array.isArray(rep.rows) || !rep.eval) {
     return { report: null, problem: `${REPORT_FILE} is not a gptq-forge report (format ${JSON.stringify(rep?.format)})` };
   }

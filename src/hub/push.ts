@@ -157,7 +157,7 @@ export class HubPusher {
       const why = typeof b?.name === 'string' ? unsafeRefName(b.name) : 'is not a string';
       if (why) throw new UserError(`listing the branches of ${this.repo.name}: the Hub answered a branch name ${shown(b?.name)}, which ${why}; refusing it`);
       if (typeof b.targetCommit !== 'string' || !COMMIT_RE.test(b.targetCommit)) {
-        throw new UserError(`listing the branches of ${this.repo.name}: the Hub answered ${shown(b.targetCommit)} as the head of ${b.name}, not a commit id; refusing it`);
+        throw new UserError(`listing the branches of ${this.repo.name}: the Hub answered ${shown(b.targetCommit)} as the head of ${String(b.name)}, not a commit id; refusing it`);
       }
       out.set(b.name as string, b.targetCommit);
     }

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { UserError } from '../errors';
 
 /** The parsed file, or undefined when it does not exist; a UserError naming it otherwise. */
-export async function readJsonFile(file: string): Promise<unknown | undefined> {
+export async function readJsonFile(file: string): Promise<unknown> {
   let text: string;
   try {
     text = await fsp.readFile(file, 'utf8');

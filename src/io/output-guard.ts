@@ -156,9 +156,10 @@ export async function checkReplaceableFolder(flag: string, out: string, force: b
     throw new UserError(`${flag} ${out}: cannot read the folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   if (entries.length === 0) return { kind: 'empty' };
-  let manifest: { format?: unknown; files?: unknown; settings?: { bits?: unknown; groupSize?: unknown; actOrder?: unknown } } | null = null;
+  type ManifestPeek = { format?: unknown; files?: unknown; settings?: { bits?: unknown; groupSize?: unknown; actOrder?: unknown } };
+  let manifest: ManifestPeek | null = null;
   try {
-    manifest = JSON.parse(await fsp.readFile(path.join(out, 'manifest.json'), 'utf8'));
+    manifest = JSON.parse(await fsp.readFile(path.join(out, 'manifest.json'), 'utf8')) as ManifestPeek | null;
   } catch {
     manifest = null;
   }
@@ -178,7 +179,7 @@ export async function checkReplaceableFolder(flag: string, out: string, force: b
     );
   }
   const s = manifest!.settings ?? {};
-  const what = `a GPTQ branch (bits ${s.bits}, group_size ${s.groupSize}, desc_act ${s.actOrder})`;
+  const what = `a GPTQ branch (bits ${String(s.bits)}, group_size ${String(s.groupSize)}, desc_act ${String(s.actOrder)})`;
   if (!force) throw new UserError(`${flag} ${out} already holds ${what}; use --force to replace it`);
   return { kind: 'branch', what };
 }
@@ -233,7 +234,7 @@ export class OutputLock {
       if (text === null) continue; // released meanwhile
       let held: LockContent | null = null;
       try {
-        held = JSON.parse(text);
+        held = JSON.parse(text) as LockContent | null;
       } catch {
         held = null;
       }
@@ -241,7 +242,7 @@ export class OutputLock {
       if (gone === false || (gone === null && held && typeof held.pid === 'number')) {
         const where = typeof held?.host === 'string' && held.host !== os.hostname() ? ` on ${held.host}` : '';
         throw new UserError(
-          `${flag} ${out} is being written by another gptq process (pid ${held!.pid}${where}); wait for it to finish` +
+          `${flag} ${out} is being written by another gptq process (pid ${String(held!.pid)}${where}); wait for it to finish` +
             (where ? `, or remove ${file} if that run is gone` : ''),
         );
       }
@@ -305,7 +306,7 @@ export async function removeDeadPartials(out: string): Promise<{ dir: string; pi
     // The work folder's own lock names the process and host; the name gives the pid alone.
     let held: LockContent | null = null;
     try {
-      held = JSON.parse(await fsp.readFile(path.join(dir, 'lock'), 'utf8'));
+      held = JSON.parse(await fsp.readFile(path.join(dir, 'lock'), 'utf8')) as LockContent | null;
     } catch {
       held = { pid: Number(m[1]) };
     }

@@ -68,7 +68,7 @@ export class SafetensorsWriter {
       await removeQuietly(tmp);
       throw fsUserError(err, `cannot write ${path}`);
     }
-    const slots = new Map(entries.map((entry) => [entry.name, { entry, state: 'pending' as SlotState }]));
+    const slots = new Map<string, Slot>(entries.map((entry) => [entry.name, { entry, state: 'pending' }]));
     return new SafetensorsWriter(path, tmp, handle, header.length, slots);
   }
 

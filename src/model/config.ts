@@ -68,7 +68,7 @@ export function parseLlamaConfig(json: unknown, source: string): LlamaConfig {
     if (v === undefined || v === null) return null;
     const ok = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0;
     if (ok(v)) return v;
-    if (allowList && Array.isArray(v) && v.length > 0 && v.every(ok)) return v as number[];
+    if (allowList && Array.isArray(v) && v.length > 0 && v.every(ok)) return v;
     return fail(`${key} must be a non-negative integer${allowList ? ' or a list of them' : ''}, got ${show(v)}`);
   };
 
@@ -122,7 +122,7 @@ export function parseLlamaConfig(json: unknown, source: string): LlamaConfig {
       fail(`rope_theta must be a positive number, got ${show(classicTheta)}`);
     }
     if (ropeTheta !== undefined && ropeTheta !== classicTheta) {
-      fail(`rope_theta ${classicTheta} conflicts with rope_parameters.rope_theta ${ropeTheta}`);
+      fail(`rope_theta ${show(classicTheta)} conflicts with rope_parameters.rope_theta ${ropeTheta}`);
     }
     ropeTheta = classicTheta as number;
   }

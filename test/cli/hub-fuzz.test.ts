@@ -9,7 +9,7 @@
  *  - no hang (every run bounded; HTTP timeout 1 s).
  * Seeded: the seed is printed with a failure (GPTQ_FORGE_FUZZ_SEED repeats a run).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

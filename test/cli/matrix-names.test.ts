@@ -27,10 +27,10 @@ test.each([
   [['../escape'], /branches\[0\]\.name: "\.\.\/escape" is not a single folder name/],
   [['a\\b'], /branches\[0\]\.name: "a\\\\b" is not a single folder name/],
 ])('%j: exit 2, one line, nothing written (--list and a build)', (names, pattern) => {
-  const dir = path.join(tmp, `m-${(names as string[]).join('-').replace(/\W+/g, '_')}`);
+  const dir = path.join(tmp, `m-${names.join('-').replace(/\W+/g, '_')}`);
   fs.mkdirSync(dir);
   const matrix = path.join(dir, 'm.json');
-  fs.writeFileSync(matrix, JSON.stringify({ dataset: 'wikitext2', seqlen: 128, branches: (names as string[]).map(entry) }));
+  fs.writeFileSync(matrix, JSON.stringify({ dataset: 'wikitext2', seqlen: 128, branches: names.map(entry) }));
   const before = treeHash(tmp);
   expectOneError(runCli(['branches', '--matrix', matrix, '--list']), 2, pattern);
   const out = path.join(dir, 'out');

@@ -3,6 +3,7 @@
  * symbolic link (or lies under a linked folder) pointing outside is refused, even when its hash
  * matches the manifest, before any request.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -40,7 +41,7 @@ test.each(['file', 'folder'])('a manifest file reached through a linked %s outsi
     // writeManifest lists top-level entries; name the file under the linked folder by hand.
     const m = JSON.parse(fs.readFileSync(path.join(b, 'manifest.json'), 'utf8'));
     const size = fs.statSync(path.join(secret, 'model.safetensors')).size;
-    const sha256 = require('node:crypto').createHash('sha256').update(fs.readFileSync(path.join(secret, 'model.safetensors'))).digest('hex');
+    const sha256 = createHash('sha256').update(fs.readFileSync(path.join(secret, 'model.safetensors'))).digest('hex');
     m.files = m.files.filter((f: { path: string }) => f.path !== 'weights').concat([{ path: 'weights/model.safetensors', size, sha256 }]);
     fs.writeFileSync(path.join(b, 'manifest.json'), JSON.stringify(m, null, 2));
   }

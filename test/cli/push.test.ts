@@ -124,13 +124,13 @@ test('push creates the repo, main and one branch per folder with exactly their f
   expect(cards[1]).toBe(cards[0]);
   const card = cards[0];
   expect(card).toMatch(/^---\n[\s\S]*base_model: "meta-llama\/Llama-2-7b-hf"[\s\S]*inference: false[\s\S]*- gptq[\s\S]*\n---\n/);
-  expect(card).toContain('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | Perplexity | Desc |');
+  expect(card).toContain('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | ExLlama | Perplexity | Desc |');
   const size = (b: string) => {
     const m = JSON.parse(fs.readFileSync(path.join(dir, b, 'manifest.json'), 'utf8')) as { files: Array<{ size: number }> };
     return `${(m.files.reduce((a, f) => a + f.size, 0) / 1e6).toFixed(2)} MB`; // both branches weigh megabytes (tokenizer.json alone is 3.6 MB)
   };
-  expect(card).toMatch(new RegExp(`\\| \\[main\\]\\([^)]*/tree/main\\) \\| 4 \\| 128 \\| No \\| 0\\.01 \\| none \\(RTN\\) \\| – \\| ${size('main')} \\| ${perplexity.main.toFixed(4)} \\|`));
-  expect(card).toMatch(new RegExp(`\\| \\[${G32}\\]\\([^)]*/tree/${G32}\\) \\| 4 \\| 32 \\| Yes \\| 0\\.01 \\| wikitext2 \\| 4096 \\| ${size(G32)} \\| ${perplexity[G32].toFixed(4)} \\|`));
+  expect(card).toMatch(new RegExp(`\\| \\[main\\]\\([^)]*/tree/main\\) \\| 4 \\| 128 \\| No \\| 0\\.01 \\| none \\(RTN\\) \\| – \\| ${size('main')} \\| Yes \\| ${perplexity.main.toFixed(4)} \\|`));
+  expect(card).toMatch(new RegExp(`\\| \\[${G32}\\]\\([^)]*/tree/${G32}\\) \\| 4 \\| 32 \\| Yes \\| 0\\.01 \\| wikitext2 \\| 4096 \\| ${size(G32)} \\| Yes \\| ${perplexity[G32].toFixed(4)} \\|`));
   expect(card).toContain(perplexity.fp16.toFixed(4));
   expect(card).not.toContain('gptq-8bit-128g'); // the unfinished branch is not listed
   expect(card).toContain(`huggingface-cli download test-owner/llama2-s-GPTQ --revision ${G32}`);

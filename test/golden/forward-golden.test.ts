@@ -12,8 +12,8 @@ const S = 512;
 
 function goldenTokens(): Int32Array {
   const t = new Int32Array(2 * S);
-  t.set(golden.get('window0.ids') as Int32Array, 0);
-  t.set(golden.get('window1.ids') as Int32Array, S);
+  t.set(golden.get('window0.ids'), 0);
+  t.set(golden.get('window1.ids'), S);
   return t;
 }
 

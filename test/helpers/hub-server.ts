@@ -242,6 +242,7 @@ export async function startHubServer(repos: Record<string, HubRepoSpec>, opts: H
     }
 
     // [/datasets]/{owner}/{name}/{resolve|raw}/{rev}/{path...}
+    // eslint-disable-next-line no-control-regex -- NUL separates the path's segments (see `joined`)
     if ((m = /^(?:(datasets)\u0000)?([^\u0000]+)\u0000([^\u0000]+)\u0000(resolve|raw)\u0000([^\u0000]+)\u0000(.+)$/.exec(joined))) {
       if (method !== 'GET' && method !== 'HEAD') return send(res, 405, { error: 'Method not allowed' });
       const repo = lookup(res, m[1] ?? 'models', m[2], m[3], m[5]);

@@ -216,10 +216,10 @@ export async function handleUpload(
       if (k === 'file') files.set(v.path as string, { data: Buffer.from(v.content as string, v.encoding === 'base64' ? 'base64' : 'utf8'), lfs: false });
       else if (k === 'lfsFile') {
         const data = store.lfs.get(v.oid as string);
-        if (!data || data.length !== v.size) return fail(422, 'LfsObjectMissing', `LFS object ${v.oid} of ${v.path} was not uploaded`);
+        if (!data || data.length !== v.size) return fail(422, 'LfsObjectMissing', `LFS object ${String(v.oid)} of ${String(v.path)} was not uploaded`);
         files.set(v.path as string, { data, lfs: true });
       } else if (k === 'deletedFile') {
-        if (!files.delete(v.path as string)) return fail(404, 'EntryNotFound', `${v.path} does not exist on ${rev}`);
+        if (!files.delete(v.path as string)) return fail(404, 'EntryNotFound', `${String(v.path)} does not exist on ${rev}`);
       } else if (k !== 'header') return fail(400, 'BadRequest', `unknown operation ${k}`);
     }
     const oid = sha1(`${key}`, head, JSON.stringify(lines));

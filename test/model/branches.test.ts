@@ -61,6 +61,12 @@ test('the seed matrix on llama2-s: 8 branches, report with 9 rows and a chart, e
   const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
   const tableRows = md.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| Branch') && !l.startsWith('| ---'));
   expect(tableRows).toHaveLength(9);
+  // The ExLlama column (after Size), as in the seed's table: Yes for the 4-bit branches, No for 3-bit, empty for fp16.
+  const exllama = Object.fromEntries(tableRows.map((l) => {
+    const cells = l.split(' | ');
+    return [cells[0].slice(2), cells[8]];
+  }));
+  expect(exllama).toEqual(Object.fromEntries([['fp16', ''], ...matrix.branches.map((b) => [b.name, b.bits === 4 ? 'Yes' : 'No'])]));
   expect(md).toContain('![size on disk against perplexity](report.svg)');
   const svg = fs.readFileSync(path.join(out, 'report.svg'), 'utf8');
   expect(svg.startsWith('<svg')).toBe(true);

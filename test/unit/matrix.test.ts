@@ -1,23 +1,49 @@
 /** The branch matrix schema: the shipped matrix parses as the seed's table; bad matrices get a line naming the place. */
 import * as path from 'node:path';
+import { datasetRegistry } from '../../src/data/datasets';
 import { loadMatrix, parseMatrix, selectBranches } from '../../src/gptq/matrix';
 
 const SEED = path.resolve(__dirname, '../../configs/llama-2-70b-gptq.json');
+const PAPER = path.resolve(__dirname, '../../configs/llama-2-gptq-paper.json');
 
-test('the Llama-2-70B matrix is the seed table: 8 branches at wikitext2 × 4096', async () => {
+const SEED_TABLE = [
+  ['main', 4, -1, true, 0.01],
+  ['gptq-4bit-32g-actorder_True', 4, 32, true, 0.01],
+  ['gptq-4bit-64g-actorder_True', 4, 64, true, 0.01],
+  ['gptq-4bit-128g-actorder_True', 4, 128, true, 0.01],
+  ['gptq-3bit-128g-actorder_True', 3, 128, true, 0.01],
+  ['gptq-3bit-128g-actorder_False', 3, 128, false, 0.01],
+  ['gptq-3bit--1g-actorder_True', 3, -1, true, 0.01],
+  ['gptq-3bit-64g-actorder_True', 3, 64, true, 0.01],
+];
+
+// TheBloke's branches were calibrated on WikiText-2 v1's test split at 4096 (../shared/README.md).
+test('the Llama-2-70B matrix is the seed table: 8 branches, 128 × 4096 of wikitext2-v1 test', async () => {
   const m = await loadMatrix(SEED);
-  expect(m.branches.map((b) => [b.name, b.bits, b.groupSize, b.actOrder, b.damp])).toEqual([
-    ['main', 4, -1, true, 0.01],
-    ['gptq-4bit-32g-actorder_True', 4, 32, true, 0.01],
-    ['gptq-4bit-64g-actorder_True', 4, 64, true, 0.01],
-    ['gptq-4bit-128g-actorder_True', 4, 128, true, 0.01],
-    ['gptq-3bit-128g-actorder_True', 3, 128, true, 0.01],
-    ['gptq-3bit-128g-actorder_False', 3, 128, false, 0.01],
-    ['gptq-3bit--1g-actorder_True', 3, -1, true, 0.01],
-    ['gptq-3bit-64g-actorder_True', 3, 64, true, 0.01],
-  ]);
+  expect(m.branches.map((b) => [b.name, b.bits, b.groupSize, b.actOrder, b.damp])).toEqual(SEED_TABLE);
   for (const b of m.branches) {
-    expect(b).toMatchObject({ dataset: 'wikitext2', split: 'train', seqlen: 4096, nsamples: 128, seed: 0, staticGroups: false, mse: false });
+    expect(b).toMatchObject({ dataset: 'wikitext2-v1', split: 'test', seqlen: 4096, nsamples: 128, seed: 0, staticGroups: false, mse: false });
+  }
+  expect(m.description).toMatch(/TEST split/);
+});
+
+// The standard protocol of ../shared/README.md: calibration on the validation split, evaluation on the test split.
+test('the paper matrix: the same 8 branches, 128 × 4096 of wikitext2-v1 validation', async () => {
+  const m = await loadMatrix(PAPER);
+  expect(m.branches.map((b) => [b.name, b.bits, b.groupSize, b.actOrder, b.damp])).toEqual(SEED_TABLE);
+  for (const b of m.branches) {
+    expect(b).toMatchObject({ dataset: 'wikitext2-v1', split: 'validation', seqlen: 4096, nsamples: 128, seed: 0, staticGroups: false, mse: false });
+  }
+  expect(m.description).toMatch(/VALIDATION split/);
+});
+
+test('the shipped matrices name datasets of the registry, and the registry has their splits', async () => {
+  const registry = datasetRegistry();
+  for (const file of [SEED, PAPER]) {
+    for (const b of (await loadMatrix(file)).branches) {
+      expect(Object.keys(registry)).toContain(b.dataset);
+      expect(registry[b.dataset].files[b.split]).toMatch(new RegExp(`^${registry[b.dataset].config}/${b.split}-`));
+    }
   }
 });
 

@@ -100,13 +100,19 @@ test('remote comparison: LFS files by sha256, others by git blob id; stale files
   expect(staleFiles(remote, [local])).toEqual(['b', 'dir/c']);
 });
 
-test('model card: no perplexity column without a report; GS None; license and quantized_by in the front matter', async () => {
+test('model card: no perplexity column without a report; GS None; ExLlama Yes for 4 bits only; license and quantized_by in the front matter', async () => {
   branch('main', { 'model.safetensors': 'm' });
   const d = branch('gptq-4bit--1g', { 'model.safetensors': 'n' });
   const m = JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8'));
   m.settings.groupSize = -1;
   m.settings.actOrder = false;
   fs.writeFileSync(path.join(d, 'manifest.json'), JSON.stringify(m));
+  for (const bits of [2, 3, 8]) {
+    const b = branch(`x-${bits}bit-128g`, { 'model.safetensors': String(bits) });
+    const mb = JSON.parse(fs.readFileSync(path.join(b, 'manifest.json'), 'utf8'));
+    mb.settings.bits = bits;
+    fs.writeFileSync(path.join(b, 'manifest.json'), JSON.stringify(mb));
+  }
   const scan = await scanBranches(tmp);
   const card = modelCard({
     repo: 'me/model-GPTQ', hubUrl: 'https://hub.example', branches: scan.branches, report: null,
@@ -117,8 +123,15 @@ test('model card: no perplexity column without a report; GS None; license and qu
   expect(front).toContain('license: "llama2"');
   expect(front).toContain('quantized_by: "me"');
   expect(front).toContain('inference: false');
-  expect(card).toContain('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | Desc |');
+  expect(card).toContain('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | ExLlama | Desc |');
   expect(card).toContain('| [gptq-4bit--1g](https://hub.example/me/model-GPTQ/tree/gptq-4bit--1g) | 4 | None | No | 0.01 | wikitext2 | 2048 |');
+  // The ExLlama cell (the column after Size) of each row, as TheBloke's table has it: Yes for 4-bit, No otherwise.
+  const exllama = Object.fromEntries(card.split('\n').filter((l) => l.startsWith('| [')).map((l) => {
+    const cells = l.split(' | ');
+    return [cells[0].replace(/^\| \[([^\]]+)\].*$/, '$1'), cells[8]];
+  }));
+  expect(exllama).toEqual({ main: 'Yes', 'gptq-4bit--1g': 'Yes', 'x-2bit-128g': 'No', 'x-3bit-128g': 'No', 'x-8bit-128g': 'No' });
+  expect(card).toContain('- ExLlama Compatibility: ');
   expect(card).toContain('No group size, to lower VRAM requirements.');
   expect(card).toContain('git clone --single-branch --branch gptq-4bit--1g https://hub.example/me/model-GPTQ');
 });

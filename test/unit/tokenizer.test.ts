@@ -134,7 +134,6 @@ describe('wiki.test.raw, tokenized whole (as Hugging Face does)', () => {
     const warm = Date.now() - t1;
     expect(again).toEqual(ids);
     expect(warm).toBeLessThan(cold);
-    // eslint-disable-next-line no-console
     console.log(`wiki.test.raw: ${ids.length} ids, cold ${cold} ms, cached ${warm} ms`);
   });
 });

@@ -96,7 +96,7 @@ export async function checkOnnxExportOf(file: string, model: LlamaModel, modelSp
         if (inits.has(`${base}.B`)) {
           const node = (proto.graph?.node ?? []).find((nd) => nd.opType === 'MatMulNBits' && nd.input?.[1] === `${base}.B`);
           const bits = node?.attribute?.find((a) => a.name === 'bits')?.i;
-          if (bits === undefined || Number(bits) !== q.bits) foreign(`${name} is a ${bits ?? '?'}-bit MatMulNBits, the branch has ${q.bits} bits`);
+          if (bits === undefined || Number(bits) !== q.bits) foreign(`${name} is a ${bits === undefined ? '?' : String(bits)}-bit MatMulNBits, the branch has ${q.bits} bits`);
           if (deep) await sameScales(name, base, n);
         } else if (inits.has(`${name}.dequantized`)) {
           const t = inits.get(`${name}.dequantized`)!;

@@ -21,6 +21,7 @@ export interface OnnxPerplexityOptions {
  */
 function ortModule(): typeof Ort {
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (see above)
     return require('onnxruntime-node') as typeof Ort;
   } catch (e) {
     throw new UserError(`--engine onnx needs the onnxruntime-node package, which cannot be loaded here (${(e as Error).message.split('\n')[0]})`);
