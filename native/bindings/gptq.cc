@@ -15,18 +15,20 @@
 namespace gfb {
 
 gf::GptqOptions gptq_options_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
-  Napi::Object o = v.As<Napi::Object>();
+  Napi::Object o = object_value(env, v, "options");
   gf::GptqOptions g;
-  g.bits = (int)int_arg(env, o, "bits");
-  const double gs = num_arg(env, o, "groupSize");
-  g.group_size = (int64_t)gs;
-  g.act_order = o.Get("actOrder").ToBoolean();
-  g.static_groups = o.Get("staticGroups").ToBoolean();
-  g.sym = o.Get("sym").ToBoolean();
-  g.mse = o.Get("mse").ToBoolean();
-  g.damp_percent = (float)num_arg(env, o, "dampPercent");
-  g.block_size = int_arg(env, o, "blockSize");
+  g.bits = (int)int_arg(env, o, "bits", "options", 2, 8);
+  if (g.bits == 5 || g.bits == 6 || g.bits == 7) range_error(env, "options.bits", "2, 3, 4 or 8", std::to_string(g.bits));
+  g.group_size = int_arg(env, o, "groupSize", "options", -1);
+  if (g.group_size == 0) range_error(env, "options.groupSize", "-1 or a positive integer", "0");
+  g.act_order = bool_arg(env, o, "actOrder", false, "options");
+  g.static_groups = bool_arg(env, o, "staticGroups", false, "options");
+  g.sym = bool_arg(env, o, "sym", false, "options");
+  g.mse = bool_arg(env, o, "mse", false, "options");
+  const double damp = num_arg(env, o, "dampPercent", "options");
+  if (damp < 0) range_error(env, "options.dampPercent", "a number ≥ 0", number_text(damp));
+  g.damp_percent = (float)damp;
+  g.block_size = int_arg(env, o, "blockSize", "options", 1);
   return g;
 }
 
@@ -46,12 +48,13 @@ class LayerStep : public PromiseWorker {
  public:
   LayerStep(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    step_ = (int)info[0].As<Napi::Number>().Int32Value();
-    if (step_ < 0 || step_ > 4) throw Napi::RangeError::New(env, "step: expected 0..4");
+    arg_count(info, "layerStep", 8);
+    step_ = (int)int_at(info, 0, "step", 0, 4);
     d_ = dims_arg(env, info[5]);
-    seqlen_ = info[6].As<Napi::Number>().Int64Value();
-    want_h_ = info[7].ToBoolean() && step_ != 4;
+    seqlen_ = int_at(info, 6, "seqlen", 2);
+    want_h_ = bool_at(info, 7, "wantHessian") && step_ != 4;
     const int64_t S = seqlen_, H = d_.hidden, qd = d_.heads * d_.head_dim;
+    elements(env, "x", {S, std::max(qd, std::max(H, d_.ffn))});
     x_ = windows_arg(env, info[1], S * H);
     if (step_ == 2) aux_ = windows_arg(env, info[2], S * qd);
     if (step_ == 1 || step_ == 2 || step_ == 4) out_ = windows_arg(env, info[3], S * (step_ == 1 ? qd : H));
@@ -114,12 +117,15 @@ class GptqQuantize : public PromiseWorker {
  public:
   GptqQuantize(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    N_ = info[2].As<Napi::Number>().Int64Value();
-    K_ = info[3].As<Napi::Number>().Int64Value();
+    arg_count(info, "gptqQuantize", 5);
+    N_ = int_at(info, 2, "N", 1);
+    K_ = int_at(info, 3, "K", 1);
     o_ = gptq_options_arg(env, info[4]);
-    w_ = hold<float>(env, info[0], "W", N_ * K_);
+    if (o_.group_size != -1 && K_ % o_.group_size != 0)
+      range_error(env, "options.groupSize", "-1 or a divisor of K (" + std::to_string(K_) + ")", std::to_string(o_.group_size));
+    w_ = typed_at<float>(info, 0, "W", elements(env, "W", {N_, K_}));
     rtn_ = info[1].IsNull();
-    if (!rtn_) h_ = hold<float>(env, info[1], "H", K_ * K_);
+    if (!rtn_) h_ = typed_at<float>(info, 1, "H", elements(env, "H", {K_, K_}));
   }
   void Run() override {
     const int64_t G = o_.group_size == -1 ? 1 : K_ / std::max<int64_t>(o_.group_size, 1);
@@ -172,10 +178,12 @@ class GptqQuantize : public PromiseWorker {
 class Xtx : public PromiseWorker {
  public:
   Xtx(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    T_ = info[1].As<Napi::Number>().Int64Value();
-    K_ = info[2].As<Napi::Number>().Int64Value();
-    ref_ = info[3].ToBoolean();
-    x_ = hold<float>(info.Env(), info[0], "X", T_ * K_);
+    arg_count(info, "xtx", 4);
+    T_ = int_at(info, 1, "T");
+    K_ = int_at(info, 2, "K");
+    ref_ = bool_at(info, 3, "reference");
+    x_ = typed_at<float>(info, 0, "X", elements(info.Env(), "X", {T_, K_}));
+    elements(info.Env(), "K × K", {K_, K_});
   }
   void Run() override {
     g_.assign((size_t)(K_ * K_), 0.0f);
@@ -199,9 +207,10 @@ class Xtx : public PromiseWorker {
 class UpperCholInv : public PromiseWorker {
  public:
   UpperCholInv(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    K_ = info[1].As<Napi::Number>().Int64Value();
-    ref_ = info[2].ToBoolean();
-    h_ = hold<double>(info.Env(), info[0], "H", K_ * K_);
+    arg_count(info, "upperCholeskyOfInverse", 3);
+    K_ = int_at(info, 1, "K");
+    ref_ = bool_at(info, 2, "reference");
+    h_ = typed_at<double>(info, 0, "H", elements(info.Env(), "H", {K_, K_}));
   }
   void Run() override {
     u_.resize(K_ * K_);
