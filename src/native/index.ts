@@ -96,9 +96,10 @@ export async function countNonFinite(src: Uint16Array | Float32Array, dtype: Non
 
 /**
  * Converts fp32 values to fp16 bits (round to nearest even, multi-threaded); `inexact` counts
- * the values that fp16 does not hold exactly (0: the conversion lost nothing).
+ * the values that fp16 does not hold exactly (0: the conversion lost nothing). The scalar
+ * conversion of one number is io/dtypes' f32ToF16Bits.
  */
-export async function f32ToF16(src: Float32Array): Promise<{ bits: Uint16Array; inexact: number }> {
+export async function f32ArrayToF16(src: Float32Array): Promise<{ bits: Uint16Array; inexact: number }> {
   checkType(src, 'src', 'Float32Array');
   const bits = new Uint16Array(src.length);
   const inexact = await callNative('f32ToF16', src, bits);
