@@ -80,6 +80,11 @@ export function checkBoolean(v: unknown, what: string): void {
   typeCheck(typeof v === 'boolean', what, 'a boolean', v);
 }
 
+/** v is a boolean or undefined (an absent flag: false, as the addon reads it). */
+export function checkOptionalBoolean(v: unknown, what: string): void {
+  if (v !== undefined) checkBoolean(v, what);
+}
+
 export function checkString(v: unknown, what: string): void {
   typeCheck(typeof v === 'string', what, 'a string', v);
 }

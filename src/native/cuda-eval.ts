@@ -115,7 +115,7 @@ export class CudaEvalSession {
   embed(slot: number, tableAt: number): Promise<{ badIds: number; seconds: number }> {
     checkInteger(slot, 'slot', 0, 1);
     this.checkOffset(tableAt, 'tableAt');
-    const embed = nativeCallAt('cudaEvalEmbed');  // errors show this caller, not the queue
+    const embed = nativeCallAt('cudaEvalEmbed'); // its errors show this caller, not the queue
     return this.run(() => embed(this.handle, slot, tableAt));
   }
 

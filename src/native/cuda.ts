@@ -5,7 +5,7 @@
  */
 import { callNative, CudaSessionHandle, NATIVE_ENUMS, nativeCallAt, nativeConstants, nativeHas } from './addon';
 import {
-  check, checkBoolean, checkInteger, checkNumber, checkObject, checkOneOf, checkString, checkType,
+  check, checkInteger, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkString, checkType,
 } from './check';
 import { checkGptqOptions, GptqOptions, GptqSolve, NativeDims } from './index';
 
@@ -112,12 +112,12 @@ export function cudaInfo(): CudaInfo {
 
 function checkSolveConfig(c: CudaSolveConfig, what = 'config'): void {
   checkObject(c, what);
-  for (const key of ['tf32', 'cholFp32'] as const) if (c[key] !== undefined) checkBoolean(c[key], `${what}.${key}`);
+  for (const key of ['tf32', 'cholFp32'] as const) checkOptionalBoolean(c[key], `${what}.${key}`);
 }
 
 function checkLayerConfig(c: CudaLayerConfig): void {
   checkSolveConfig(c);
-  for (const key of ['wantCodes', 'wantPacked', 'wantQ'] as const) if (c[key] !== undefined) checkBoolean(c[key], `config.${key}`);
+  for (const key of ['wantCodes', 'wantPacked', 'wantQ'] as const) checkOptionalBoolean(c[key], `config.${key}`);
   if (c.memBudgetGb !== undefined) {
     checkNumber(c.memBudgetGb, 'config.memBudgetGb');
     check(c.memBudgetGb >= 0, 'config.memBudgetGb', 'a number ≥ 0', c.memBudgetGb);
@@ -238,6 +238,7 @@ export class CudaSession {
    * through slot 0 first).
    */
   async quantizeLayer(w: CudaLayerWeights | number, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig = {}): Promise<CudaLayerResult> {
+    const quantize = nativeCallAt('cudaQuantizeLayer'); // its errors show this caller, not the queue
     checkCudaDims(d);
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     checkLayerConfig(cfg);
@@ -256,7 +257,6 @@ export class CudaSession {
       slot = 0;
       await this.run(() => this.load(0, d, WEIGHT_PARTS.map((p) => ({ name: p, part: p, at: 0, count: counts[p], dtype: 'F16', data: w[p] }))));
     }
-    const quantize = nativeCallAt('cudaQuantizeLayer');  // errors show this caller, not the queue
     return this.run(() => quantize(this.handle, slot, d, opts, cfg));
   }
 

@@ -7,7 +7,8 @@
  */
 import { callNative, NATIVE_ENUMS, nativeConstants } from './addon';
 import {
-  check, checkBoolean, checkInteger, checkLength, checkNumber, checkObject, checkOneOf, checkType, checkTypedArrays,
+  check, checkBoolean, checkInteger, checkLength, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkType,
+  checkTypedArrays,
 } from './check';
 
 export { check, checkLength } from './check';
@@ -57,7 +58,7 @@ export function checkDims(d: NativeDims, what = 'dims'): void {
   check(d.headDim % 2 === 0, `${what}.headDim`, 'an even number', d.headDim);
   checkNumber(d.eps, `${what}.eps`);
   checkNumber(d.ropeTheta, `${what}.ropeTheta`);
-  checkBoolean(d.round16, `${what}.round16`);
+  checkOptionalBoolean(d.round16, `${what}.round16`);
 }
 
 function checkSeqlen(seqlen: number): void {
@@ -272,8 +273,7 @@ export interface GptqSolve {
 export function checkGptqOptions(o: GptqOptions, k: number): void {
   checkObject(o, 'options');
   check([2, 3, 4, 8].includes(o.bits), 'bits', '2, 3, 4 or 8', o.bits);
-  for (const key of ['actOrder', 'staticGroups', 'sym'] as const) checkBoolean(o[key], key);
-  if (o.mse !== undefined) checkBoolean(o.mse, 'mse');
+  for (const key of ['actOrder', 'staticGroups', 'sym', 'mse'] as const) checkOptionalBoolean(o[key], key);
   check(o.groupSize === -1 || (Number.isInteger(o.groupSize) && o.groupSize > 0 && k % o.groupSize === 0),
     'groupSize', `-1 or a divisor of ${k}`, o.groupSize);
   check(Number.isFinite(o.dampPercent) && o.dampPercent >= 0, 'dampPercent', 'a number ≥ 0', o.dampPercent);
