@@ -17,7 +17,7 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const native = require(path.join(root, 'dist/native'));
 const { SafetensorsFile } = require(path.join(root, 'dist/io/safetensors-reader'));
-const { f32ToF16, f16ToF32 } = require(path.join(root, 'dist/io/dtypes'));
+const { f32ToF16Bits, f16ToF32 } = require(path.join(root, 'dist/io/dtypes'));
 const { LAYER_PLAN, planOrder } = require(path.join(root, 'dist/model/layer-plan'));
 
 let failures = 0;
@@ -49,7 +49,7 @@ async function golden(dir) {
     const gpu = await native.cudaGptqQuantize(W.slice(), H, N, K, opts);
     const cpu = await native.gptqQuantize(W.slice(), H, N, K, opts);
     let same = 0;
-    for (let i = 0; i < ref.length; i++) if (f32ToF16(gpu.q[i]) === f32ToF16(ref[i])) same++;
+    for (let i = 0; i < ref.length; i++) if (f32ToF16Bits(gpu.q[i]) === f32ToF16Bits(ref[i])) same++;
     const frac = same / ref.length, rel = gpu.loss / run.loss - 1;
     report(Math.abs(rel) < 0.01 && frac >= 0.95 && gpu.dampRaises === 0,
       `golden ${run.tensor.padEnd(28)} GPU vs authors: loss ${gpu.loss.toFixed(4)} vs ${run.loss.toFixed(4)} (${(100 * rel).toFixed(3)} %), identical ${(100 * frac).toFixed(2)} %`);
@@ -67,7 +67,7 @@ function randomHalves(n, std, mean, seed) {
     // Irwin–Hall(12) − 6 ≈ N(0, 1) from an LCG: enough for test data.
     let u = 0;
     for (let j = 0; j < 12; j++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; u += s / 4294967296; }
-    out[i] = f32ToF16(mean + std * (u - 6));
+    out[i] = f32ToF16Bits(mean + std * (u - 6));
   }
   return out;
 }

@@ -26,22 +26,20 @@ class CpuQuantizeLayer : public PromiseWorker {
  public:
   CpuQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cpuQuantizeLayer", 6);
     d_ = dims_arg(env, info[1]);
     layer_arg(env, info[0], d_, layer_);
     o_.gptq = gptq_options_arg(env, info[3]);
-    if (!info[4].IsObject()) throw Napi::TypeError::New(env, "config: expected an object");
-    Napi::Object c = info[4].As<Napi::Object>();
-    o_.rtn = c.Get("rtn").ToBoolean();
-    o_.true_sequential = c.Get("trueSequential").ToBoolean();
+    Napi::Object c = object_at(info, 4, "config");
+    o_.rtn = bool_arg(env, c, "rtn", false, "config");
+    o_.true_sequential = bool_arg(env, c, "trueSequential", false, "config");
     plan_ = plan_arg(env, info[5]);
     if (o_.rtn) {
-      if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn");
+      if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn, got " + describe(info[2]));
       return;
     }
-    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "windows: expected an object (or null with rtn)");
-    Napi::Object w = info[2].As<Napi::Object>();
-    const int64_t S = int_arg(env, w, "seqlen");
-    if (S < 2) throw Napi::RangeError::New(env, "windows.seqlen: expected an integer >= 2");
+    Napi::Object w = object_at(info, 2, "windows");
+    const int64_t S = int_arg(env, w, "seqlen", "windows", 2);
     const int64_t H = d_.hidden, qd = d_.heads * d_.head_dim;
     x_ = windows_arg(env, w.Get("x"), S * H);
     att_ = windows_arg(env, w.Get("att"), S * qd);

@@ -48,14 +48,25 @@ namespace {
 std::mutex& g_mu = cuda_mutex();
 gfc::Context& context() { return cuda_context(); }
 
-gfc::SolveConfig solve_config(const Napi::Value& v) {
+// config: { tf32?, cholFp32? } (booleans; absent: false).
+gfc::SolveConfig solve_config(const Napi::Env& env, const Napi::Value& v) {
   gfc::SolveConfig c;
-  if (v.IsObject()) {
-    Napi::Object o = v.As<Napi::Object>();
-    c.tf32 = o.Get("tf32").ToBoolean();
-    c.chol_fp32 = o.Get("cholFp32").ToBoolean();
-  }
+  Napi::Object o = object_value(env, v, "config");
+  c.tf32 = bool_arg(env, o, "tf32", false, "config");
+  c.chol_fp32 = bool_arg(env, o, "cholFp32", false, "config");
   return c;
+}
+
+// The solver's options as the GPU solve takes them: block size 128, no mse; groupSize -1 or a
+// divisor of every K in `ks`.
+gf::GptqOptions gpu_options_arg(const Napi::Env& env, const Napi::Value& v, std::initializer_list<int64_t> ks) {
+  gf::GptqOptions o = gptq_options_arg(env, v);
+  if (o.block_size != 128) range_error(env, "options.blockSize", "128 on the GPU", std::to_string(o.block_size));
+  if (o.mse) range_error(env, "options.mse", "false on the GPU", "true");
+  for (int64_t k : ks)
+    if (o.group_size != -1 && k % o.group_size != 0)
+      range_error(env, "options.groupSize", "-1 or a divisor of " + std::to_string(k), std::to_string(o.group_size));
+  return o;
 }
 
 Napi::Object solve_object(const Napi::Env& env, const gfc::LinearOut& L) {
@@ -89,12 +100,13 @@ class CudaGptqQuantize : public PromiseWorker {
  public:
   CudaGptqQuantize(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    N_ = info[2].As<Napi::Number>().Int64Value();
-    K_ = info[3].As<Napi::Number>().Int64Value();
-    o_ = gptq_options_arg(env, info[4]);
-    cfg_ = solve_config(info[5]);
-    w_ = hold<float>(env, info[0], "W", N_ * K_);
-    h_ = hold<float>(env, info[1], "H", K_ * K_);
+    arg_count(info, "cudaGptqQuantize", 6);
+    N_ = int_at(info, 2, "N", 1);
+    K_ = int_at(info, 3, "K", 1);
+    o_ = gpu_options_arg(env, info[4], {K_});
+    cfg_ = solve_config(env, info[5]);
+    w_ = typed_at<float>(info, 0, "W", elements(env, "W", {N_, K_}));
+    h_ = typed_at<float>(info, 1, "H", elements(env, "H", {K_, K_}));
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -141,11 +153,13 @@ class CudaSessionCreate : public PromiseWorker {
  public:
   CudaSessionCreate(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    tokens_ = info[1].As<Napi::Number>().Int64Value();
-    seqlen_ = info[2].As<Napi::Number>().Int64Value();
-    hidden_ = info[3].As<Napi::Number>().Int64Value();
-    if (seqlen_ <= 0 || tokens_ % seqlen_) throw Napi::RangeError::New(env, "tokens: expected whole windows");
-    x_ = hold<uint16_t>(env, info[0], "x", tokens_ * hidden_);
+    arg_count(info, "cudaSessionCreate", 4);
+    tokens_ = int_at(info, 1, "tokens", 1);
+    seqlen_ = int_at(info, 2, "seqlen", 2);
+    hidden_ = int_at(info, 3, "hidden", 8);
+    if (tokens_ % seqlen_) range_error(env, "tokens", "a multiple of seqlen (" + std::to_string(seqlen_) + ")", std::to_string(tokens_));
+    if (hidden_ % 8) range_error(env, "hidden", "a positive multiple of 8", std::to_string(hidden_));
+    x_ = typed_at<uint16_t>(info, 0, "x", elements(env, "x", {tokens_, hidden_}));
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -159,10 +173,12 @@ class CudaSessionCreate : public PromiseWorker {
     ctx.sync();
   }
   Napi::Value Result(Napi::Env env) override {
-    return Napi::External<Session>::New(env, s_.release(), [](Napi::Env, Session* s) {
+    auto handle = Napi::External<Session>::New(env, s_.release(), [](Napi::Env, Session* s) {
       std::lock_guard<std::mutex> lock(g_mu);
       delete s;
     });
+    handle.TypeTag(&kSessionTag);  // session_arg accepts only these
+    return handle;
   }
 
  private:
@@ -177,12 +193,14 @@ class CudaSessionRead : public PromiseWorker {
  public:
   CudaSessionRead(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaSessionRead", 3);
     s_ = session_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    dst_ = hold<uint16_t>(env, info[1], "dst");
-    first_ = info[2].As<Napi::Number>().Int64Value();
-    if (first_ < 0 || dst_.length % s_->hidden || first_ + (int64_t)(dst_.length / s_->hidden) > s_->tokens)
-      throw Napi::RangeError::New(env, "dst: not whole tokens within the session's activations");
+    dst_ = typed_at<uint16_t>(info, 1, "dst");
+    first_ = int_at(info, 2, "firstToken", 0, s_->tokens);
+    if (dst_.length % s_->hidden || first_ + (int64_t)(dst_.length / s_->hidden) > s_->tokens)
+      range_error(env, "dst", "whole tokens within the session's activations (" + std::to_string(s_->tokens - first_) +
+                               " × " + std::to_string(s_->hidden) + " elements at most)", std::to_string(dst_.length));
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -206,27 +224,22 @@ class CudaQuantizeLayer : public PromiseWorker {
  public:
   CudaQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaQuantizeLayer", 6);
     s_ = session_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = info[1].As<Napi::Number>().Int32Value();
-    if (slot_ < 0 || slot_ > 1) throw Napi::RangeError::New(env, "slot: expected 0 or 1");
-    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
-    Napi::Object d = info[2].As<Napi::Object>();
-    d_ = gfc::LayerDims{int_arg(env, d, "hidden"), int_arg(env, d, "ffn"), int_arg(env, d, "heads"),
-                        int_arg(env, d, "kvHeads"), int_arg(env, d, "headDim"), (float)num_arg(env, d, "eps"),
-                        (float)num_arg(env, d, "ropeTheta")};
-    if (d_.hidden != s_->hidden) throw Napi::RangeError::New(env, "dims.hidden: does not match the session");
+    slot_ = (int)int_at(info, 1, "slot", 0, 1);
+    d_ = layer_dims_arg(env, info[2]);
+    if (d_.hidden != s_->hidden) range_error(env, "dims.hidden", std::to_string(s_->hidden) + " (the session's)", std::to_string(d_.hidden));
     const HostSlot& slot = s_->slots[slot_];
     if (!slot.data || slot.counts != LayerShape{d_.hidden, d_.ffn, d_.heads, d_.kv_heads, d_.head_dim}.counts())
       throw Napi::Error::New(env, "slot " + std::to_string(slot_) + ": no weights of this layer shape were loaded");
-    o_.gptq = gptq_options_arg(env, info[3]);
-    o_.solve = solve_config(info[4]);
-    if (info[4].IsObject()) {
-      Napi::Object c = info[4].As<Napi::Object>();
-      if (c.Get("memBudgetGb").IsNumber()) o_.mem_budget_gb = num_arg(env, c, "memBudgetGb");
-      o_.want_packed = c.Get("wantPacked").ToBoolean();
-      if (c.Has("wantCodes")) o_.want_codes = c.Get("wantCodes").ToBoolean();
-    }
+    o_.gptq = gpu_options_arg(env, info[3], {d_.hidden, d_.ffn});
+    o_.solve = solve_config(env, info[4]);
+    Napi::Object c = object_value(env, info[4], "config");
+    if (!c.Get("memBudgetGb").IsUndefined()) o_.mem_budget_gb = num_arg(env, c, "memBudgetGb", "config");
+    if (o_.mem_budget_gb < 0) range_error(env, "config.memBudgetGb", "a number ≥ 0", number_text(o_.mem_budget_gb));
+    o_.want_packed = bool_arg(env, c, "wantPacked", false, "config");
+    o_.want_codes = bool_arg(env, c, "wantCodes", o_.want_codes, "config");
     o_.plan = plan_arg(env, info[5]);
   }
   void Run() override {
@@ -271,6 +284,7 @@ class CudaQuantizeLayer : public PromiseWorker {
 };
 
 Napi::Value SessionFree(const Napi::CallbackInfo& info) {
+  arg_count(info, "cudaSessionFree", 1);
   Session* s = session_arg(info.Env(), info[0]);
   std::lock_guard<std::mutex> lock(g_mu);
   s->x.release();
@@ -279,6 +293,7 @@ Napi::Value SessionFree(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
+  arg_count(info, "cudaInfo", 0);
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   int n = 0;
@@ -299,12 +314,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 void RegisterCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaBuilt", true);
-  exports.Set("cudaInfo", Napi::Function::New(env, Info));
+  exports.Set("cudaInfo", Napi::Function::New(env, sync<Info>));
   exports.Set("cudaGptqQuantize", Napi::Function::New(env, start<CudaGptqQuantize>));
   exports.Set("cudaSessionCreate", Napi::Function::New(env, start<CudaSessionCreate>));
   exports.Set("cudaSessionRead", Napi::Function::New(env, start<CudaSessionRead>));
   exports.Set("cudaQuantizeLayer", Napi::Function::New(env, start<CudaQuantizeLayer>));
-  exports.Set("cudaSessionFree", Napi::Function::New(env, SessionFree));
+  exports.Set("cudaSessionFree", Napi::Function::New(env, sync<SessionFree>));
   RegisterCudaWeights(env, exports);
   RegisterCudaEval(env, exports);
 }

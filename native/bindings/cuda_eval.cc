@@ -83,19 +83,18 @@ struct EvalSession {
   ~EvalSession() { release(); }
 };
 
+// The type tag of an eval session handle: a quantizer session (or any other external) is not one.
+constexpr napi_type_tag kEvalSessionTag{0x6770747166657661ULL, 0x4576616c53657301ULL};
+
 EvalSession* eval_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(env, "session: expected a CUDA eval session");
+  if (!v.IsExternal() || !v.As<Napi::External<EvalSession>>().CheckTypeTag(&kEvalSessionTag))
+    type_error(env, "session", "a CUDA eval session", v);
   EvalSession* s = v.As<Napi::External<EvalSession>>().Data();
   if (!s->alive) throw Napi::Error::New(env, "session: already freed");
   return s;
 }
 
-int slot_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, "slot: expected 0 or 1");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != 0 && d != 1) throw Napi::RangeError::New(env, "slot: expected 0 or 1");
-  return (int)d;
-}
+int slot_arg(const Napi::CallbackInfo& info, size_t i) { return (int)int_at(info, i, "slot", 0, 1); }
 
 std::string gb(double bytes) {
   char buf[32];
@@ -121,18 +120,14 @@ class EvalCreate : public PromiseWorker {
  public:
   EvalCreate(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    ids_ = hold<int32_t>(env, info[0], "ids");
-    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "dims: expected an object");
-    Napi::Object o = info[1].As<Napi::Object>();
-    d_ = gfc::LayerDims{int_arg(env, o, "hidden"), int_arg(env, o, "ffn"), int_arg(env, o, "heads"),
-                        int_arg(env, o, "kvHeads"), int_arg(env, o, "headDim"), (float)num_arg(env, o, "eps"),
-                        (float)num_arg(env, o, "ropeTheta")};
-    vocab_ = int_arg(env, o, "vocab");
-    if (!info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber())
-      throw Napi::TypeError::New(env, "seqlen, slotBytes, chunkWindows: expected numbers");
-    S_ = info[2].As<Napi::Number>().Int64Value();
-    slot_bytes_ = info[3].As<Napi::Number>().Int64Value();
-    chunk_windows_ = info[4].As<Napi::Number>().Int64Value();
+    arg_count(info, "cudaEvalCreate", 5);
+    ids_ = typed_at<int32_t>(info, 0, "ids");
+    d_ = layer_dims_arg(env, info[1]);
+    vocab_ = int_arg(env, object_value(env, info[1], "dims"), "vocab", "dims", 1);
+    elements(env, "dims", {vocab_, d_.hidden, 2});
+    S_ = int_at(info, 2, "seqlen", 2);
+    slot_bytes_ = int_at(info, 3, "slotBytes", 1);
+    chunk_windows_ = int_at(info, 4, "chunkWindows", 1);
     T_ = (int64_t)ids_.length;
     if (S_ < 2 || T_ == 0 || T_ % S_) throw Napi::RangeError::New(env, "ids: expected a whole number of windows of seqlen");
     if (d_.hidden <= 0 || d_.hidden % 8 || d_.ffn % 8 || d_.heads <= 0 || d_.kv_heads <= 0 || d_.heads % d_.kv_heads ||
@@ -197,10 +192,12 @@ class EvalCreate : public PromiseWorker {
   }
 
   Napi::Value Result(Napi::Env env) override {
-    return Napi::External<EvalSession>::New(env, s_.release(), [](Napi::Env, EvalSession* s) {
+    auto handle = Napi::External<EvalSession>::New(env, s_.release(), [](Napi::Env, EvalSession* s) {
       std::lock_guard<std::mutex> lock(cuda_mutex());
       delete s;
     });
+    handle.TypeTag(&kEvalSessionTag);  // eval_arg accepts only these
+    return handle;
   }
 
  private:
@@ -214,41 +211,37 @@ class EvalLoad : public PromiseWorker {
  public:
   EvalLoad(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaEvalLoad", 3);
     s_ = eval_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = slot_arg(env, info[1]);
-    if (!info[2].IsArray()) throw Napi::TypeError::New(env, "entries: expected an array");
-    Napi::Array a = info[2].As<Napi::Array>();
+    slot_ = slot_arg(info, 1);
+    Napi::Array a = array_value(env, info[2], "entries");
     src_.resize(a.Length());
     refs_.resize(a.Length());
     for (uint32_t i = 0; i < a.Length(); ++i) {
       const std::string what = "entries[" + std::to_string(i) + "]";
-      if (!a.Get(i).IsObject()) throw Napi::TypeError::New(env, what + ": expected an object");
-      Napi::Object o = a.Get(i).As<Napi::Object>();
+      Napi::Object o = object_value(env, a.Get(i), what);
       Source& e = src_[i];
-      const int64_t at = int_arg(env, o, "at");
-      e.count = int_arg(env, o, "count");
-      try {
-        e.dtype = parse_dtype(o.Get("dtype").ToString().Utf8Value(), true);
-      } catch (const std::exception& ex) {
-        throw Napi::TypeError::New(env, what + "." + ex.what());
-      }
-      const int64_t end = at + e.count * (int64_t)stored_bytes(e.dtype);
+      const int64_t at = int_arg(env, o, "at", what.c_str());
+      e.count = int_arg(env, o, "count", what.c_str(), 1);
+      e.dtype = (Dtype)choice_value(env, o.Get("dtype"), what + ".dtype", eval_dtype_names());
+      const int64_t end = at + elements(env, what, {e.count, (int64_t)stored_bytes(e.dtype)});
       if (at % 16 || end > s_->slot_bytes)
         throw Napi::RangeError::New(env, what + ": bytes [" + std::to_string(at) + ", " + std::to_string(end) +
                                              ") are not 16-byte aligned within the slot's " + std::to_string(s_->slot_bytes));
       used_ = std::max(used_, end);
       e.dst = s_->slots[slot_].host + at;
-      if (o.Get("file").IsString()) {
-        e.file = o.Get("file").As<Napi::String>().Utf8Value();
-        e.offset = int_arg(env, o, "offset");
+      const Napi::Value file = o.Get("file");
+      if (!file.IsUndefined()) {
+        e.file = string_value(env, file, what + ".file");
+        e.offset = int_arg(env, o, "offset", what.c_str());
       } else {
         Napi::Value dv = o.Get("data");
-        if (!dv.IsTypedArray()) throw Napi::TypeError::New(env, what + ": expected a file or a typed array");
+        if (!dv.IsTypedArray()) type_error(env, what + ".data", "a typed array (or a file)", dv);
         Napi::TypedArray t = dv.As<Napi::TypedArray>();
         if ((int64_t)t.ByteLength() != e.count * (int64_t)dtype_bytes(e.dtype))
-          throw Napi::RangeError::New(env, what + ".data: expected " + std::to_string(e.count * dtype_bytes(e.dtype)) +
-                                               " bytes, got " + std::to_string(t.ByteLength()));
+          range_error(env, what + ".data", std::to_string(e.count * dtype_bytes(e.dtype)) + " bytes",
+                      std::to_string(t.ByteLength()));
         e.data = (const uint8_t*)t.ArrayBuffer().Data() + t.ByteOffset();
         refs_[i] = Napi::Persistent(dv);
       }
@@ -287,24 +280,29 @@ std::array<int, 4> take_flags(gfc::Context& ctx, EvalSession& s) {
   return f;
 }
 
-int64_t offset_arg(const Napi::Env& env, const Napi::Object& o, const char* key, int64_t bytes, int64_t slot_bytes) {
-  const int64_t at = int_arg(env, o, key);
+// A byte offset in a slot: `bytes` at `v` (named `name`), 16-byte aligned within the slot.
+int64_t offset_value(const Napi::Env& env, const Napi::Value& v, const std::string& name, int64_t bytes,
+                     int64_t slot_bytes) {
+  const int64_t at = int_value(env, v, name);
   if (at % 16 || at + bytes > slot_bytes)
-    throw Napi::RangeError::New(env, std::string(key) + ": " + std::to_string(bytes) + " bytes at " + std::to_string(at) +
-                                         " are not 16-byte aligned within the slot");
+    range_error(env, name, std::to_string(bytes) + " bytes 16-byte aligned within the slot's " + std::to_string(slot_bytes),
+                std::to_string(at));
   return at;
+}
+
+int64_t offset_arg(const Napi::Env& env, const Napi::Object& o, const char* key, int64_t bytes, int64_t slot_bytes) {
+  return offset_value(env, o.Get(key), key, bytes, slot_bytes);
 }
 
 class EvalEmbed : public PromiseWorker {
  public:
   EvalEmbed(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaEvalEmbed", 3);
     s_ = eval_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = slot_arg(env, info[1]);
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("tableAt", info[2]);
-    at_ = offset_arg(env, o, "tableAt", s_->vocab * s_->d.hidden * 2, s_->slot_bytes);
+    slot_ = slot_arg(info, 1);
+    at_ = offset_value(env, info[2], "tableAt", s_->vocab * s_->d.hidden * 2, s_->slot_bytes);
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(cuda_mutex());
@@ -340,19 +338,18 @@ class EvalLayer : public PromiseWorker {
  public:
   EvalLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaEvalLayer", 3);
     s_ = eval_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = slot_arg(env, info[1]);
-    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "layout: expected an object");
-    Napi::Object l = info[2].As<Napi::Object>();
+    slot_ = slot_arg(info, 1);
+    Napi::Object l = object_value(env, info[2], "layout");
     const int64_t sb = s_->slot_bytes, H = s_->d.hidden;
-    if (!l.Get("linears").IsArray() || l.Get("linears").As<Napi::Array>().Length() != kLinears)
-      throw Napi::TypeError::New(env, "layout.linears: expected 7 entries (q, k, v, o, gate, up, down)");
-    Napi::Array lin = l.Get("linears").As<Napi::Array>();
-    bits_ = l.Get("bits").IsNumber() ? (int)int_arg(env, l, "bits") : 16;
+    Napi::Array lin = array_value(env, l.Get("linears"), "layout.linears");
+    if (lin.Length() != kLinears)
+      range_error(env, "layout.linears", "7 entries (q, k, v, o, gate, up, down)", std::to_string(lin.Length()));
+    bits_ = l.Get("bits").IsUndefined() ? 16 : (int)int_arg(env, l, "bits", "layout", 2, 8);
     for (int i = 0; i < kLinears; ++i) {
-      if (!lin.Get(i).IsObject()) throw Napi::TypeError::New(env, std::string("layout.linears: ") + kLinearNames[i] + ": expected an object");
-      Napi::Object o = lin.Get(i).As<Napi::Object>();
+      Napi::Object o = object_value(env, lin.Get(i), std::string("layout.linears[") + std::to_string(i) + "] (" + kLinearNames[i] + ")");
       const auto [N, K] = linear_shape(s_->d, i);
       LinearPlace& p = place_[i];
       p.quantized = o.Has("qweight");
@@ -443,14 +440,12 @@ class EvalHead : public PromiseWorker {
  public:
   EvalHead(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaEvalHead", 4);
     s_ = eval_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = slot_arg(env, info[1]);
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("normAt", info[2]);
-    o.Set("headAt", info[3]);
-    norm_at_ = offset_arg(env, o, "normAt", s_->d.hidden * 2, s_->slot_bytes);
-    head_at_ = offset_arg(env, o, "headAt", s_->vocab * s_->d.hidden * 2, s_->slot_bytes);
+    slot_ = slot_arg(info, 1);
+    norm_at_ = offset_value(env, info[2], "normAt", s_->d.hidden * 2, s_->slot_bytes);
+    head_at_ = offset_value(env, info[3], "headAt", s_->vocab * s_->d.hidden * 2, s_->slot_bytes);
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(cuda_mutex());
@@ -497,6 +492,7 @@ class EvalHead : public PromiseWorker {
 };
 
 Napi::Value EvalFree(const Napi::CallbackInfo& info) {
+  arg_count(info, "cudaEvalFree", 1);
   EvalSession* s = eval_arg(info.Env(), info[0]);
   std::lock_guard<std::mutex> lock(cuda_mutex());
   s->release();
@@ -511,7 +507,9 @@ void RegisterCudaEval(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaEvalEmbed", Napi::Function::New(env, start<EvalEmbed>));
   exports.Set("cudaEvalLayer", Napi::Function::New(env, start<EvalLayer>));
   exports.Set("cudaEvalHead", Napi::Function::New(env, start<EvalHead>));
-  exports.Set("cudaEvalFree", Napi::Function::New(env, EvalFree));
+  exports.Set("cudaEvalFree", Napi::Function::New(env, sync<EvalFree>));
+  export_enum(env, exports, "evalDtype", eval_dtype_names());
+  export_enum(env, exports, "evalLinear", Names(kLinearNames, kLinearNames + kLinears));
 }
 
 }  // namespace gfb

@@ -9,13 +9,22 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "../kernels/cuda/context.h"
+#include "../kernels/cuda/layer_quant.h"
+#include "enums.h"
+#include "util.h"
 
 namespace gfb {
 
-// The parts of one decoder layer's weights, in slot order (fp16 elements each).
+// The parts of one decoder layer's weights, in slot order (fp16 elements each); they cross the
+// boundary by name (weight_part_names, exported as enums.weightPart).
 enum WeightPart { kQkv = 0, kO, kGateUp, kDown, kInputNorm, kPostNorm, kParts };
+inline const Names& weight_part_names() {
+  static const Names v{"qkv", "o", "gateUp", "down", "inputNorm", "postNorm"};
+  return v;
+}
 
 struct LayerShape {
   int64_t hidden, ffn, heads, kv_heads, head_dim;
@@ -54,12 +63,37 @@ struct Session {
   HostSlot slots[2];
 };
 
+// The type tag of a session handle: an eval session (or any other external) is not one.
+constexpr napi_type_tag kSessionTag{0x6770747166636173ULL, 0x5365737369306e01ULL};
+
 // The Session of a JS handle; a TypeError when it is not one, an Error when already freed.
 inline Session* session_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(env, "session: expected a CUDA session");
+  if (!v.IsExternal() || !v.As<Napi::External<Session>>().CheckTypeTag(&kSessionTag))
+    type_error(env, "session", "a CUDA session", v);
   Session* s = v.As<Napi::External<Session>>().Data();
   if (!s->x.get()) throw Napi::Error::New(env, "session: already freed");
   return s;
+}
+
+// A layer's shape { hidden, ffn, heads, kvHeads, headDim } (`name`: the argument's name).
+inline LayerShape layer_shape_arg(const Napi::Env& env, const Napi::Value& v, const char* name) {
+  Napi::Object o = object_value(env, v, name);
+  LayerShape sh{int_arg(env, o, "hidden", name, 1), int_arg(env, o, "ffn", name, 1), int_arg(env, o, "heads", name, 1),
+                int_arg(env, o, "kvHeads", name, 1), int_arg(env, o, "headDim", name, 1)};
+  if (sh.heads % sh.kv_heads)
+    range_error(env, std::string(name) + ".heads", "a multiple of kvHeads (" + std::to_string(sh.kv_heads) + ")",
+                std::to_string(sh.heads));
+  elements(env, name, {sh.heads + 2 * sh.kv_heads, sh.head_dim, sh.hidden});
+  elements(env, name, {2, sh.ffn, sh.hidden});
+  return sh;
+}
+
+// The dims of a CUDA layer call: the shape, eps and ropeTheta.
+inline gfc::LayerDims layer_dims_arg(const Napi::Env& env, const Napi::Value& v, const char* name = "dims") {
+  const LayerShape sh = layer_shape_arg(env, v, name);
+  Napi::Object o = object_value(env, v, name);
+  return gfc::LayerDims{sh.hidden, sh.ffn, sh.heads, sh.kv_heads, sh.head_dim, (float)num_arg(env, o, "eps", name),
+                        (float)num_arg(env, o, "ropeTheta", name)};
 }
 
 // The process's one CUDA context (stream, cuBLAS and cuSOLVER handles), created on first use,

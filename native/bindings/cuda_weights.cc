@@ -1,7 +1,7 @@
 // Streaming a decoder layer's weights into a session's pinned host slot (compiled with the CUDA
 // engine only). One coarse call per layer:
 //   cudaSessionLoad(session, slot, shape, entries) → Promise<number[]>
-// entries: { part, at, count, dtype: 'F16' | 'BF16' | 'F32', file, offset } (bytes read from a
+// entries: { part (a name of weight_part_names), at, count, dtype: 'F16' | 'BF16' | 'F32', file, offset } (bytes read from a
 // safetensors shard at an absolute offset) or { part, at, count, dtype, data } (a typed array);
 // each lands, as fp16, at element `at` of its part. The promise gives each entry's count of
 // non-finite values (after conversion), so the caller can name a bad tensor.
@@ -31,42 +31,35 @@ class CudaSessionLoad : public PromiseWorker {
  public:
   CudaSessionLoad(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "cudaSessionLoad", 4);
     s_ = session_arg(env, info[0]);
     ref_ = Napi::Persistent(info[0]);
-    slot_ = (int)info[1].As<Napi::Number>().Int32Value();
-    if (slot_ < 0 || slot_ > 1) throw Napi::RangeError::New(env, "slot: expected 0 or 1");
-    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "shape: expected an object");
-    Napi::Object sh = info[2].As<Napi::Object>();
-    counts_ = LayerShape{int_arg(env, sh, "hidden"), int_arg(env, sh, "ffn"), int_arg(env, sh, "heads"),
-                         int_arg(env, sh, "kvHeads"), int_arg(env, sh, "headDim")}.counts();
-    if (!info[3].IsArray()) throw Napi::TypeError::New(env, "entries: expected an array");
-    Napi::Array a = info[3].As<Napi::Array>();
+    slot_ = (int)int_at(info, 1, "slot", 0, 1);
+    counts_ = layer_shape_arg(env, info[2], "shape").counts();
+    Napi::Array a = array_value(env, info[3], "entries");
     entries_.resize(a.Length());
     for (uint32_t i = 0; i < a.Length(); ++i) {
       const std::string what = "entries[" + std::to_string(i) + "]";
-      if (!a.Get(i).IsObject()) throw Napi::TypeError::New(env, what + ": expected an object");
-      Napi::Object o = a.Get(i).As<Napi::Object>();
+      Napi::Object o = object_value(env, a.Get(i), what);
       Entry& e = entries_[i];
-      e.part = (int)int_arg(env, o, "part");
-      e.at = int_arg(env, o, "at");
-      e.count = int_arg(env, o, "count");
-      try {
-        e.dtype = parse_dtype(o.Get("dtype").ToString().Utf8Value(), false);
-      } catch (const std::exception& ex) {
-        throw Napi::TypeError::New(env, what + "." + ex.what());
-      }
-      if (e.part >= kParts || e.at + e.count > counts_[e.part])
-        throw Napi::RangeError::New(env, what + ": past the end of its part");
-      if (o.Get("file").IsString()) {
-        e.file = o.Get("file").As<Napi::String>().Utf8Value();
-        e.offset = int_arg(env, o, "offset");
+      e.part = choice_value(env, o.Get("part"), what + ".part", weight_part_names());
+      e.at = int_arg(env, o, "at", what.c_str());
+      e.count = int_arg(env, o, "count", what.c_str(), 1);
+      e.dtype = (Dtype)choice_value(env, o.Get("dtype"), what + ".dtype", float_dtype_names());
+      if (e.at + e.count > counts_[e.part])
+        range_error(env, what, "elements within " + weight_part_names()[e.part] + "'s " + std::to_string(counts_[e.part]),
+                    "[" + std::to_string(e.at) + ", " + std::to_string(e.at + e.count) + ")");
+      const Napi::Value file = o.Get("file");
+      if (!file.IsUndefined()) {
+        e.file = string_value(env, file, what + ".file");
+        e.offset = int_arg(env, o, "offset", what.c_str());
       } else {
         Napi::Value d = o.Get("data");
-        if (!d.IsTypedArray()) throw Napi::TypeError::New(env, what + ": expected a file or a typed array");
+        if (!d.IsTypedArray()) type_error(env, what + ".data", "a typed array (or a file)", d);
         Napi::TypedArray t = d.As<Napi::TypedArray>();
         if ((int64_t)t.ByteLength() != e.count * (int64_t)dtype_bytes(e.dtype))
-          throw Napi::RangeError::New(env, what + ".data: expected " + std::to_string(e.count * dtype_bytes(e.dtype)) +
-                                               " bytes, got " + std::to_string(t.ByteLength()));
+          range_error(env, what + ".data", std::to_string(e.count * dtype_bytes(e.dtype)) + " bytes",
+                      std::to_string(t.ByteLength()));
         e.data = (const uint8_t*)t.ArrayBuffer().Data() + t.ByteOffset();
         e.ref = Napi::Persistent(d);
       }
@@ -103,6 +96,8 @@ class CudaSessionLoad : public PromiseWorker {
 
 void RegisterCudaWeights(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaSessionLoad", Napi::Function::New(env, start<CudaSessionLoad>));
+  export_enum(env, exports, "weightPart", weight_part_names());
+  export_enum(env, exports, "weightDtype", float_dtype_names());
 }
 
 }  // namespace gfb

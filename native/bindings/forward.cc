@@ -9,6 +9,7 @@
 #include "../kernels/cpu/parallel.h"
 #include "../kernels/cpu/peak.h"
 #include "bindings.h"
+#include "enums.h"
 #include "layer.h"
 #include "util.h"
 
@@ -37,21 +38,21 @@ inline int64_t count_non_finite_f32(const float* x, int64_t n) {
   return total;
 }
 
-// nonFinite(src: Uint16Array (kind 0: fp16, 1: bf16) | Float32Array (kind 2)) → NaN/Inf count
+// nonFinite(src: Uint16Array (dtype 'F16' | 'BF16') | Float32Array ('F32'), dtype) → NaN/Inf count
 class NonFinite : public PromiseWorker {
  public:
   NonFinite(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    kind_ = info[1].As<Napi::Number>().Int32Value();
-    if (kind_ == 2) f32_ = hold<float>(info.Env(), info[0], "src");
-    else if (kind_ == 0 || kind_ == 1) u16_ = hold<uint16_t>(info.Env(), info[0], "src");
-    else throw Napi::RangeError::New(info.Env(), "kind: expected 0 (F16), 1 (BF16) or 2 (F32)");
+    arg_count(info, "nonFinite", 2);
+    kind_ = choice_at(info, 1, "dtype", dtype_names());
+    if (kind_ == kDtypeF32) f32_ = typed_at<float>(info, 0, "src");
+    else u16_ = typed_at<uint16_t>(info, 0, "src");
   }
   void Run() override {
-    if (kind_ == 2) {
+    if (kind_ == kDtypeF32) {
       non_finite_ = count_non_finite_f32(f32_.data, (int64_t)f32_.length);
       return;
     }
-    const uint16_t mask = kind_ == 0 ? 0x7c00 : 0x7f80;
+    const uint16_t mask = kind_ == kDtypeF16 ? 0x7c00 : 0x7f80;
     const int64_t n = (int64_t)u16_.length, chunk = 1 << 18, chunks = (n + chunk - 1) / chunk;
     std::vector<int64_t> bad(chunks, 0);
     gf::parallel_for(chunks, [&](int64_t c) {
@@ -75,8 +76,9 @@ class NonFinite : public PromiseWorker {
 class Bf16ToF32 : public PromiseWorker {
  public:
   Bf16ToF32(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    src_ = hold<uint16_t>(info.Env(), info[0], "src");
-    dst_ = hold<float>(info.Env(), info[1], "dst", (int64_t)src_.length);
+    arg_count(info, "bf16ToF32", 2);
+    src_ = typed_at<uint16_t>(info, 0, "src");
+    dst_ = typed_at<float>(info, 1, "dst", (int64_t)src_.length);
   }
   void Run() override {
     const int64_t n = (int64_t)src_.length, chunk = 1 << 18, chunks = (n + chunk - 1) / chunk;
@@ -105,8 +107,9 @@ class Bf16ToF32 : public PromiseWorker {
 class F16ToF32 : public PromiseWorker {
  public:
   F16ToF32(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    src_ = hold<uint16_t>(info.Env(), info[0], "src");
-    dst_ = hold<float>(info.Env(), info[1], "dst", (int64_t)src_.length);
+    arg_count(info, "f16ToF32", 2);
+    src_ = typed_at<uint16_t>(info, 0, "src");
+    dst_ = typed_at<float>(info, 1, "dst", (int64_t)src_.length);
   }
   void Run() override {
     const int64_t n = (int64_t)src_.length, chunk = 1 << 20;
@@ -129,8 +132,9 @@ class F16ToF32 : public PromiseWorker {
 class F32ToF16 : public PromiseWorker {
  public:
   F32ToF16(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    src_ = hold<float>(info.Env(), info[0], "src");
-    dst_ = hold<uint16_t>(info.Env(), info[1], "dst", (int64_t)src_.length);
+    arg_count(info, "f32ToF16", 2);
+    src_ = typed_at<float>(info, 0, "src");
+    dst_ = typed_at<uint16_t>(info, 1, "dst", (int64_t)src_.length);
   }
   void Run() override {
     const int64_t n = (int64_t)src_.length, chunk = 1 << 20, chunks = (n + chunk - 1) / chunk;
@@ -154,17 +158,18 @@ class Embed : public PromiseWorker {
  public:
   Embed(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    ids_ = hold<int32_t>(env, info[0], "ids");
-    vocab_ = info[2].As<Napi::Number>().Int64Value();
-    table_ = hold<float>(env, info[1], "table");
-    if (vocab_ <= 0 || table_.length % vocab_ != 0)
-      throw Napi::RangeError::New(env, "table: length is not a multiple of vocab");
+    arg_count(info, "embed", 4);
+    ids_ = typed_at<int32_t>(info, 0, "ids");
+    vocab_ = int_at(info, 2, "vocab", 1);
+    table_ = typed_at<float>(info, 1, "table");
+    if (table_.length % vocab_ != 0)
+      range_error(env, "table", "a multiple of vocab (" + std::to_string(vocab_) + ") elements", std::to_string(table_.length));
     hidden_ = (int64_t)table_.length / vocab_;
-    Napi::Array a = info[3].As<Napi::Array>();
-    if (a.Length() == 0 || ids_.length % a.Length() != 0)
-      throw Napi::RangeError::New(env, "ids: length is not windows × seqlen");
-    seqlen_ = (int64_t)ids_.length / a.Length();
-    windows_ = windows_arg(env, info[3], seqlen_ * hidden_);
+    const size_t windows = array_value(env, info[3], "windows").Length();
+    if (windows == 0 || ids_.length % windows != 0)
+      range_error(env, "ids", "windows × seqlen ids (" + std::to_string(windows) + " windows)", std::to_string(ids_.length));
+    seqlen_ = (int64_t)ids_.length / windows;
+    windows_ = windows_arg(env, info[3], elements(env, "windows", {seqlen_, hidden_}));
   }
   void Run() override {
     for (size_t i = 0; i < ids_.length; ++i)
@@ -190,9 +195,10 @@ class DecoderLayer : public PromiseWorker {
  public:
   DecoderLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "decoderLayer", 4);
     d_ = dims_arg(env, info[2]);
-    seqlen_ = info[3].As<Napi::Number>().Int64Value();
-    windows_ = windows_arg(env, info[0], seqlen_ * d_.hidden);
+    seqlen_ = int_at(info, 3, "seqlen", 2);
+    windows_ = windows_arg(env, info[0], elements(env, "windows", {seqlen_, d_.hidden}));
     layer_arg(env, info[1], d_, layer_);
   }
   void Run() override {
@@ -217,14 +223,15 @@ class WindowNll : public PromiseWorker {
  public:
   WindowNll(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "windowNll", 6);
     d_ = dims_arg(env, info[4]);
-    seqlen_ = info[5].As<Napi::Number>().Int64Value();
-    windows_ = windows_arg(env, info[0], seqlen_ * d_.hidden);
-    ids_ = hold<int32_t>(env, info[1], "ids", (int64_t)windows_.size() * seqlen_);
-    norm_ = hold<float>(env, info[2], "norm", d_.hidden);
-    head_ = hold<float>(env, info[3], "lmHead");
-    if (head_.length % d_.hidden != 0)
-      throw Napi::RangeError::New(env, "lmHead: length is not a multiple of hidden");
+    seqlen_ = int_at(info, 5, "seqlen", 2);
+    windows_ = windows_arg(env, info[0], elements(env, "windows", {seqlen_, d_.hidden}));
+    ids_ = typed_at<int32_t>(info, 1, "ids", elements(env, "ids", {(int64_t)windows_.size(), seqlen_}));
+    norm_ = typed_at<float>(info, 2, "norm", d_.hidden);
+    head_ = typed_at<float>(info, 3, "lmHead");
+    if (head_.length == 0 || head_.length % d_.hidden != 0)
+      range_error(env, "lmHead", "a multiple of hidden (" + std::to_string(d_.hidden) + ") elements", std::to_string(head_.length));
     vocab_ = (int64_t)head_.length / d_.hidden;
     nll_.resize(windows_.size() * (seqlen_ - 1));
     argmax_.resize(windows_.size() * seqlen_);
@@ -261,21 +268,22 @@ class WindowNll : public PromiseWorker {
   std::vector<int32_t> argmax_;
 };
 
-// gemmNt(A: [M*K], B: [N*K], M, N, K, variant: 0 reference, 1 tiled, 2 tiled+threads)
+// gemmNt(A: [M*K], B: [N*K], M, N, K, variant: 'reference' | 'tiled' | 'parallel' (tiled+threads))
 class GemmNt : public PromiseWorker {
  public:
   GemmNt(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    M_ = info[2].As<Napi::Number>().Int64Value();
-    N_ = info[3].As<Napi::Number>().Int64Value();
-    K_ = info[4].As<Napi::Number>().Int64Value();
-    variant_ = info[5].As<Napi::Number>().Int32Value();
-    a_ = hold<float>(env, info[0], "A", M_ * K_);
-    b_ = hold<float>(env, info[1], "B", N_ * K_);
-    c_.resize(M_ * N_);
+    arg_count(info, "gemmNt", 6);
+    M_ = int_at(info, 2, "M");
+    N_ = int_at(info, 3, "N");
+    K_ = int_at(info, 4, "K");
+    variant_ = choice_at(info, 5, "variant", gemm_variant_names());
+    a_ = typed_at<float>(info, 0, "A", elements(env, "A", {M_, K_}));
+    b_ = typed_at<float>(info, 1, "B", elements(env, "B", {N_, K_}));
+    c_.resize(elements(env, "C", {M_, N_}));
   }
   void Run() override {
-    auto f = variant_ == 0 ? gf::gemm_nt_ref : variant_ == 1 ? gf::gemm_nt : gf::gemm_nt_parallel;
+    auto f = variant_ == kGemmReference ? gf::gemm_nt_ref : variant_ == kGemmTiled ? gf::gemm_nt : gf::gemm_nt_parallel;
     f(M_, N_, K_, a_.data, K_, b_.data, K_, c_.data(), N_, false);
   }
   Napi::Value Result(Napi::Env env) override {
@@ -295,7 +303,9 @@ class GemmNt : public PromiseWorker {
 class PeakFlops : public PromiseWorker {
  public:
   PeakFlops(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    seconds_ = info[0].As<Napi::Number>().DoubleValue();
+    arg_count(info, "peakFlops", 1);
+    seconds_ = number_at(info, 0, "seconds");
+    if (!(seconds_ > 0 && seconds_ <= 60)) range_error(info.Env(), "seconds", "a duration in (0, 60]", number_text(seconds_));
   }
   void Run() override { flops_ = gf::measure_fp32_peak(seconds_); }
   Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, flops_); }
@@ -316,6 +326,8 @@ void RegisterForward(Napi::Env env, Napi::Object exports) {
   exports.Set("windowNll", Napi::Function::New(env, start<WindowNll>));
   exports.Set("gemmNt", Napi::Function::New(env, start<GemmNt>));
   exports.Set("peakFlops", Napi::Function::New(env, start<PeakFlops>));
+  export_enum(env, exports, "dtype", dtype_names());
+  export_enum(env, exports, "gemmVariant", gemm_variant_names());
 }
 
 }  // namespace gfb

@@ -12,18 +12,20 @@
 namespace gfb {
 
 gf::GptqOptions gptq_options_arg(const Napi::Env& env, const Napi::Value& v) {
-  if (!v.IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
-  Napi::Object o = v.As<Napi::Object>();
+  Napi::Object o = object_value(env, v, "options");
   gf::GptqOptions g;
-  g.bits = (int)int_arg(env, o, "bits");
-  const double gs = num_arg(env, o, "groupSize");
-  g.group_size = (int64_t)gs;
-  g.act_order = o.Get("actOrder").ToBoolean();
-  g.static_groups = o.Get("staticGroups").ToBoolean();
-  g.sym = o.Get("sym").ToBoolean();
-  g.mse = o.Get("mse").ToBoolean();
-  g.damp_percent = (float)num_arg(env, o, "dampPercent");
-  g.block_size = int_arg(env, o, "blockSize");
+  g.bits = (int)int_arg(env, o, "bits", "options", 2, 8);
+  if (g.bits == 5 || g.bits == 6 || g.bits == 7) range_error(env, "options.bits", "2, 3, 4 or 8", std::to_string(g.bits));
+  g.group_size = int_arg(env, o, "groupSize", "options", -1);
+  if (g.group_size == 0) range_error(env, "options.groupSize", "-1 or a positive integer", "0");
+  g.act_order = bool_arg(env, o, "actOrder", false, "options");
+  g.static_groups = bool_arg(env, o, "staticGroups", false, "options");
+  g.sym = bool_arg(env, o, "sym", false, "options");
+  g.mse = bool_arg(env, o, "mse", false, "options");
+  const double damp = num_arg(env, o, "dampPercent", "options");
+  if (damp < 0) range_error(env, "options.dampPercent", "a number ≥ 0", number_text(damp));
+  g.damp_percent = (float)damp;
+  g.block_size = int_arg(env, o, "blockSize", "options", 1);
   return g;
 }
 
@@ -36,12 +38,15 @@ class GptqQuantize : public PromiseWorker {
  public:
   GptqQuantize(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    N_ = info[2].As<Napi::Number>().Int64Value();
-    K_ = info[3].As<Napi::Number>().Int64Value();
+    arg_count(info, "gptqQuantize", 5);
+    N_ = int_at(info, 2, "N", 1);
+    K_ = int_at(info, 3, "K", 1);
     o_ = gptq_options_arg(env, info[4]);
-    w_ = hold<float>(env, info[0], "W", N_ * K_);
+    if (o_.group_size != -1 && K_ % o_.group_size != 0)
+      range_error(env, "options.groupSize", "-1 or a divisor of K (" + std::to_string(K_) + ")", std::to_string(o_.group_size));
+    w_ = typed_at<float>(info, 0, "W", elements(env, "W", {N_, K_}));
     rtn_ = info[1].IsNull();
-    if (!rtn_) h_ = hold<float>(env, info[1], "H", K_ * K_);
+    if (!rtn_) h_ = typed_at<float>(info, 1, "H", elements(env, "H", {K_, K_}));
   }
   void Run() override {
     q_.assign(w_.data, w_.data + N_ * K_);
@@ -76,10 +81,12 @@ class GptqQuantize : public PromiseWorker {
 class Xtx : public PromiseWorker {
  public:
   Xtx(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    T_ = info[1].As<Napi::Number>().Int64Value();
-    K_ = info[2].As<Napi::Number>().Int64Value();
-    ref_ = info[3].ToBoolean();
-    x_ = hold<float>(info.Env(), info[0], "X", T_ * K_);
+    arg_count(info, "xtx", 4);
+    T_ = int_at(info, 1, "T");
+    K_ = int_at(info, 2, "K");
+    ref_ = bool_at(info, 3, "reference");
+    x_ = typed_at<float>(info, 0, "X", elements(info.Env(), "X", {T_, K_}));
+    elements(info.Env(), "K × K", {K_, K_});
   }
   void Run() override {
     g_.assign((size_t)(K_ * K_), 0.0f);
@@ -103,9 +110,10 @@ class Xtx : public PromiseWorker {
 class UpperCholInv : public PromiseWorker {
  public:
   UpperCholInv(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
-    K_ = info[1].As<Napi::Number>().Int64Value();
-    ref_ = info[2].ToBoolean();
-    h_ = hold<double>(info.Env(), info[0], "H", K_ * K_);
+    arg_count(info, "upperCholeskyOfInverse", 3);
+    K_ = int_at(info, 1, "K");
+    ref_ = bool_at(info, 2, "reference");
+    h_ = typed_at<double>(info, 0, "H", elements(info.Env(), "H", {K_, K_}));
   }
   void Run() override {
     u_.resize(K_ * K_);

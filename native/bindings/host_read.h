@@ -27,13 +27,15 @@ inline size_t dtype_bytes(Dtype d) { return d == Dtype::F32 || d == Dtype::I32 ?
 // Bytes of one value once in a slot.
 inline size_t stored_bytes(Dtype d) { return d == Dtype::I32 ? 4 : 2; }
 
-// "F16" | "BF16" | "F32" (| "I32" when allowed) → Dtype; throws std::invalid_argument otherwise.
-inline Dtype parse_dtype(const std::string& s, bool allow_i32) {
-  if (s == "F16") return Dtype::F16;
-  if (s == "BF16") return Dtype::BF16;
-  if (s == "F32") return Dtype::F32;
-  if (s == "I32" && allow_i32) return Dtype::I32;
-  throw std::invalid_argument(std::string("dtype: expected F16, BF16, F32") + (allow_i32 ? ", I32" : "") + ", got " + s);
+// The dtypes of tensor entries, by name in Dtype order: the quantizer's slots take the floating
+// ones, the inference path's also I32 (exported as enums.weightDtype and enums.evalDtype).
+inline const std::vector<std::string>& float_dtype_names() {
+  static const std::vector<std::string> v{"F16", "BF16", "F32"};
+  return v;
+}
+inline const std::vector<std::string>& eval_dtype_names() {
+  static const std::vector<std::string> v{"F16", "BF16", "F32", "I32"};
+  return v;
 }
 
 // n values of `d` at src → dst: fp16 bits, or the int32 values themselves for I32.

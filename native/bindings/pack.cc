@@ -5,32 +5,22 @@
 
 #include "../kernels/cpu/pack.h"
 #include "bindings.h"
+#include "enums.h"
 #include "util.h"
 
 namespace gfb {
 namespace {
 
-int64_t int_at(const Napi::Env& env, const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + ": expected a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (d != (double)(int64_t)d)
-    throw Napi::RangeError::New(env, std::string(what) + ": expected an integer");
-  return (int64_t)d;
-}
-
 // bits, K, N as the kernels require them (the TypeScript wrapper checks first).
 void layout_args(const Napi::Env& env, const Napi::CallbackInfo& info, size_t at, int& bits,
                  int64_t& K, int64_t& N) {
-  bits = (int)int_at(env, info[at], "bits");
-  K = int_at(env, info[at + 1], "K");
-  N = int_at(env, info[at + 2], "N");
-  auto bad = [&](const std::string& what, const std::string& expected, int64_t got) {
-    throw Napi::RangeError::New(env, what + ": expected " + expected + ", got " +
-                                         std::to_string(got));
-  };
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) bad("bits", "2, 3, 4 or 8", bits);
-  if (K <= 0 || K % 32 != 0) bad("K", "a positive multiple of 32", K);
-  if (N <= 0 || N % 32 != 0) bad("N", "a positive multiple of 32", N);
+  bits = (int)int_at(info, at, "bits", 2, 8);
+  K = int_at(info, at + 1, "K", 1);
+  N = int_at(info, at + 2, "N", 1);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) range_error(env, "bits", "2, 3, 4 or 8", std::to_string(bits));
+  if (K % 32 != 0) range_error(env, "K", "a positive multiple of 32", std::to_string(K));
+  if (N % 32 != 0) range_error(env, "N", "a positive multiple of 32", std::to_string(N));
+  elements(env, "K × N", {K, N});
 }
 
 template <class T, class A>
@@ -38,19 +28,19 @@ Held<T> new_array(const Napi::Env& env, int64_t n, const char* what) {
   return hold<T>(env, A::New(env, (size_t)n), what);
 }
 
-// packGptq(codes: Uint8Array [N*K], zeros: Int32Array [G*N], bits, K, N, variant: 0 ref, 1 opt)
+// packGptq(codes: Uint8Array [N*K], zeros: Int32Array [G*N], bits, K, N, variant: 'reference' | 'optimised')
 //   → { qweight: Int32Array [K*bits/32 * N], qzeros: Int32Array [G * N*bits/32], wrappedZeros }
 class PackGptq : public PromiseWorker {
  public:
   PackGptq(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "packGptq", 6);
     layout_args(env, info, 2, bits_, K_, N_);
-    reference_ = int_at(env, info[5], "variant") == 0;
-    codes_ = hold<uint8_t>(env, info[0], "codes", N_ * K_);
-    zeros_ = hold<int32_t>(env, info[1], "zeros");
+    reference_ = choice_at(info, 5, "variant", pack_variant_names()) == kPackReference;
+    codes_ = typed_at<uint8_t>(info, 0, "codes", N_ * K_);
+    zeros_ = typed_at<int32_t>(info, 1, "zeros");
     if (zeros_.length == 0 || zeros_.length % N_ != 0)
-      throw Napi::RangeError::New(env, "zeros: expected G × N (N = " + std::to_string(N_) +
-                                           ") elements, got " + std::to_string(zeros_.length));
+      range_error(env, "zeros", "G × N (N = " + std::to_string(N_) + ") elements", std::to_string(zeros_.length));
     G_ = (int64_t)zeros_.length / N_;
     qweight_ = new_array<int32_t, Napi::Int32Array>(env, gf::qweight_words(K_, N_, bits_),
                                                     "qweight");
@@ -88,11 +78,12 @@ class UnpackGptq : public PromiseWorker {
  public:
   UnpackGptq(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "unpackGptq", 6);
     layout_args(env, info, 2, bits_, K_, N_);
-    G_ = int_at(env, info[5], "G");
-    if (G_ <= 0) throw Napi::RangeError::New(env, "G: expected a positive integer");
-    qweight_ = hold<int32_t>(env, info[0], "qweight", gf::qweight_words(K_, N_, bits_));
-    qzeros_ = hold<int32_t>(env, info[1], "qzeros", gf::qzeros_words(G_, N_, bits_));
+    G_ = int_at(info, 5, "G", 1);
+    elements(env, "G × N", {G_, N_});
+    qweight_ = typed_at<int32_t>(info, 0, "qweight", gf::qweight_words(K_, N_, bits_));
+    qzeros_ = typed_at<int32_t>(info, 1, "qzeros", gf::qzeros_words(G_, N_, bits_));
     codes_ = new_array<uint8_t, Napi::Uint8Array>(env, N_ * K_, "codes");
     zeros_ = new_array<int32_t, Napi::Int32Array>(env, G_ * N_, "zeros");
   }
@@ -115,22 +106,22 @@ class UnpackGptq : public PromiseWorker {
 };
 
 // dequantizeGptq(qweight, qzeros, scales: Uint16Array [G*N], gIdx: Int32Array [K], bits, K, N,
-//                round16, variant: 0 reference, 1 optimised) → Float32Array [N*K]
+//                round16, variant: 'reference' | 'optimised') → Float32Array [N*K]
 class DequantizeGptq : public PromiseWorker {
  public:
   DequantizeGptq(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
+    arg_count(info, "dequantizeGptq", 9);
     layout_args(env, info, 4, bits_, K_, N_);
-    round16_ = info[7].ToBoolean();
-    reference_ = int_at(env, info[8], "variant") == 0;
-    scales_ = hold<uint16_t>(env, info[2], "scales");
+    round16_ = bool_at(info, 7, "round16");
+    reference_ = choice_at(info, 8, "variant", pack_variant_names()) == kPackReference;
+    scales_ = typed_at<uint16_t>(info, 2, "scales");
     if (scales_.length == 0 || scales_.length % N_ != 0)
-      throw Napi::RangeError::New(env, "scales: expected G × N (N = " + std::to_string(N_) +
-                                           ") elements, got " + std::to_string(scales_.length));
+      range_error(env, "scales", "G × N (N = " + std::to_string(N_) + ") elements", std::to_string(scales_.length));
     G_ = (int64_t)scales_.length / N_;
-    qweight_ = hold<int32_t>(env, info[0], "qweight", gf::qweight_words(K_, N_, bits_));
-    qzeros_ = hold<int32_t>(env, info[1], "qzeros", gf::qzeros_words(G_, N_, bits_));
-    g_idx_ = hold<int32_t>(env, info[3], "gIdx", K_);
+    qweight_ = typed_at<int32_t>(info, 0, "qweight", gf::qweight_words(K_, N_, bits_));
+    qzeros_ = typed_at<int32_t>(info, 1, "qzeros", gf::qzeros_words(G_, N_, bits_));
+    g_idx_ = typed_at<int32_t>(info, 3, "gIdx", K_);
     w_ = new_array<float, Napi::Float32Array>(env, N_ * K_, "w");
   }
   void Run() override {
@@ -155,6 +146,7 @@ void RegisterPack(Napi::Env env, Napi::Object exports) {
   exports.Set("packGptq", Napi::Function::New(env, start<PackGptq>));
   exports.Set("unpackGptq", Napi::Function::New(env, start<UnpackGptq>));
   exports.Set("dequantizeGptq", Napi::Function::New(env, start<DequantizeGptq>));
+  export_enum(env, exports, "packVariant", pack_variant_names());
 }
 
 }  // namespace gfb

@@ -32,7 +32,7 @@ import { processAlive } from '../io/output-guard';
 import { atomicWriteFile, removeQuietly } from '../io/atomic';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { SafetensorsWriter, TensorData, writeSafetensors } from '../io/safetensors-writer';
-import { f16ToF32, f32ToF16 } from '../native';
+import { f16ToF32, f32ArrayToF16 } from '../native';
 import { Activations, f16Activations } from './engine';
 import { BaseModelRef, CalibrationRef, Device, Manifest } from './manifest';
 import { QuantizeSettings } from './settings';
@@ -484,7 +484,7 @@ async function writeActivations(file: string, x: Activations): Promise<void> {
   if ('f32' in x) {
     const tensors: TensorData[] = [];
     for (const [w, data] of x.f32.entries()) {
-      const { bits, inexact } = await f32ToF16(data);
+      const { bits, inexact } = await f32ArrayToF16(data);
       tensors.push(inexact === 0 ? { name: `x.${w}`, dtype: 'F16', shape: [data.length], data: bits } : { name: `x.${w}`, dtype: 'F32', shape: [data.length], data });
     }
     await writeSafetensors(file, tensors);

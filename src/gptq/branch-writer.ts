@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { atomicWriteFile } from '../io/atomic';
-import { f32ToF16 } from '../io/dtypes';
+import { f32ToF16Bits } from '../io/dtypes';
 import { asBytes, SafetensorsWriter, TensorData, TensorSpec } from '../io/safetensors-writer';
 import { LlamaModel } from '../model/llama-model';
 import { LINEARS, LinearName, linearWeight } from '../model/weights';
@@ -157,7 +157,7 @@ export async function packLinear(
   } else {
     ({ qweight, qzeros } = await packGptq(solve.codes, solve.zeros, bits, shape.k, shape.n));
     scales = new Uint16Array(solve.scales.length);
-    for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16(solve.scales[i]);
+    for (let i = 0; i < scales.length; i++) scales[i] = f32ToF16Bits(solve.scales[i]);
   }
   const names = quantizedTensorNames(prefixOf(layer, name));
   const specs = new Map(quantizedTensorSpecs(prefixOf(layer, name), shape.k, shape.n, bits, groupSize).map((t) => [t.name, t]));

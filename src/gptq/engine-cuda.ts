@@ -13,7 +13,7 @@ import { UserError } from '../errors';
 import { LAYER_PLAN } from '../model/layer-plan';
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
-import { CudaLayerConfig, CudaLinear, CudaSession, embed, f32ToF16 } from '../native';
+import { CudaLayerConfig, CudaLinear, CudaSession, embed, f32ArrayToF16 } from '../native';
 import { checkCudaSettings } from './device';
 import { activationWindows, EngineLinear, LayerEngine, LayerRange, QuantizedLinear } from './engine';
 import { QuantizeSettings, solverOptions } from './settings';
@@ -55,14 +55,14 @@ export async function cudaEngine(
     const x = new Float32Array(per);
     for (let w = 0; w < windows; w++) {
       await embed(calib.subarray(w * seqlen, (w + 1) * seqlen), table, c.vocabSize, [x]);
-      xh.set((await f32ToF16(x)).bits, w * per);
+      xh.set((await f32ArrayToF16(x)).bits, w * per);
     }
   } else if (range.x !== null && !('f32' in range.x) && range.x.windows === windows && range.x.perWindow === per) {
     xh = await range.x.read(0, windows);
   } else {
     const x = await activationWindows(range.x, windows, per, `quantizeLayersCuda: layer ${start}`);
     xh = new Uint16Array(tokens * c.hiddenSize);
-    for (let w = 0; w < windows; w++) xh.set((await f32ToF16(x[w])).bits, w * per);
+    for (let w = 0; w < windows; w++) xh.set((await f32ArrayToF16(x[w])).bits, w * per);
   }
   const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize);
   xh = null; // from here the activations live on the GPU only

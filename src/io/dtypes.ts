@@ -108,7 +108,7 @@ export function f16ToF32(bits: number): number {
  * bits. Overflow gives infinity, underflow gives (signed) zero or a subnormal,
  * NaN stays a (quiet) NaN.
  */
-export function f32ToF16(x: number): number {
+export function f32ToF16Bits(x: number): number {
   f32[0] = x;
   const u = u32[0];
   const sign = (u >>> 16) & 0x8000;

@@ -1,19 +1,13 @@
 /**
  * The CPU engine's one call per decoder layer (native/bindings/cpu_layer.cc), and the layer
- * plan's form as every engine's native call takes it. Loaded through ./index (the one loader);
+ * plan's form as every engine's native call takes it. Called through ./addon (the one call path);
  * arguments are validated here first (name, expected, got).
  */
+import { callNative } from './addon';
 import {
   check, checkDims, checkGptqOptions, checkLayerWeights, checkLength, checkSeqlen, GptqOptions, GptqSolve,
-  LayerWeightsF32, nativeAddon, NativeDims,
+  LayerWeightsF32, NativeDims,
 } from './index';
-
-interface CpuLayerAddon {
-  cpuQuantizeLayer(
-    w: LayerWeightsF32, dims: NativeDims, windows: CpuLayerWindows | null, opts: GptqOptions,
-    cfg: CpuLayerConfig, plan: NativeLayerPlan,
-  ): Promise<CpuLayerResult>;
-}
 
 /**
  * A decoder layer's true-sequential plan as the engines take it (the data: src/model/layer-plan.ts):
@@ -83,7 +77,7 @@ export async function cpuQuantizeLayer(
     }
   }
   checkPlanShape(plan);
-  return (nativeAddon() as CpuLayerAddon).cpuQuantizeLayer(w, dims, windows, opts, cfg, plan);
+  return callNative('cpuQuantizeLayer', w, dims, windows, opts, cfg, plan);
 }
 
 /** The plan's form (arrays of names); what the names must be is checked natively. */

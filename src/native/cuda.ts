@@ -1,12 +1,14 @@
 /**
  * The CUDA engine's calls (native/bindings/cuda.cc), present when the addon was built where a
- * CUDA toolkit with cuBLAS and cuSOLVER was found. Loaded through ./index (the one loader);
- * arguments are validated here first (name, expected, got).
+ * CUDA toolkit with cuBLAS and cuSOLVER was found. Every call goes through ./addon (the one
+ * loader and call path); arguments are validated here first (name, expected, got).
  */
+import { callNative, CudaSessionHandle, NATIVE_ENUMS, nativeCallAt, nativeConstants, nativeHas } from './addon';
 import {
-  check, checkGptqOptions, checkLength, GptqOptions, GptqSolve, nativeAddon, NativeDims,
-} from './index';
+  check, checkInteger, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkString, checkType,
+} from './check';
 import { checkPlanShape, NativeLayerPlan } from './cpu-layer';
+import { checkGptqOptions, GptqOptions, GptqSolve, NativeDims } from './index';
 
 export interface CudaInfo {
   /** The addon was built with the CUDA backend. */
@@ -49,8 +51,8 @@ export interface CudaLayerWeights {
   postNorm: Uint16Array;
 }
 
-/** The parts of a layer's weights in a session slot, in the native order (cuda_session.h). */
-export const WEIGHT_PARTS = ['qkv', 'o', 'gateUp', 'down', 'inputNorm', 'postNorm'] as const;
+/** The parts of a layer's weights in a session slot (they cross by name; cuda_session.h). */
+export const WEIGHT_PARTS = NATIVE_ENUMS.weightPart;
 export type WeightPart = (typeof WEIGHT_PARTS)[number];
 
 /** The shape of one layer's weights: the layer dims less what only the forward needs. */
@@ -100,31 +102,37 @@ export interface CudaLayerResult {
   times: { forward: number; attention: number; hessian: number; cholesky: number; solve: number; copyOut: number; peakBuffersGb: number };
 }
 
-interface CudaAddon {
-  cudaBuilt: boolean;
-  cudaInfo?(): Omit<CudaInfo, 'built'>;
-  cudaGptqQuantize?(w: Float32Array, h: Float32Array, n: number, k: number, o: GptqOptions, c: CudaSolveConfig): Promise<GptqSolve>;
-  cudaSessionCreate?(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<object>;
-  cudaSessionRead?(s: object, dst: Uint16Array, firstToken: number): Promise<void>;
-  cudaSessionLoad?(s: object, slot: number, shape: CudaLayerShape, entries: object[]): Promise<number[]>;
-  cudaQuantizeLayer?(s: object, slot: number, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig, plan: NativeLayerPlan): Promise<CudaLayerResult>;
-  cudaSessionFree?(s: object): void;
-}
-
-function cuda(): CudaAddon {
-  return nativeAddon() as CudaAddon;
-}
-
-function required<K extends keyof CudaAddon>(key: K): NonNullable<CudaAddon[K]> {
-  const f = cuda()[key];
-  if (!f) throw new Error('the native addon was built without the CUDA backend (no nvcc/cuBLAS/cuSOLVER at build time)');
-  return f as NonNullable<CudaAddon[K]>;
-}
-
 export function cudaInfo(): CudaInfo {
-  const a = cuda();
-  if (!a.cudaBuilt || !a.cudaInfo) return { built: false, devices: 0 };
-  return { built: true, ...a.cudaInfo() };
+  if (!nativeConstants().cudaBuilt || !nativeHas('cudaInfo')) return { built: false, devices: 0 };
+  return { built: true, ...callNative('cudaInfo') };
+}
+
+function checkSolveConfig(c: CudaSolveConfig, what = 'config'): void {
+  checkObject(c, what);
+  for (const key of ['tf32', 'cholFp32'] as const) checkOptionalBoolean(c[key], `${what}.${key}`);
+}
+
+function checkLayerConfig(c: CudaLayerConfig): void {
+  checkSolveConfig(c);
+  for (const key of ['wantCodes', 'wantPacked'] as const) checkOptionalBoolean(c[key], `config.${key}`);
+  if (c.memBudgetGb !== undefined) {
+    checkNumber(c.memBudgetGb, 'config.memBudgetGb');
+    check(c.memBudgetGb >= 0, 'config.memBudgetGb', 'a number ≥ 0', c.memBudgetGb);
+  }
+}
+
+/** The shape fields of layer dims: positive integers, heads a multiple of kvHeads. */
+function checkShape(d: CudaLayerShape, what: string): void {
+  checkObject(d, what);
+  for (const key of ['hidden', 'ffn', 'heads', 'kvHeads', 'headDim'] as const) checkInteger(d[key], `${what}.${key}`, 1);
+  check(d.heads % d.kvHeads === 0, `${what}.heads`, `a multiple of kvHeads (${d.kvHeads})`, d.heads);
+}
+
+/** Layer dims of a CUDA call: the shape, eps and ropeTheta. */
+export function checkCudaDims(d: CudaLayerDims, what = 'dims'): void {
+  checkShape(d, what);
+  checkNumber(d.eps, `${what}.eps`);
+  checkNumber(d.ropeTheta, `${what}.ropeTheta`);
 }
 
 /** Why the CUDA engine cannot run here, in words for an error line; null when it can. */
@@ -145,12 +153,15 @@ export function cudaAvailable(): boolean {
 export async function cudaGptqQuantize(
   w: Float32Array, h: Float32Array, n: number, k: number, opts: GptqOptions, cfg: CudaSolveConfig = {},
 ): Promise<GptqSolve> {
+  checkInteger(n, 'N', 1);
+  checkInteger(k, 'K', 1);
   checkGptqOptions(opts, k);
   check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
   check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
-  checkLength(w, 'W', n * k);
-  checkLength(h, 'H', k * k);
-  return required('cudaGptqQuantize')(w, h, n, k, opts, cfg);
+  checkSolveConfig(cfg);
+  checkType(w, 'W', 'Float32Array', n * k);
+  checkType(h, 'H', 'Float32Array', k * k);
+  return callNative('cudaGptqQuantize', w, h, n, k, opts, cfg);
 }
 
 /**
@@ -165,15 +176,15 @@ export class CudaSession {
   private queue: Promise<unknown> = Promise.resolve();
   private loads = new Set<Promise<unknown>>();
 
-  private constructor(private handle: object, readonly tokens: number, readonly seqlen: number, readonly hidden: number) {}
+  private constructor(private handle: CudaSessionHandle, readonly tokens: number, readonly seqlen: number, readonly hidden: number) {}
 
   /** x: fp16 bits [tokens × hidden], tokens a whole number of windows of seqlen. */
   static async create(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<CudaSession> {
     check(Number.isInteger(seqlen) && seqlen >= 2, 'seqlen', 'an integer ≥ 2', seqlen);
     check(Number.isInteger(tokens) && tokens > 0 && tokens % seqlen === 0, 'tokens', `a positive multiple of ${seqlen}`, tokens);
     check(Number.isInteger(hidden) && hidden > 0 && hidden % 8 === 0, 'hidden', 'a positive multiple of 8', hidden);
-    checkLength(x, 'x', tokens * hidden);
-    const h = await required('cudaSessionCreate')(x, tokens, seqlen, hidden);
+    checkType(x, 'x', 'Uint16Array', tokens * hidden);
+    const h = await callNative('cudaSessionCreate', x, tokens, seqlen, hidden);
     return new CudaSession(h, tokens, seqlen, hidden);
   }
 
@@ -188,23 +199,30 @@ export class CudaSession {
    * the entries whose values were not finite (after conversion to fp16), by name.
    */
   load(slot: number, shape: CudaLayerShape, entries: WeightEntry[]): Promise<{ name: string; nonFinite: number }[]> {
-    check(slot === 0 || slot === 1, 'slot', '0 or 1', slot);
+    checkInteger(slot, 'slot', 0, 1);
+    checkShape(shape, 'shape');
     check(shape.hidden === this.hidden, 'shape.hidden', `${this.hidden} (the session's)`, shape.hidden);
+    check(Array.isArray(entries), 'entries', 'an array', entries);
     const counts = weightPartCounts(shape);
     const covered = Object.fromEntries(WEIGHT_PARTS.map((p) => [p, 0])) as Record<WeightPart, number>;
     for (const e of entries) {
-      check(WEIGHT_PARTS.includes(e.part), `${e.name}.part`, WEIGHT_PARTS.join(' | '), e.part);
+      checkObject(e, 'entries[]');
+      checkOneOf(e.part, `${e.name}.part`, WEIGHT_PARTS);
+      checkOneOf(e.dtype, `${e.name}.dtype`, NATIVE_ENUMS.weightDtype);
       check(Number.isInteger(e.at) && Number.isInteger(e.count) && e.at >= 0 && e.count > 0 && e.at + e.count <= counts[e.part],
         `${e.name}: elements [${e.at}, ${e.at + e.count})`, `within ${e.part}'s ${counts[e.part]}`, e.at + e.count);
       if ('data' in e) {
         const bytes = e.dtype === 'F32' ? 4 : 2;
+        checkType(e.data, `${e.name}.data`, e.dtype === 'F32' ? 'Float32Array' : 'Uint16Array');
         check(e.data.byteLength === e.count * bytes, `${e.name}.data`, `${e.count * bytes} bytes`, e.data.byteLength);
+      } else {
+        checkString(e.file, `${e.name}.file`);
+        checkInteger(e.offset, `${e.name}.offset`);
       }
       covered[e.part] += e.count;
     }
     for (const p of WEIGHT_PARTS) check(covered[p] === counts[p], `weights of ${p}`, `${counts[p]} values`, covered[p]);
-    const native = entries.map((e) => ({ ...e, part: WEIGHT_PARTS.indexOf(e.part) }));
-    const job = required('cudaSessionLoad')(this.handle, slot, shape, native)
+    const job = callNative('cudaSessionLoad', this.handle, slot, shape, entries)
       .then((bad) => entries.map((e, i) => ({ name: e.name, nonFinite: bad[i] })).filter((b) => b.nonFinite > 0));
     const settled = job.catch(() => undefined);
     this.loads.add(settled);
@@ -219,24 +237,27 @@ export class CudaSession {
   async quantizeLayer(
     w: CudaLayerWeights | number, d: CudaLayerDims, opts: GptqOptions, cfg: CudaLayerConfig, plan: NativeLayerPlan,
   ): Promise<CudaLayerResult> {
+    const quantize = nativeCallAt('cudaQuantizeLayer'); // its errors show this caller, not the queue
+    checkPlanShape(plan);
+    checkCudaDims(d);
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
-    check(d.heads % d.kvHeads === 0, 'dims.heads', `a multiple of kvHeads (${d.kvHeads})`, d.heads);
+    checkLayerConfig(cfg);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
     check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
-    checkPlanShape(plan);
     let slot: number;
     if (typeof w === 'number') {
       slot = w;
-      check(slot === 0 || slot === 1, 'slot', '0 or 1', slot);
+      checkInteger(slot, 'slot', 0, 1);
     } else {
+      checkObject(w, 'weights');
       const counts = weightPartCounts(d);
-      for (const p of WEIGHT_PARTS) checkLength(w[p], `weights.${p}`, counts[p]);
+      for (const p of WEIGHT_PARTS) checkType(w[p], `weights.${p}`, 'Uint16Array', counts[p]);
       slot = 0;
       await this.run(() => this.load(0, d, WEIGHT_PARTS.map((p) => ({ name: p, part: p, at: 0, count: counts[p], dtype: 'F16', data: w[p] }))));
     }
-    return this.run(() => required('cudaQuantizeLayer')(this.handle, slot, d, opts, cfg, plan));
+    return this.run(() => quantize(this.handle, slot, d, opts, cfg, plan));
   }
 
   /** The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen × hidden]). */
@@ -244,17 +265,19 @@ export class CudaSession {
     const windows = this.tokens / this.seqlen;
     check(Number.isInteger(first) && first >= 0 && first < windows, 'first', `a window index below ${windows}`, first);
     check(Number.isInteger(count) && count > 0 && first + count <= windows, 'count', `1 to ${windows - first} windows`, count);
+    const read = nativeCallAt('cudaSessionRead');
     return this.run(async () => {
       const dst = new Uint16Array(count * this.seqlen * this.hidden);
-      await required('cudaSessionRead')(this.handle, dst, first * this.seqlen);
+      await read(this.handle, dst, first * this.seqlen);
       return dst;
     });
   }
 
   free(): Promise<void> {
+    const free = nativeCallAt('cudaSessionFree');
     return this.run(async () => {
       await Promise.all(this.loads);
-      required('cudaSessionFree')(this.handle);
+      free(this.handle);
     });
   }
 }

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';
 import { cudaAvailable, cudaGptqQuantize, f16ToF32, gptqQuantize } from '../../src/native';
-import { f32ToF16 } from '../../src/io/dtypes';
+import { f32ToF16Bits } from '../../src/io/dtypes';
 import { sharedPath } from '../helpers/shared';
 
 const maybe = cudaAvailable() ? describe : describe.skip;
@@ -41,7 +41,7 @@ maybe('GPTQ golden on the CUDA engine', () => {
       const gpu = await cudaGptqQuantize(W.slice(), H, N, K, opts);
       const cpu = await gptqQuantize(W.slice(), H, N, K, opts);
       let same = 0;
-      for (let i = 0; i < ref.length; i++) if (f32ToF16(gpu.q[i]) === f32ToF16(ref[i])) same++;
+      for (let i = 0; i < ref.length; i++) if (f32ToF16Bits(gpu.q[i]) === f32ToF16Bits(ref[i])) same++;
       expect(Math.abs(gpu.loss / run.loss - 1)).toBeLessThan(0.01);
       expect(same / ref.length).toBeGreaterThanOrEqual(0.95);
       let codes = 0;

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';
 import { f16ToF32, gptqQuantize } from '../../src/native';
-import { f32ToF16 } from '../../src/io/dtypes';
+import { f32ToF16Bits } from '../../src/io/dtypes';
 import { sharedPath } from '../helpers/shared';
 
 const golden = JSON.parse(fs.readFileSync(sharedPath('reference', 'golden', 'gptq-golden.json'), 'utf8'));
@@ -41,7 +41,7 @@ for (const run of golden.runs as { linear: string; bits: number; group_size: num
       sym: golden.sym, dampPercent: golden.damp_percent, blockSize: golden.blocksize,
     });
     let same = 0;
-    for (let i = 0; i < ref.length; i++) if (f32ToF16(res.q[i]) === f32ToF16(ref[i])) same++;
+    for (let i = 0; i < ref.length; i++) if (f32ToF16Bits(res.q[i]) === f32ToF16Bits(ref[i])) same++;
     const frac = same / ref.length;
     const rel = res.loss / run.loss - 1;
     report.push(`  ${run.tensor.padEnd(28)} loss ${res.loss.toFixed(4)} vs ${run.loss.toFixed(4)} (${(100 * rel).toFixed(3)} %), identical ${(100 * frac).toFixed(2)} %`);

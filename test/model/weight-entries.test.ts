@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { LlamaModel } from '../../src/model/llama-model';
-import { f16ToF32, f32ToF16, weightPartCounts, WEIGHT_PARTS } from '../../src/native';
+import { f16ToF32, f32ArrayToF16, weightPartCounts, WEIGHT_PARTS } from '../../src/native';
 import { LLAMA2_S } from '../helpers/shared';
 
 test('llama2-s layer 1: entries tile every part and point at the tensors\' bytes', async () => {
@@ -41,14 +41,14 @@ test('llama2-s layer 1: entries tile every part and point at the tensors\' bytes
   }
 });
 
-test('f32ToF16 rounds to nearest even and counts what fp16 does not hold', async () => {
+test('f32ArrayToF16 rounds to nearest even and counts what fp16 does not hold', async () => {
   const src = new Float32Array([0, -0, 1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 65504, 70000, 2 ** -24, 2 ** -26, NaN, -2.5]);
-  const { bits, inexact } = await f32ToF16(src);
+  const { bits, inexact } = await f32ArrayToF16(src);
   const back = await f16ToF32(bits);
   // 1 + 2^-11 is a tie → 1 (even); 1 + 3·2^-11 is a tie → 1 + 2^-9 (even); 70000 → Inf;
   // 2^-26 → 0; NaN stays NaN but is counted.
   expect(Array.from(back)).toEqual([0, -0, 1, 1, 1 + 2 ** -9, 65504, Infinity, 2 ** -24, 0, NaN, -2.5]);
   expect(inexact).toBe(5);
   const big = Float32Array.from({ length: 3_000_001 }, (_, i) => (i % 2048) / 1024);
-  expect((await f32ToF16(big)).inexact).toBe(0);
+  expect((await f32ArrayToF16(big)).inexact).toBe(0);
 });

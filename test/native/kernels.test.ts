@@ -1,6 +1,6 @@
 /** Optimised native kernels against their simple reference versions. */
 import { f16ToF32, gemmNt } from '../../src/native';
-import { f32ToF16 } from '../../src/io/dtypes';
+import { f32ToF16Bits } from '../../src/io/dtypes';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -50,7 +50,7 @@ describe('f16ToF32', () => {
       if (Number.isNaN(v)) {
         expect((i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0).toBe(true);
       } else {
-        expect(f32ToF16(v)).toBe(i);
+        expect(f32ToF16Bits(v)).toBe(i);
       }
     }
   });

@@ -1,6 +1,6 @@
 /** AutoGPTQ v1 packing: pack / unpack / dequantize against hand-built words and a JS model. */
 import { dequantizeGptq, packGptq, unpackGptq } from '../../src/native';
-import { f16ToF32, f32ToF16 } from '../../src/io/dtypes';
+import { f16ToF32, f32ToF16Bits } from '../../src/io/dtypes';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 function prng(seed: number): () => number {
@@ -182,8 +182,8 @@ describe('dequantizeGptq', () => {
     // Group 0: scale 0.5 for every column; group 1: scale 0.25·(1 + n/32) per column n.
     const scales = new Uint16Array(2 * n);
     for (let c = 0; c < n; c++) {
-      scales[c] = f32ToF16(0.5);
-      scales[n + c] = f32ToF16(0.25 * (1 + c / 32));
+      scales[c] = f32ToF16Bits(0.5);
+      scales[n + c] = f32ToF16Bits(0.25 * (1 + c / 32));
     }
     const gIdx = Int32Array.from({ length: k }, (_, i) => (i * 5) % 2); // scattered, 32 per group
     const w = await dequantizeGptq(packed.qweight, packed.qzeros, scales, gIdx, bits, k, n);
@@ -203,7 +203,7 @@ describe('dequantizeGptq', () => {
       const bits = pick(rnd, [2, 3, 4, 8]);
       const k = 32 * (1 + int(rnd, 6)), n = 32 * (1 + int(rnd, 4)), g = pick(rnd, [1, 2, 3]);
       const { codes, zeros } = randomLayer(rnd, bits, k, n, g);
-      const scales = Uint16Array.from({ length: g * n }, () => f32ToF16((rnd() - 0.5) * 0.1));
+      const scales = Uint16Array.from({ length: g * n }, () => f32ToF16Bits((rnd() - 0.5) * 0.1));
       const gIdx = Int32Array.from({ length: k }, () => int(rnd, g));
       const p = await packGptq(codes, zeros, bits, k, n);
       const opt = await dequantizeGptq(p.qweight, p.qzeros, scales, gIdx, bits, k, n);
@@ -215,7 +215,7 @@ describe('dequantizeGptq', () => {
         for (let i = 0; i < k; i++) {
           const v = f16ToF32(scales[gIdx[i] * n + r]) * (codes[r * k + i] - zeros[gIdx[i] * n + r]);
           want[r * k + i] = v;
-          want16[r * k + i] = f16ToF32(f32ToF16(v));
+          want16[r * k + i] = f16ToF32(f32ToF16Bits(v));
         }
       expectSame(opt, want, 'w');
       expectSame(r16, want16, 'w (round16)');

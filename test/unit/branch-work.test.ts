@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { BranchWork, layerFileName } from '../../src/gptq/branch-work';
 import { f16Activations } from '../../src/gptq/engine';
-import { f32ToF16 } from '../../src/native';
+import { f32ArrayToF16 } from '../../src/native';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';
 
 let tmp: string;
@@ -57,7 +57,7 @@ test('fp16-valued activations are kept as F16; a resume drops layers past the la
   if ('f32' in back) return;
   expect(back.windows).toBe(2);
   const bits = await back.read(0, 2);
-  expect(Array.from(bits)).toEqual([...(await f32ToF16(x[0])).bits, ...(await f32ToF16(x[1])).bits]);
+  expect(Array.from(bits)).toEqual([...(await f32ArrayToF16(x[0])).bits, ...(await f32ArrayToF16(x[1])).bits]);
 });
 
 test('activations that fp16 does not hold are kept as F32, bit for bit', async () => {

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { f32ToF16 } from '../../src/io/dtypes';
+import { f32ToF16Bits } from '../../src/io/dtypes';
 import { IR_VERSION, OnnxModelWriter, OnnxType } from '../../src/io/onnx-file';
 import { refGIdx } from '../helpers/gptq-math-ref';
 import { GraphBuilder, MS_DOMAIN, valueInfo } from '../../src/eval/onnx/graph-builder';
@@ -40,7 +40,7 @@ async function gptqLinear(c: Case, seed: number) {
   const codes = Uint8Array.from({ length: c.n * c.k }, () => Math.floor(r() * (1 << c.bits)));
   // zeros in [1, 2^bits − 1]: every block gets its own, so a misplaced zero point shows
   const zeros = Int32Array.from({ length: G * c.n }, () => 1 + Math.floor(r() * ((1 << c.bits) - 1)));
-  const scales = Uint16Array.from({ length: G * c.n }, () => f32ToF16(0.001 + r() * 0.02));
+  const scales = Uint16Array.from({ length: G * c.n }, () => f32ToF16Bits(0.001 + r() * 0.02));
   let perm: Int32Array | null = null;
   if (c.actOrder) {
     perm = Int32Array.from({ length: c.k }, (_, i) => i);

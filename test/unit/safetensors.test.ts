@@ -7,7 +7,7 @@ import {
   dtypeSize,
   f16ToF32,
   f32ToBf16,
-  f32ToF16,
+  f32ToF16Bits,
   isDType,
 } from '../../src/io/dtypes';
 import { Checkpoint } from '../../src/io/checkpoint';
@@ -40,35 +40,35 @@ describe('dtypes', () => {
     expect(Object.is(f16ToF32(0x8000), -0)).toBe(true);
   });
 
-  test('f32ToF16 inverts f16ToF32 on all 65536 bit patterns', () => {
+  test('f32ToF16Bits inverts f16ToF32 on all 65536 bit patterns', () => {
     for (let bits = 0; bits < 0x10000; bits++) {
       const x = f16ToF32(bits);
-      const back = f32ToF16(x);
+      const back = f32ToF16Bits(x);
       if (Number.isNaN(x)) expect(Number.isNaN(f16ToF32(back))).toBe(true);
       else if (back !== bits) throw new Error(`0x${bits.toString(16)} -> ${x} -> 0x${back.toString(16)}`);
     }
   });
 
-  test('f32ToF16 rounds to nearest even, overflows to inf, underflows through subnormals', () => {
-    expect(f32ToF16(65519)).toBe(0x7bff);
-    expect(f32ToF16(65520)).toBe(0x7c00); // tie between 65504 and 2^16 -> even -> inf
-    expect(f32ToF16(1e9)).toBe(0x7c00);
-    expect(f32ToF16(-1e9)).toBe(0xfc00);
-    expect(f32ToF16(1 + 2 ** -11)).toBe(0x3c00); // tie -> even (down)
-    expect(f32ToF16(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie -> even (up)
-    expect(f32ToF16(2 ** -25)).toBe(0x0000); // tie with 0 -> 0
-    expect(f32ToF16(1.5 * 2 ** -25)).toBe(0x0001);
-    expect(f32ToF16(1.5 * 2 ** -24)).toBe(0x0002); // tie -> even
-    expect(f32ToF16(2.5 * 2 ** -24)).toBe(0x0002); // tie -> even
-    expect(f32ToF16(1023.5 * 2 ** -24)).toBe(0x0400); // carries into the smallest normal
-    expect(f32ToF16(1e-10)).toBe(0x0000);
-    expect(f32ToF16(-1e-10)).toBe(0x8000);
-    expect(f32ToF16(-0)).toBe(0x8000);
-    expect(f16ToF32(f32ToF16(NaN))).toBeNaN();
-    expect(f32ToF16(Infinity)).toBe(0x7c00);
+  test('f32ToF16Bits rounds to nearest even, overflows to inf, underflows through subnormals', () => {
+    expect(f32ToF16Bits(65519)).toBe(0x7bff);
+    expect(f32ToF16Bits(65520)).toBe(0x7c00); // tie between 65504 and 2^16 -> even -> inf
+    expect(f32ToF16Bits(1e9)).toBe(0x7c00);
+    expect(f32ToF16Bits(-1e9)).toBe(0xfc00);
+    expect(f32ToF16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie -> even (down)
+    expect(f32ToF16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie -> even (up)
+    expect(f32ToF16Bits(2 ** -25)).toBe(0x0000); // tie with 0 -> 0
+    expect(f32ToF16Bits(1.5 * 2 ** -25)).toBe(0x0001);
+    expect(f32ToF16Bits(1.5 * 2 ** -24)).toBe(0x0002); // tie -> even
+    expect(f32ToF16Bits(2.5 * 2 ** -24)).toBe(0x0002); // tie -> even
+    expect(f32ToF16Bits(1023.5 * 2 ** -24)).toBe(0x0400); // carries into the smallest normal
+    expect(f32ToF16Bits(1e-10)).toBe(0x0000);
+    expect(f32ToF16Bits(-1e-10)).toBe(0x8000);
+    expect(f32ToF16Bits(-0)).toBe(0x8000);
+    expect(f16ToF32(f32ToF16Bits(NaN))).toBeNaN();
+    expect(f32ToF16Bits(Infinity)).toBe(0x7c00);
   });
 
-  test('f32ToF16 matches a brute-force nearest search on random floats', () => {
+  test('f32ToF16Bits matches a brute-force nearest search on random floats', () => {
     const finite: number[] = [];
     for (let b = 0; b < 0x7c00; b++) finite.push(f16ToF32(b)); // ascending, non-negative
     const rnd = patternBytes(4 * 20000, 7);
@@ -93,8 +93,8 @@ describe('dtypes', () => {
         const dHi = finite[lo + 1] - x;
         want = dLo < dHi ? lo : dHi < dLo ? lo + 1 : lo % 2 === 0 ? lo : lo + 1;
       }
-      if (f32ToF16(x) !== want) throw new Error(`${x}: got 0x${f32ToF16(x).toString(16)}, want 0x${want.toString(16)}`);
-      if (f32ToF16(-x) !== (want | 0x8000)) throw new Error(`-${x}: sign not kept`);
+      if (f32ToF16Bits(x) !== want) throw new Error(`${x}: got 0x${f32ToF16Bits(x).toString(16)}, want 0x${want.toString(16)}`);
+      if (f32ToF16Bits(-x) !== (want | 0x8000)) throw new Error(`-${x}: sign not kept`);
     }
   });
 

@@ -15,7 +15,7 @@
  * lm_head (the embedding when tied).
  */
 import { UserError } from '../../errors';
-import { f32ToF16 } from '../../io/dtypes';
+import { f32ToF16Bits } from '../../io/dtypes';
 import { IR_VERSION, OnnxModelWriter, OnnxType, onnx } from '../../io/onnx-file';
 import { quantizedTensorNames } from '../../gptq/format';
 import { LlamaModel } from '../../model/llama-model';
@@ -219,7 +219,7 @@ class LlamaGraph {
       // scale · (code − zero) rounded to fp16, as AutoGPTQ's torch kernels (and our engine) do.
       const w = await dequantizeGptq(qweight, qzeros, scales, gIdx, q.bits, k, n, { round16: true });
       const h = new Uint16Array(w.length);
-      for (let j = 0; j < w.length; j++) h[j] = f32ToF16(w[j]);
+      for (let j = 0; j < w.length; j++) h[j] = f32ToF16Bits(w[j]);
       const wName = `${name}.dequantized`;
       await b.initializer({ name: wName, dataType: OnnxType.FLOAT16, dims: [n, k], bytes: new Uint8Array(h.buffer) });
       this.linears.push({ name, op: 'MatMul', reason: plan.reason });

@@ -16,7 +16,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../errors';
 import { quantizedTensorNames } from '../../gptq/format';
-import { f16ToF32, f32ToF16 } from '../../io/dtypes';
+import { f16ToF32, f32ToF16Bits } from '../../io/dtypes';
 import { onnx, OnnxType, readOnnxModel } from '../../io/onnx-file';
 import { modelFingerprint } from '../../model/fingerprint';
 import { LlamaModel } from '../../model/llama-model';
@@ -144,7 +144,7 @@ export async function checkOnnxExportOf(file: string, model: LlamaModel, modelSp
         const len = Math.min(SAMPLE, bytes - at);
         const theirs = await reader.read(t, at, len);
         for (let j = 0; j < len; j += 2) {
-          if (theirs.readUInt16LE(j) !== f32ToF16(w[(at + j) / 2])) foreign(`${name}.dequantized holds other values than the branch's weights`);
+          if (theirs.readUInt16LE(j) !== f32ToF16Bits(w[(at + j) / 2])) foreign(`${name}.dequantized holds other values than the branch's weights`);
         }
       }
     }
