@@ -46,13 +46,6 @@ export default defineConfig(
       '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
-  // TEMPORARY (issue 13): files that other branches rewrite in parallel keep their findings
-  // (src/native/cuda.ts:124 and src/native/cuda-eval.ts:63: no-unnecessary-type-assertion) for
-  // their owners. Remove this block after merging them, then run `npm run lint`.
-  {
-    files: ['src/native/*.ts'],
-    rules: { '@typescript-eslint/no-unnecessary-type-assertion': 'off' },
-  },
   {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: globals.node },
