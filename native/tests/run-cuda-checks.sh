@@ -93,7 +93,10 @@ for src in "${checks[@]}"; do
 done
 
 # 2. GPU correctness scripts through the addon.
-if [ ! -f dist/native/index.js ] && [ -x node_modules/.bin/tsc ]; then node_modules/.bin/tsc -p tsconfig.json; fi
+# dist/ from the sources in a checkout (the bundle has no TypeScript compiler: its dist/ as packed).
+if [ -x node_modules/.bin/tsc ] && [ -f tsconfig.json ] && [ -d src ]; then
+  node_modules/.bin/tsc -p tsconfig.json || record FAIL tsc "tsc -p tsconfig.json failed: dist/ may be stale"
+fi
 if ! "$node" -e "process.exit(require('./dist/native').cudaAvailable() ? 0 : 1)" 2>"$logs/addon.log"; then
   record FAIL addon "the addon (build/Release/gptq_forge.node) has no usable CUDA backend or dist/ is missing: rebuild with native/build-standalone.sh; $(head -c 300 "$logs/addon.log")"
 else

@@ -94,11 +94,11 @@ double tolerance(Kind kind, const Shape& c, const Ref& r, size_t e) {
   const double out_round = kHalfU * o * (1 + kHalfU) + kHalfSub;  // the output's rounding to fp16
   if (kind == kFlash) {
     // Scores, softmax, sums in fp32 (log2 domain): each unnormalised p_j is off by a relative
-    // ε ≤ 2D·u32·a + 2·u32·(|s_j| + |max|) + 2·u32 (exp2f) + the online rescales (u32 per key tile);
+    // ε ≤ 2D·u32·a + 2·u32·(|s_j| + |max|) + 2·u32 (exp2f) + the online rescales (2·u32 per key tile);
     // perturbing numerator and Σ alike moves o by ≤ 2ε·Σ P|v|. P is rounded to fp16 only as the
     // P·V operand (Σ of the fp32 p's is the divisor): u16·Σ P|v|, plus the subnormal half-spacing
     // per key over L; fp32 sums over n keys (P·V and L): 3n·u32·Σ P|v|; 1/l and o·(1/l): 2·u32.
-    const double eps = 2 * c.D * kFloatU * am + 4 * kFloatU * sm + 2 * kFloatU + (n / 64 + 1) * kFloatU;
+    const double eps = 2 * c.D * kFloatU * am + 4 * kFloatU * sm + 2 * kFloatU + 2 * (n / 64 + 1) * kFloatU;
     return out_round + pa * (kHalfU + 2 * eps + (3 * n + 2) * kFloatU) * (1 + kHalfU) + kHalfSub * r.absv[e] * r.invL[row];
   }
   if (kind == kChunked) {

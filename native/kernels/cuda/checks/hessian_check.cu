@@ -63,8 +63,10 @@ void check_xtx(Context& ctx, std::mt19937& rng) {
         const auto g0 = upload(ctx, G0);
         CUDA_CHECK(cudaMemcpyAsync(G.get(), g0.get(), c.K * c.K * sizeof(float), cudaMemcpyDeviceToDevice, ctx.stream));
         ctx.sync();
+      } else if (variant == 0) {
+        poison(ctx, G.get(), c.K * c.K);  // beta = 0: cuBLAS does not read G (NaN stays out)
       } else {
-        poison(ctx, G.get(), c.K * c.K);  // beta = 0: G is not read (NaN stays out)
+        CUDA_CHECK(cudaMemsetAsync(G.get(), 0, c.K * c.K * sizeof(float), ctx.stream));  // the reference reads β·G
       }
       if (variant == 0) {
         xtx_accumulate(ctx, c.T, c.K, dX.get(), ldx, G.get(), c.alpha, c.beta, c.nb);
