@@ -134,7 +134,7 @@ fi
 if [ -x node_modules/.bin/jest ] && [ -d test/golden ]; then
   run_step jest-cuda node_modules/.bin/jest --runInBand test/golden/gptq-golden-cuda.test.ts test/cli/eval-device.test.ts
 else
-  record SKIP jest-cuda "jest is not installed here (offline bundle: no dev dependencies); test/cuda/cuda-golden.js ran the golden test's checks"
+  record SKIP jest-cuda "jest is not installed here (offline bundle: no dev dependencies); test/cuda/cuda-golden.js carries the golden test's checks"
 fi
 
 # 4. Summary.
