@@ -92,7 +92,7 @@ for src in native/kernels/cuda/*.cu; do
   "$nvcc" "${flags[@]}" -c "$src" -o "$obj" &
   objs+=("$obj")
 done
-# The CPU engine pieces the CUDA code uses as references (fp64 Cholesky) and the self-test compares against.
+# The CPU engine pieces the CUDA code uses as references (fp64 Cholesky) and the checks compare against
 # (not in the archive: the addon compiles them itself).
 for src in "${cpu_srcs[@]}"; do
   g++ -std=c++17 -O3 -fPIC -pthread -fno-math-errno -march="${GPTQ_FORGE_MARCH:-native}" -c "$src" -o "$out/obj/cpu_$(basename "$src" .cc).o" &
