@@ -7,7 +7,7 @@
 #  2. Drops the page cache where allowed (weights then come from disk) and times the real
 #     `gptq eval --device cuda --json` as a process, start to exit, while nvidia-smi samples the
 #     GPU's memory; prints the time per stage, tokens/s, TFLOP/s against the GEMM ceiling
-#     measured by build/cuda/eval_check, the disk read rate, peak GPU memory and host RSS.
+#     measured by build/cuda/gemm_ceiling (bench/native/gemm_ceiling.cu), the disk read rate, peak GPU memory and host RSS.
 #  3. Projects the fp16 base (138 GB, more than the disk holds) from synthetic fp16 checkpoints of
 #     2 and 4 layers (bench/make-synthetic-llama.js): per layer = (t4 − t2) / 2.
 # Token ids come from the tokenizer cache: the first of the runs (a 1-window warm-up) tokenizes
@@ -52,9 +52,9 @@ run_eval() {
 }
 
 ceiling=""
-if [ -x build/cuda/eval_check ]; then
-  echo "GEMM ceiling (build/cuda/eval_check):"
-  ceiling=$(build/cuda/eval_check | tee "$work/eval_check.log" | sed -n 's/^GEMM ceiling (best measured): \([0-9.]*\).*/\1/p')
+if [ -x build/cuda/gemm_ceiling ]; then
+  echo "GEMM ceiling (build/cuda/gemm_ceiling):"
+  ceiling=$(build/cuda/gemm_ceiling | tee "$work/gemm_ceiling.log" | sed -n 's/^GEMM ceiling (best measured): \([0-9.]*\).*/\1/p')
   echo "  $ceiling TFLOP/s"
 fi
 

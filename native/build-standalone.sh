@@ -3,7 +3,8 @@
 # npm, e.g. GPU machines. Needs the N-API headers (node_api*.h, js_native_api*.h) in
 # $NAPI_INCLUDE (default: include/node of the offline bundle or Node's own) and node-addon-api.
 #   native/build-standalone.sh            → build/Release/gptq_forge.node
-# With nvcc + cuBLAS + cuSOLVER present, the CUDA backend is built too (native/build-cuda.sh).
+# With nvcc + cuBLAS + cuSOLVER present, the CUDA backend is built too (native/build-cuda.sh);
+# then `bash native/tests/run-cuda-checks.sh` (npm run test:cuda) builds and runs every GPU check.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -2,8 +2,10 @@
 # npm run pack:offline → offline/gptq-forge-offline.tar.xz: everything to build the addon and
 # run `gptq` on a Linux x86-64 host with a C++ toolchain and no network: a Node binary, the
 # built JavaScript, the production dependencies the CLI uses, the native sources, the N-API
-# headers and native/build-standalone.sh. On the host:
+# headers and native/build-standalone.sh, and the checks of a GPU host (native/kernels/*/checks,
+# native/tests, test/cuda, scripts/checks). On the host:
 #   tar xJf gptq-forge-offline.tar.xz && cd gptq-forge && native/build-standalone.sh && bin/node bin/gptq.js --help
+#   bash native/tests/run-cuda-checks.sh      (npm run test:cuda: every GPU check, SHARED=../shared)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -14,6 +16,9 @@ cp "$(command -v node)" "$stage/bin/node"
 cp bin/gptq.js "$stage/bin/"
 cp -r dist native binding.gyp package.json datasets configs "$stage/"
 [ -d bench ] && cp -r bench "$stage/"
+mkdir -p "$stage/test"
+cp -r test/cuda "$stage/test/"
+cp -r scripts "$stage/"
 nodedir="$(npm config get nodedir 2>/dev/null || true)"
 for d in "$nodedir/include/node" "$(dirname "$(dirname "$(command -v node)")")/include/node"; do
   if [ -f "$d/node_api.h" ]; then cp "$d"/node_api*.h "$d"/js_native_api*.h "$stage/include/node/"; break; fi

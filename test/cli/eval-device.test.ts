@@ -1,7 +1,7 @@
 /**
  * `--device` on `gptq eval` and `gptq report`: cpu where no GPU is visible (CI), one clear line
  * and a non-zero exit for `--device cuda` where the addon has no CUDA or sees no device.
- * The GPU path itself is checked on a GPU host (bench/eval-cuda-check.js, bench/eval-cuda-errors.sh).
+ * The GPU path itself is checked on a GPU host (test/cuda/eval-cuda-check.js, test/cuda/eval-cuda-errors.sh).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';

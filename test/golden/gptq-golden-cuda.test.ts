@@ -3,7 +3,7 @@
  * (skipped otherwise: CI has none). The same bar as gptq-golden.test.ts against the authors'
  * outputs, and against the CPU engine on the same W, H: the two differ only in summation order
  * (fp64 factor on both, fp32 updates), so ≥ 99 % identical codes and losses within 0.5 %.
- * On a GPU host without jest, bench/cuda-golden.js runs the same checks from dist/.
+ * On a GPU host without jest, test/cuda/cuda-golden.js runs the same checks from dist/.
  */
 import * as fs from 'node:fs';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';

@@ -2,7 +2,7 @@
 /**
  * The whole GPTQ pipeline (driver.ts) on the CPU engine (engine-cpu.ts) and on the CUDA engine
  * (engine-cuda.ts) over the same model and calibration windows, linear by linear:
- *   node bench/cuda-pipeline-check.js <dir made by bench/make-cuda-check-model.js> [seqlen=512]
+ *   node test/cuda/cuda-pipeline-check.js <dir made by test/cuda/make-cuda-check-model.js> [seqlen=512]
  * Both run true-sequential 4-bit g128 act-order with fp16 activations (the CPU engine's round16
  * mode); they differ in summation order (GEMM blocking, tensor cores) and so, from the first
  * attention on, in an fp16 rounding here and there. Run with act-order and without. Bars: every
@@ -14,7 +14,7 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '../..');
 const { LlamaModel } = require(path.join(root, 'dist/model/llama-model'));
 const { quantizeLayers } = require(path.join(root, 'dist/gptq/driver'));
 

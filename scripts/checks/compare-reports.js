@@ -2,7 +2,7 @@
 /**
  * Compares the perplexities of two `gptq report` outputs row by row (e.g. branches built with
  * --device cpu and with --device cuda on the same calibration and protocol):
- *   node bench/compare-reports.js A/report.json B/report.json [--bar 0.3]
+ *   node scripts/checks/compare-reports.js A/report.json B/report.json [--bar 0.3]
  * Prints one line per row present in both (B / A − 1 in %) and how many exceed the bar.
  */
 'use strict';
@@ -12,7 +12,7 @@ const [a, b] = process.argv.slice(2).filter((x) => !x.startsWith('--'));
 const barArg = process.argv.indexOf('--bar');
 const bar = barArg > 0 ? Number(process.argv[barArg + 1]) : 0.3;
 if (!a || !b) {
-  console.error('usage: node bench/compare-reports.js A/report.json B/report.json [--bar percent]');
+  console.error('usage: node scripts/checks/compare-reports.js A/report.json B/report.json [--bar percent]');
   process.exit(2);
 }
 const ra = JSON.parse(fs.readFileSync(a, 'utf8'));

@@ -6,7 +6,7 @@
  * the same bytes), and both must see the damage. Prints the four perplexities and writes
  * bench/results/tamper-engines-cpu.json.
  *
- *   node bench/tamper-engines.js --branch DIR [--tensor NAME] [--word I|max-scale] [--windows 4] [--seqlen 4096]
+ *   node scripts/checks/tamper-engines.js --branch DIR [--tensor NAME] [--word I|max-scale] [--windows 4] [--seqlen 4096]
  *
  * `--word max-scale` (the default) flips row 0 of the output column with the largest group-0
  * scale: the column whose weights are largest, so the damage is well above both engines'
@@ -16,7 +16,7 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { root, flag: arg, sharedDir } = require('./args');
+const { root, flag: arg, sharedDir } = require('../../bench/args');
 
 const branch = arg('--branch');
 const tensor = arg('--tensor', 'model.layers.0.self_attn.q_proj.qweight');

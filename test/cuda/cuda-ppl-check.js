@@ -3,7 +3,7 @@
  * Quality parity of the CUDA engine: one branch (4-bit, g128, act-order) built by the CPU
  * pipeline and one by the CUDA pipeline from the same model and calibration windows, both
  * written by the BranchWriter and evaluated by the same CPU perplexity code (fp16 activations):
- *   node bench/cuda-ppl-check.js <dir made by bench/make-cuda-ppl-input.js> [seqlen=2048]
+ *   node test/cuda/cuda-ppl-check.js <dir made by test/cuda/make-cuda-ppl-input.js> [seqlen=2048]
  * The issue's bar: the GPU-built branch's perplexity within 0.3 % of the CPU-built one's. For
  * scale, a third branch is built by the CPU from the same windows in reverse order (only the
  * Hessians' summation order changes): how far two equally valid runs land apart.
@@ -11,7 +11,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '../..');
 const { LlamaModel } = require(path.join(root, 'dist/model/llama-model'));
 const { BranchWriter, packLinear } = require(path.join(root, 'dist/gptq/branch-writer'));
 const { quantizeLayers } = require(path.join(root, 'dist/gptq/driver'));

@@ -2,9 +2,9 @@
 # Bad input to `gptq eval --device cuda` on a GPU host: each case must end with one
 # `gptq: error:` line on stderr and a non-zero exit. (The no-CUDA-build case runs in CI:
 # test/cli/eval-device.test.ts.) Prints one row per case; exits 1 if any case misbehaves.
-#   bash bench/eval-cuda-errors.sh          (env: CONFIG, TOKENIZER_FROM, DATASET, WORK, NODE)
+#   bash test/cuda/eval-cuda-errors.sh          (env: CONFIG, TOKENIZER_FROM, DATASET, WORK, NODE)
 set -uo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 node="${NODE:-$( [ -x bin/node ] && echo bin/node || echo node )}"
 config="${CONFIG:-../shared/models/llama-2-70b/config.json}"

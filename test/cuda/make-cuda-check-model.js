@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * Builds the small input of bench/cuda-pipeline-check.js, to be carried to a GPU host:
- *   node bench/make-cuda-check-model.js <model dir> <text file> <out dir> [nsamples=16] [seqlen=512]
+ * Builds the small input of test/cuda/cuda-pipeline-check.js, to be carried to a GPU host:
+ *   node test/cuda/make-cuda-check-model.js <model dir> <text file> <out dir> [nsamples=16] [seqlen=512]
  * out/model: the model's config (tie_word_embeddings: true) and its embedding, norms and decoder
  * layers without lm_head (quantization reads no lm_head; this keeps llama2-s at 22 MB), plus the
  * tokenizer files; out/calib.bin: nsamples × seqlen token ids (Int32, little-endian) sampled
@@ -9,7 +9,7 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '../..');
 const { SafetensorsFile } = require(path.join(root, 'dist/io/safetensors-reader'));
 const { writeSafetensors } = require(path.join(root, 'dist/io/safetensors-writer'));
 const { loadCalibration } = require(path.join(root, 'dist/gptq/calibration-set'));

@@ -2,7 +2,7 @@
 /**
  * The CUDA engine through the addon (dist/), where CUDA exists — for GPU hosts, e.g. from the
  * offline bundle (no jest there):
- *   node bench/cuda-golden.js <dir with gptq-golden.safetensors and gptq-golden.json>
+ *   node test/cuda/cuda-golden.js <dir with gptq-golden.safetensors and gptq-golden.json>
  * 1. The GPTQ golden: the GPU solve against the authors' fasterquant outputs (the bar of
  *    test/golden/gptq-golden.test.ts: loss within 1 %, ≥ 95 % identical fp16 entries) and
  *    against the CPU engine on the same W, H (≥ 99 % identical codes, loss within 0.5 %).
@@ -14,7 +14,7 @@
  * Exit code 0 only when every check passes.
  */
 const path = require('node:path');
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '../..');
 const native = require(path.join(root, 'dist/native'));
 const { SafetensorsFile } = require(path.join(root, 'dist/io/safetensors-reader'));
 const { f32ToF16Bits, f16ToF32 } = require(path.join(root, 'dist/io/dtypes'));

@@ -2,13 +2,13 @@
 # ONNX vs native perplexity on the full protocol: llama2-m fp16 and GPTQ branches, wiki.test.raw,
 # seqlen 4096, GPTQ_FORGE_THREADS threads (default 2). For each model: export-onnx, eval --engine
 # onnx on the export, eval with the native engine; JSON and /usr/bin/time lines into OUT.
-# Then `node bench/collect-onnx-vs-native.js OUT` writes bench/results/onnx-vs-native-cpu.json.
+# Then `node scripts/checks/collect-onnx-vs-native.js OUT` writes bench/results/onnx-vs-native-cpu.json.
 #
-#   bash bench/onnx-vs-native.sh OUT BRANCHES_DIR [names...]
+#   bash scripts/checks/onnx-vs-native.sh OUT BRANCHES_DIR [names...]
 # (default names: main gptq-4bit-128g-actorder_True gptq-3bit-128g-actorder_False; each a
 # folder of BRANCHES_DIR made by `gptq quantize` from llama2-m; "fp16" is llama2-m itself)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=$1; BR=$2; shift 2
 NAMES=${*:-main gptq-4bit-128g-actorder_True gptq-3bit-128g-actorder_False}
 export GPTQ_FORGE_THREADS=${GPTQ_FORGE_THREADS:-2}

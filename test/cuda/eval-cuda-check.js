@@ -3,7 +3,7 @@
 /**
  * The GPU perplexity engine against the CPU engine on the same files (a GPU host):
  *
- *   node bench/eval-cuda-check.js --dataset wiki.test.raw [--seqlen 4096] [--max-windows K]
+ *   node test/cuda/eval-cuda-check.js --dataset wiki.test.raw [--seqlen 4096] [--max-windows K]
  *     [--bar 0.02] [--reference MODEL=PPL ...] [--json OUT.json] MODEL_DIR...
  *
  * For each model (fp16 or GPTQ branch) it runs `gptq eval --json` with --device cpu and with
@@ -25,10 +25,10 @@ for (let i = 0; i < args.length; i++) {
   else models.push(a);
 }
 if (!opt.dataset || models.length === 0) {
-  console.error('usage: node bench/eval-cuda-check.js --dataset FILE [--seqlen N] [--max-windows K] [--bar PCT] [--reference MODEL=PPL] [--json OUT] MODEL...');
+  console.error('usage: node test/cuda/eval-cuda-check.js --dataset FILE [--seqlen N] [--max-windows K] [--bar PCT] [--reference MODEL=PPL] [--json OUT] MODEL...');
   process.exit(2);
 }
-const root = path.join(__dirname, '..');
+const root = path.join(__dirname, '../..');
 const node = fs.existsSync(path.join(root, 'bin', 'node')) ? path.join(root, 'bin', 'node') : process.execPath;
 const refs = Object.fromEntries(opt.reference.map((r) => { const [m, p] = r.split('='); return [path.resolve(m), Number(p)]; }));
 

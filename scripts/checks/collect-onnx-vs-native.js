@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * Collects the output folder of bench/onnx-vs-native.sh into bench/results/onnx-vs-native-cpu.json
+ * Collects the output folder of scripts/checks/onnx-vs-native.sh into bench/results/onnx-vs-native-cpu.json
  * and prints the table: per model, native and ONNX perplexity, their relative difference, and
  * (fp16) the transformers figure of ../shared/reference/quality-llama2-m-4096.json.
  *
- *   node bench/collect-onnx-vs-native.js OUT
+ *   node scripts/checks/collect-onnx-vs-native.js OUT
  */
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { root, sharedDir } = require('./args');
+const { root, sharedDir } = require('../../bench/args');
 
 const out = process.argv[2];
 if (!out) { console.error('usage: collect-onnx-vs-native.js OUT'); process.exit(1); }
