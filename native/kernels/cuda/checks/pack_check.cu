@@ -58,7 +58,8 @@ void check_qweight(Context& ctx, std::mt19937& rng, int64_t N, int64_t K, int64_
     (variant ? pack_qweight_ref : pack_qweight)(ctx, dc.get(), ldc, N, K, bits, q.get());
     validate_exact(strf("%s %s", variant ? "pack_qweight_ref" : "pack_qweight", shape.c_str()), download(ctx, q.get(), ref.size()), ref);
   }
-  if (high || pad) return;
+  // The CPU engine's packer takes whole tiles of 32 rows (kernels/cpu/pack.cc).
+  if (high || pad || N % 32 != 0) return;
   std::vector<int32_t> cpu(ref.size());
   gf::pack_qweight_ref(c.data(), N, K, bits, cpu.data());
   validate_exact("CPU engine gf::pack_qweight_ref vs this reference, " + shape, cpu, ref);
