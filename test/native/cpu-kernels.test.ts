@@ -1,6 +1,6 @@
 /**
- * The CPU kernel checks (native/kernels/cpu/checks/*_check.cc: each kernel of llama.h and
- * gemm.h against an fp64 reference with a tolerance derived from its arithmetic), built with
+ * The CPU kernel checks (native/kernels/cpu/checks/*_check.cc: each kernel of llama.h,
+ * gemm.h and QEP's (hessian.h cross term, qep.h) against an fp64 reference with a tolerance derived from its arithmetic), built with
  * the addon's flags by native/tests/build-cpu-checks.sh and run here: every program must exit
  * 0 with at least one PASS line and no FAIL line. No GPU needed.
  */
@@ -20,7 +20,7 @@ beforeAll(() => {
 }, 600_000);
 
 test('there are CPU kernel checks to run', () => {
-  expect(checks).toEqual(expect.arrayContaining(['gemm_check', 'llama_check']));
+  expect(checks).toEqual(expect.arrayContaining(['gemm_check', 'llama_check', 'qep_check']));
 });
 
 for (const name of checks) {

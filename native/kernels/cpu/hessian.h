@@ -1,4 +1,5 @@
-// GPTQ's Hessian: H = 2/n · Σ XᵀX over the calibration windows (n = number of windows).
+// GPTQ's Hessian: H = 2/n · Σ XᵀX over the calibration windows (n = number of windows), and
+// QEP's cross term C = 2/n · Σ (X̃ − X)ᵀ X beside it (docs/gptq.md, "QEP").
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,5 +23,21 @@ void symmetrize_upper(int64_t K, float* G, float scale);
 // forward up to the linear's input; its buffer may be reused for the next window. H [K, K] is
 // overwritten. Returns the seconds spent accumulating (not counting input()).
 double add_batch(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input, float* H);
+
+// C[K, K] += (Xf − X)ᵀ X for X, Xf [T, K] (row stride ldx each): C[i, j] += Σ_t (Xf[t, i] − X[t, i]) · X[t, j].
+// Not symmetric: every entry is computed. Straightforward loops in fp64 (the reference).
+void cross_accumulate_ref(int64_t T, int64_t K, const float* Xf, const float* X, int64_t ldx, float* C);
+
+// Same contract, fp32: D = (Xf − X)ᵀ and Xᵀ are formed in chunks of tokens (the difference
+// rounded once to fp32) and every RB × RB tile of C is a GEMM D[bi] · Xt[bj]ᵀ (blocked,
+// multi-threaded), as xtx_accumulate.
+void cross_accumulate(int64_t T, int64_t K, const float* Xf, const float* X, int64_t ldx, float* C);
+
+// add_batch with QEP's cross term: H = 2/n · Σ XᵀX and C = 2/n · Σ (X̃ − X)ᵀ X over the windows,
+// X = input(w) the quantized path's [T, K] (row stride K), X̃ = input_fp(w) the fp16 path's at
+// the same forward point (a different buffer; both may be reused for the next window).
+// H and C [K, K] are overwritten. Returns the seconds spent accumulating.
+double add_batch_cross(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input,
+                       const std::function<const float*(int64_t w)>& input_fp, float* H, float* C);
 
 }  // namespace gf
