@@ -18,6 +18,7 @@
         "native/kernels/cpu/hessian.cc",
         "native/kernels/cpu/gptq.cc",
         "native/kernels/cpu/layer_quant.cc",
+        "native/kernels/cpu/qep.cc",
         "native/kernels/cpu/linalg.cc",
         "native/kernels/cpu/pack.cc"
       ],

@@ -3,8 +3,10 @@
 //     weights: the layer's nine fp32 weights (as decoderLayer); dims: as decoderLayer (round16);
 //     windows: { x, att, h1: Float32Array[] (one per window), seqlen }, null with rtn;
 //       x [S·hidden] in: the layer's inputs, out: its outputs; att [S·heads·D], h1 [S·hidden]
-//       scratch;
-//     options: the solver's (gptqQuantize's); config: { rtn, trueSequential };
+//       scratch; with config.qep also xf, attf, h1f: the same for QEP's fp16 path (xf in: the
+//       fp16 model's activations entering the layer, out: leaving the unquantized layer);
+//     options: the solver's (gptqQuantize's); config: { rtn, trueSequential, qep?: null |
+//       { alpha (≥ 0), linears: names of the linears whose W is corrected } };
 //     plan: the layer plan (src/model/layer-plan.ts; checked, bindings/layer.cc).
 //   → { linears: [{ name, n, k, codes, scales, zeros, gIdx, perm, loss, dampPercent,
 //        dampRaises, deadColumns, seconds }] in the plan's order,
@@ -34,6 +36,16 @@ class CpuQuantizeLayer : public PromiseWorker {
     o_.rtn = bool_arg(env, c, "rtn", false, "config");
     o_.true_sequential = bool_arg(env, c, "trueSequential", false, "config");
     plan_ = plan_arg(env, info[5]);
+    const Napi::Value q = c.Get("qep");
+    if (!q.IsUndefined() && !q.IsNull()) {
+      Napi::Object qo = object_value(env, q, "config.qep");
+      const double alpha = num_arg(env, qo, "alpha", "config.qep");
+      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
+      o_.qep = true;
+      o_.qep_alpha = (float)alpha;
+      for (gf::Linear l : linears_at(env, qo.Get("linears"), "config.qep.linears")) o_.qep_correct[(int)l] = true;
+      if (o_.rtn) throw Napi::TypeError::New(env, "config.qep: expected null with rtn (QEP needs calibration windows)");
+    }
     if (o_.rtn) {
       if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn, got " + describe(info[2]));
       return;
@@ -54,6 +66,19 @@ class CpuQuantizeLayer : public PromiseWorker {
       win_.att.push_back(att_[i].data);
       win_.h1.push_back(h1_[i].data);
     }
+    if (!o_.qep) return;
+    xf_ = windows_arg(env, w.Get("xf"), S * H);
+    attf_ = windows_arg(env, w.Get("attf"), S * qd);
+    h1f_ = windows_arg(env, w.Get("h1f"), S * H);
+    if (xf_.size() != x_.size() || attf_.size() != x_.size() || h1f_.size() != x_.size())
+      throw Napi::RangeError::New(env, "windows.xf, windows.attf, windows.h1f: expected " + std::to_string(x_.size()) +
+                                           " windows (as x)");
+    fp_.win.S = S;
+    for (size_t i = 0; i < x_.size(); ++i) {
+      fp_.win.x.push_back(xf_[i].data);
+      fp_.win.att.push_back(attf_[i].data);
+      fp_.win.h1.push_back(h1f_[i].data);
+    }
   }
 
   void Run() override {
@@ -67,7 +92,9 @@ class CpuQuantizeLayer : public PromiseWorker {
       lin_[i].assign(src[i], src[i] + count[i]);
       w.lin[i] = lin_[i].data();
     }
-    gf::quantize_layer(d_, plan_, w, o_, o_.rtn ? nullptr : &win_, out_, t_);
+    // QEP's fp16 path reads the caller's weights, which stay unquantized.
+    fp_.w = layer_.w;
+    gf::quantize_layer(d_, plan_, w, o_, o_.rtn ? nullptr : &win_, o_.qep ? &fp_ : nullptr, out_, t_);
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -105,8 +132,9 @@ class CpuQuantizeLayer : public PromiseWorker {
   HeldLayer layer_;
   gf::LayerQuantOptions o_;
   gf::LayerPlan plan_;
-  std::vector<Held<float>> x_, att_, h1_;
+  std::vector<Held<float>> x_, att_, h1_, xf_, attf_, h1f_;
   gf::LayerWindows win_;
+  gf::FpPath fp_;
   std::vector<float> lin_[gf::kLinears];
   std::vector<gf::LinearResult> out_;
   gf::LayerQuantTimes t_;

@@ -1,11 +1,12 @@
-// Bindings of the GPTQ kernels: one linear's solve (or RTN), XᵀX and the Cholesky route
-// (tests and benchmarks). The CPU engine's per-layer call is in cpu_layer.cc.
+// Bindings of the GPTQ kernels: one linear's solve (or RTN), XᵀX and the Cholesky route, and
+// QEP's cross term and weight correction (tests and benchmarks). The CPU engine's per-layer call is in cpu_layer.cc.
 #include <string>
 
 #include "../kernels/cpu/gptq.h"
 #include "../kernels/cpu/hessian.h"
 #include "../kernels/cpu/layer_quant.h"
 #include "../kernels/cpu/linalg.h"
+#include "../kernels/cpu/qep.h"
 #include "bindings.h"
 #include "util.h"
 
@@ -106,6 +107,70 @@ class Xtx : public PromiseWorker {
   std::vector<float> g_;
 };
 
+// crossTerm(Xf [T*K], X [T*K], T, K, reference) → Float32Array [K*K] = (Xf − X)ᵀ X (QEP; tests)
+class CrossTerm : public PromiseWorker {
+ public:
+  CrossTerm(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    arg_count(info, "crossTerm", 5);
+    T_ = int_at(info, 2, "T");
+    K_ = int_at(info, 3, "K");
+    ref_ = bool_at(info, 4, "reference");
+    xf_ = typed_at<float>(info, 0, "Xf", elements(info.Env(), "Xf", {T_, K_}));
+    x_ = typed_at<float>(info, 1, "X", elements(info.Env(), "X", {T_, K_}));
+    elements(info.Env(), "K × K", {K_, K_});
+  }
+  void Run() override {
+    c_.assign((size_t)(K_ * K_), 0.0f);
+    (ref_ ? gf::cross_accumulate_ref : gf::cross_accumulate)(T_, K_, xf_.data, x_.data, K_, c_.data());
+  }
+  Napi::Value Result(Napi::Env env) override { return to_js(env, c_); }
+
+ private:
+  int64_t T_ = 0, K_ = 0;
+  bool ref_ = false;
+  Held<float> xf_, x_;
+  std::vector<float> c_;
+};
+
+// qepCorrect(W [N*K], H [K*K], C [K*K], N, K, alpha, dampPercent, reference) →
+//   { w: W* (fp32, before the layer's fp16 rounding), dampPercent, dampRaises } (QEP; tests)
+class QepCorrect : public PromiseWorker {
+ public:
+  QepCorrect(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    arg_count(info, "qepCorrect", 8);
+    N_ = int_at(info, 3, "N", 1);
+    K_ = int_at(info, 4, "K", 1);
+    alpha_ = number_at(info, 5, "alpha");
+    if (!(alpha_ >= 0 && alpha_ <= 1)) range_error(env, "alpha", "a number in [0, 1]", number_text(alpha_));
+    damp_ = number_at(info, 6, "dampPercent");
+    if (!(damp_ >= 0 && damp_ < 1)) range_error(env, "dampPercent", "a number in [0, 1)", number_text(damp_));
+    ref_ = bool_at(info, 7, "reference");
+    w_ = typed_at<float>(info, 0, "W", elements(env, "W", {N_, K_}));
+    h_ = typed_at<float>(info, 1, "H", elements(env, "H", {K_, K_}));
+    c_ = typed_at<float>(info, 2, "C", elements(env, "C", {K_, K_}));
+  }
+  void Run() override {
+    out_.assign(w_.data, w_.data + N_ * K_);
+    res_ = (ref_ ? gf::qep_correct_ref : gf::qep_correct)(N_, K_, out_.data(), h_.data, c_.data, (float)alpha_, (float)damp_);
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("w", to_js(env, out_));
+    o.Set("dampPercent", res_.damp_percent);
+    o.Set("dampRaises", res_.damp_raises);
+    return o;
+  }
+
+ private:
+  int64_t N_ = 0, K_ = 0;
+  double alpha_ = 0, damp_ = 0;
+  bool ref_ = false;
+  Held<float> w_, h_, c_;
+  std::vector<float> out_;
+  gf::QepResult res_;
+};
+
 // upperCholeskyOfInverse(H Float64Array [K*K], K, reference) → Float64Array | null (not PD)
 class UpperCholInv : public PromiseWorker {
  public:
@@ -135,6 +200,8 @@ void RegisterGptq(Napi::Env env, Napi::Object exports) {
   exports.Set("gptqQuantize", Napi::Function::New(env, start<GptqQuantize>));
   exports.Set("xtx", Napi::Function::New(env, start<Xtx>));
   exports.Set("upperCholeskyOfInverse", Napi::Function::New(env, start<UpperCholInv>));
+  exports.Set("crossTerm", Napi::Function::New(env, start<CrossTerm>));
+  exports.Set("qepCorrect", Napi::Function::New(env, start<QepCorrect>));
 }
 
 }  // namespace gfb

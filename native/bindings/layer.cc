@@ -61,6 +61,8 @@ Napi::Array array_at(const Napi::Env& env, const Napi::Value& v, const std::stri
   return v.As<Napi::Array>();
 }
 
+}  // namespace
+
 std::vector<gf::Linear> linears_at(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
   Napi::Array a = array_at(env, v, what);
   std::vector<gf::Linear> out;
@@ -74,8 +76,6 @@ std::vector<gf::Linear> linears_at(const Napi::Env& env, const Napi::Value& v, c
   }
   return out;
 }
-
-}  // namespace
 
 gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v) {
   if (!v.IsObject()) throw Napi::TypeError::New(env, "plan: expected an object");

@@ -2,6 +2,7 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
 #include <vector>
 
 #include "../kernels/cpu/layer_plan.h"
@@ -20,6 +21,9 @@ struct HeldLayer {
   std::vector<Held<float>> held;
 };
 void layer_arg(const Napi::Env& env, const Napi::Value& v, const gf::LlamaDims& d, HeldLayer& out);
+
+// An array of linear names (a RangeError naming `what[i]` for an unknown one).
+std::vector<gf::Linear> linears_at(const Napi::Env& env, const Napi::Value& v, const std::string& what);
 
 // A layer plan from its JS form (src/model/layer-plan.ts): { groups: [{ input, linears }],
 // stacks: { qkv, gateUp } } of names; checked (gf::check_plan), a JS error naming the problem.

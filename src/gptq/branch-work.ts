@@ -5,7 +5,8 @@
  *                             written as soon as the layer is done
  *   x-NNNNN.safetensors       at a checkpoint: the calibration activations after that layer
  *                             (the next one's input), fp16 when they are fp16 values (always,
- *                             with fp16 activations), else fp32
+ *                             with fp16 activations), else fp32; with QEP also the fp16
+ *                             path's (xf.W beside x.W: the file is twice as large)
  *   state.json                layersDone = N + 1 at a checkpoint after layer N: the commit point
  *   lock                      the building process ({pid, host}): a second run is refused
  * Each file is written atomically; the state comes last, then the previous activations file is
@@ -387,25 +388,10 @@ export class BranchWork {
     if (name === null) throw new UserError(`${this.dir}: no activations were kept after layer ${this.state.layersDone - 1}; remove the folder to start again`);
     const file = await SafetensorsFile.open(path.join(this.dir, name));
     try {
-      const infos = file.names().filter((n) => n.startsWith('x.')).map((_, w) => file.info(`x.${w}`));
-      if (infos.every((i) => i.dtype === 'F16')) {
-        const f16 = new Uint16Array(infos.reduce((n, i) => n + i.byteLength / 2, 0));
-        let at = 0;
-        for (const i of infos) {
-          const buf = await file.read(i.name);
-          new Uint8Array(f16.buffer, at * 2, buf.byteLength).set(buf);
-          at += buf.byteLength / 2;
-        }
-        return f16Activations(f16, infos.length);
-      }
-      const f32: Float32Array[] = [];
-      for (const i of infos) {
-        const buf = await file.read(i.name);
-        const bytes = new Uint8Array(buf.byteLength);
-        bytes.set(buf);
-        f32.push(i.dtype === 'F16' ? await f16ToF32(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer));
-      }
-      return { f32 };
+      const x = await readActivations(file, 'x');
+      // QEP: the fp16 path's activations, kept beside the quantized path's (tensors xf.W).
+      if (file.names().some((n) => n.startsWith('xf.'))) x.fp = await readActivations(file, 'xf');
+      return x;
     } finally {
       await file.close();
     }
@@ -476,20 +462,53 @@ export class BranchWork {
   }
 }
 
+/** The windows `<prefix>.0`, `<prefix>.1`, … of an activations file: fp16 bits when all are F16, else fp32 arrays. */
+async function readActivations(file: SafetensorsFile, prefix: 'x' | 'xf'): Promise<Activations> {
+  const infos = file.names().filter((n) => n.startsWith(`${prefix}.`)).map((_, w) => file.info(`${prefix}.${w}`));
+  if (infos.every((i) => i.dtype === 'F16')) {
+    const f16 = new Uint16Array(infos.reduce((n, i) => n + i.byteLength / 2, 0));
+    let at = 0;
+    for (const i of infos) {
+      const buf = await file.read(i.name);
+      new Uint8Array(f16.buffer, at * 2, buf.byteLength).set(buf);
+      at += buf.byteLength / 2;
+    }
+    return f16Activations(f16, infos.length);
+  }
+  const f32: Float32Array[] = [];
+  for (const i of infos) {
+    const buf = await file.read(i.name);
+    const bytes = new Uint8Array(buf.byteLength);
+    bytes.set(buf);
+    f32.push(i.dtype === 'F16' ? await f16ToF32(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer));
+  }
+  return { f32 };
+}
+
 /**
- * One tensor x.W per window: fp16 when every value is one (no loss), else fp32. fp16 windows
- * are read and written a few at a time (bounded host memory).
+ * One tensor x.W per window: fp16 when every value is one (no loss), else fp32; with QEP's fp16
+ * path (x.fp, CPU engine), its windows as xf.W beside them. fp16 windows are read and written a
+ * few at a time (bounded host memory).
  */
 async function writeActivations(file: string, x: Activations): Promise<void> {
   if ('f32' in x) {
     const tensors: TensorData[] = [];
-    for (const [w, data] of x.f32.entries()) {
-      const { bits, inexact } = await f32ArrayToF16(data);
-      tensors.push(inexact === 0 ? { name: `x.${w}`, dtype: 'F16', shape: [data.length], data: bits } : { name: `x.${w}`, dtype: 'F32', shape: [data.length], data });
+    const add = async (prefix: string, windows: Float32Array[]) => {
+      for (const [w, data] of windows.entries()) {
+        const { bits, inexact } = await f32ArrayToF16(data);
+        const name = `${prefix}.${w}`;
+        tensors.push(inexact === 0 ? { name, dtype: 'F16', shape: [data.length], data: bits } : { name, dtype: 'F32', shape: [data.length], data });
+      }
+    };
+    await add('x', x.f32);
+    if (x.fp !== undefined) {
+      if (!('f32' in x.fp)) throw new Error('writeActivations: the fp16 path\'s activations must be fp32 windows (CPU engine)');
+      await add('xf', x.fp.f32);
     }
     await writeSafetensors(file, tensors);
     return;
   }
+  if (x.fp !== undefined) throw new Error('writeActivations: an fp16 path beside fp16-bit activations is not supported (the CUDA engine has no QEP)');
   const writer = await SafetensorsWriter.create(file, Array.from({ length: x.windows }, (_, w) => ({ name: `x.${w}`, dtype: 'F16', shape: [x.perWindow] })));
   try {
     const step = Math.max(1, Math.floor(256e6 / (2 * x.perWindow))); // ~256 MB a read

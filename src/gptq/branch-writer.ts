@@ -17,7 +17,7 @@ import { QuantizedLinear } from './engine';
 import {
   makeQuantizeConfig, QUANTIZE_CONFIG_FILE, QuantizeConfig, quantizedTensorNames, quantizedTensorSpecs, safetensorsMetadata,
 } from './format';
-import { linearShape, QuantizeSettings } from './settings';
+import { linearShape, QEP_CORRECTED, QuantizeSettings } from './settings';
 
 export const WEIGHTS_FILE = 'model.safetensors';
 export const MODEL_FILE_BASE_NAME = 'model';
@@ -68,8 +68,12 @@ export class BranchWriter {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
       }
-      // AutoGPTQ's config has no field for the MSE grid search; the file's metadata records it.
-      const metadata = { ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}) };
+      // AutoGPTQ's config has no field for the MSE grid search nor for QEP; the file's metadata
+      // records them (the format itself is unchanged: QEP only changes which weights GPTQ fits).
+      const metadata = {
+        ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}),
+        ...(s.qep !== undefined ? { gptq_forge_qep_alpha: String(s.qep), gptq_forge_qep_linears: QEP_CORRECTED.join(',') } : {}),
+      };
       const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, metadata);
       const bw = new BranchWriter(out, tmp, model, config, writer);
       try {

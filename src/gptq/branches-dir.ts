@@ -22,6 +22,7 @@ export function settingsOf(b: MatrixBranch): QuantizeSettings {
   return {
     bits: b.bits, groupSize: b.groupSize, actOrder: b.actOrder, staticGroups: b.staticGroups, sym: true,
     mse: b.mse, dampPercent: b.damp, trueSequential: true, rtn: false,
+    ...(b.qep !== undefined ? { qep: b.qep } : {}),
   };
 }
 

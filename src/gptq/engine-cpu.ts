@@ -3,14 +3,16 @@
  * steps, gathers every Hessian and solves every linear in the plan's order; the Hessians and
  * the weights never come into JS. The calibration activations are fp32 windows held here (fp16
  * values: round16), replaced by each layer's outputs. Every mode: rtn (no windows), mse,
- * static groups, act-order, trueSequential on or off, resume from a layer.
+ * static groups, act-order, trueSequential on or off, resume from a layer, and QEP: a second
+ * set of windows, the fp16 model's activations, carried through each unquantized layer beside
+ * the quantized path's (twice the activation memory; outputs() gives both, for checkpoints).
  */
 import { LAYER_PLAN } from '../model/layer-plan';
 import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import { cpuQuantizeLayer, CpuLayerWindows, embed } from '../native';
 import { activationWindows, EngineLinear, LayerEngine, LayerRange } from './engine';
-import { QuantizeSettings, solverOptions } from './settings';
+import { qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -21,19 +23,28 @@ export async function cpuEngine(
   const c = model.config;
   const dims = model.dims(true);
   const opts = solverOptions(s);
-  const cfg = { rtn: !!s.rtn, trueSequential: s.trueSequential };
+  const qep = qepConfig(s);
+  const cfg = { rtn: !!s.rtn, trueSequential: s.trueSequential, ...(qep ? { qep } : {}) };
   let windows: CpuLayerWindows | null = null;
   if (!s.rtn) {
-    const n = calib.length / seqlen;
+    const n = calib.length / seqlen, per = seqlen * c.hiddenSize;
     const alloc = (width: number) => Array.from({ length: n }, () => new Float32Array(seqlen * width));
     let x: Float32Array[];
+    let xf: Float32Array[] | undefined;
     if (range.startLayer === 0) {
       x = alloc(c.hiddenSize);
       await embed(calib, await model.embedding(), c.vocabSize, x);
+      if (qep) xf = x.map((a) => a.slice()); // both paths enter layer 0 with the embeddings
     } else {
-      x = await activationWindows(range.x, n, seqlen * c.hiddenSize, `quantizeLayers: layer ${range.startLayer}`);
+      const who = `quantizeLayers: layer ${range.startLayer}`;
+      x = await activationWindows(range.x, n, per, who);
+      if (qep) {
+        if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (QEP)`);
+        xf = await activationWindows(range.x.fp, n, per, `${who} (QEP's fp16 path)`);
+      }
     }
     windows = { x, att: alloc(c.numHeads * c.headDim), h1: alloc(c.hiddenSize), seqlen };
+    if (xf) Object.assign(windows, { xf, attf: alloc(c.numHeads * c.headDim), h1f: alloc(c.hiddenSize) });
   }
   return {
     overlapsLayerDone: false,
@@ -54,7 +65,7 @@ export async function cpuEngine(
     },
     outputs() {
       if (!windows) throw new Error('the CPU engine keeps no activations with rtn');
-      return { f32: windows.x };
+      return windows.xf ? { f32: windows.x, fp: { f32: windows.xf } } : { f32: windows.x };
     },
     async close() {
       windows = null;

@@ -47,9 +47,10 @@ export type LinearSink = (layer: number, name: LinearName, solve: QuantizedLinea
 
 /**
  * A layer's output activations: fp32 windows (CPU engine; fp16 values when round16), or fp16
- * bits read a few windows at a time (CUDA engine: 8.6 GB for Llama-2-70B at 128 × 4096).
+ * bits read a few windows at a time (CUDA engine: 8.6 GB for Llama-2-70B at 128 × 4096). With
+ * QEP, `fp` holds the fp16 (unquantized) model's activations at the same point, the same size.
  */
-export type Activations = { f32: Float32Array[] } | F16Activations;
+export type Activations = ({ f32: Float32Array[] } | F16Activations) & { fp?: Activations };
 
 export interface F16Activations {
   windows: number;

@@ -11,6 +11,7 @@ import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
 import { SUPPORTED_BITS } from './format';
+import { settingProblem } from './settings';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -28,6 +29,8 @@ export interface MatrixBranch extends CalibrationSpec {
   damp: number;
   staticGroups: boolean;
   mse: boolean;
+  /** QEP's α (src/gptq/settings.ts `qep`); absent: plain GPTQ. */
+  qep?: number;
 }
 
 export interface BranchMatrix {
@@ -37,7 +40,7 @@ export interface BranchMatrix {
 }
 
 const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'branches'];
-const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
+const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
 
@@ -111,6 +114,12 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       return typeof v === 'boolean' ? v : fail(`${at}.${key}`, `expected true or false, got ${JSON.stringify(v)}`);
     };
     const staticGroups = flag('staticGroups');
+    // QEP's α: the one rule of settings.ts, worded with the matrix's place.
+    const qep = b.qep;
+    if (qep !== undefined) {
+      const problem = settingProblem('qep', qep, `${source}: ${at}.qep`);
+      if (problem !== undefined) throw new UserError(problem);
+    }
     if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
     if (typeof dataset !== 'string' || dataset.length === 0) {
@@ -127,6 +136,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     };
     return {
       name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
+      ...(qep !== undefined ? { qep: qep as number } : {}),
       dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
     };
   });

@@ -14,7 +14,7 @@ import { GptqOptions } from '../native';
 export const SUPPORTED_BITS: readonly number[] = [2, 3, 4, 8];
 
 /** The names of the checked settings: the CLI's option attribute names (commander camelCase). */
-export type SettingName = 'bits' | 'groupSize' | 'damp' | 'seqlen' | 'nsamples' | 'seed' | 'maxWindows';
+export type SettingName = 'bits' | 'groupSize' | 'damp' | 'qep' | 'seqlen' | 'nsamples' | 'seed' | 'maxWindows';
 
 export interface SettingRule {
   /** The CLI flag. */
@@ -43,6 +43,12 @@ export const SETTING_RULES: Readonly<Record<SettingName, SettingRule>> = {
     // AutoGPTQ: `if not (0 < self.damp_percent < 1)`; the same interval for 0 and for 1.
     flag: '--damp', matrixKey: 'damp', configKey: 'damp_percent', expected: 'between 0 and 1 (exclusive), e.g. 0.01',
     ok: (v) => typeof v === 'number' && v > 0 && v < 1,
+  },
+  qep: {
+    // QEP's propagation strength α (Arai & Ichikawa's perccorr): 0 would be plain GPTQ, 1 the
+    // full correction; the authors' code uses 0.5. Not part of AutoGPTQ's format.
+    flag: '--qep', matrixKey: 'qep', expected: 'a number in (0, 1] (QEP\'s α, e.g. 0.5)',
+    ok: (v) => typeof v === 'number' && v > 0 && v <= 1,
   },
   seqlen: {
     // a window of L tokens has L − 1 next-token targets
@@ -82,9 +88,16 @@ export interface SettingCombo {
   groupSize: number;
   staticGroups?: boolean;
   sym?: boolean;
+  rtn?: boolean;
+  qep?: number;
 }
 
-export function comboProblem(s: SettingCombo, label: (key: 'staticGroups' | 'sym' | 'groupSize') => string = cliLabel): string | undefined {
+type ComboKey = 'staticGroups' | 'sym' | 'groupSize' | 'qep' | 'rtn';
+
+export function comboProblem(s: SettingCombo, label: (key: ComboKey) => string = cliLabel): string | undefined {
+  if (s.qep !== undefined && s.rtn) {
+    return `${label('qep')} needs calibration (it corrects GPTQ's target from the fp16 model's activations); ${label('rtn')} has none`;
+  }
   if (s.sym === false) {
     // AutoGPTQ stores zero − 1 in the v1 ('gptq') format and refuses asymmetric grids for it
     // too: a zero point of 0 underflows and reads back as 2^bits. The solver supports them.
@@ -96,8 +109,8 @@ export function comboProblem(s: SettingCombo, label: (key: 'staticGroups' | 'sym
   return undefined;
 }
 
-function cliLabel(key: 'staticGroups' | 'sym' | 'groupSize'): string {
-  return key === 'staticGroups' ? '--static-groups' : key === 'sym' ? '--no-sym' : '--group-size';
+function cliLabel(key: ComboKey): string {
+  return { staticGroups: '--static-groups', sym: '--no-sym', groupSize: '--group-size', qep: '--qep', rtn: '--rtn' }[key];
 }
 
 /**
@@ -135,6 +148,27 @@ export interface QuantizeSettings extends Omit<GptqOptions, 'blockSize'> {
   trueSequential: boolean;
   /** Round-to-nearest on the same grid, no Hessians: the baseline GPTQ is measured against. */
   rtn?: boolean;
+  /**
+   * QEP's α (docs/gptq.md, "QEP"): GPTQ quantizes W* = W + α W C (H + λI)⁻¹ of the linears in
+   * QEP_CORRECTED, with C from the fp16 model's activations. Absent: plain GPTQ (the key is then
+   * left out of manifests and work states, which stay as they were before QEP existed).
+   */
+  qep?: number;
+}
+
+/** QEP's α when `--qep` is given without a value (the authors' code's perccorr default). */
+export const QEP_DEFAULT_ALPHA = 0.5;
+
+/**
+ * The linears whose weights QEP corrects: all but down_proj, as the authors' code
+ * (QEPConfig.exclude_layer_keywords = ["mlp.down_proj"]). down_proj is still quantized by GPTQ
+ * on its quantized-path Hessian, and the fp16 path still runs through it.
+ */
+export const QEP_CORRECTED: readonly LinearName[] = Object.freeze(LINEARS.filter((l) => l !== 'mlp.down_proj'));
+
+/** The CPU layer call's QEP config for these settings (null: plain GPTQ). */
+export function qepConfig(s: QuantizeSettings): { alpha: number; linears: readonly LinearName[] } | null {
+  return s.qep === undefined ? null : { alpha: s.qep, linears: QEP_CORRECTED };
 }
 
 /** Input width K and output width N of each linear of a decoder layer. */
@@ -159,6 +193,7 @@ export function validateSettings(s: QuantizeSettings, c: LlamaConfig): void {
   checkSetting('bits', s.bits);
   checkSetting('groupSize', s.groupSize);
   checkSetting('damp', s.dampPercent);
+  if (s.qep !== undefined) checkSetting('qep', s.qep);
   const combo = comboProblem(s);
   if (combo !== undefined) throw new UsageError(combo);
   const shape = shapeProblem(s.groupSize, c);

@@ -43,6 +43,7 @@ export function describeBranch(m: Manifest): string {
   if (s.groupSize > 0 && s.groupSize <= 32) d += ' Highest inference quality, with maximum VRAM usage.';
   if (s.staticGroups) d += ' Static groups.';
   if (s.mse) d += ' MSE-shrunk grids.';
+  if (s.qep !== undefined) d += ` QEP (quantization error propagation) with α ${s.qep}.`;
   return d;
 }
 
@@ -58,6 +59,7 @@ export function commitTitle(m: Manifest): string {
   ];
   if (s.staticGroups) parts.push('static groups');
   if (s.mse) parts.push('mse grid');
+  if (s.qep !== undefined) parts.push(`QEP α ${s.qep}`);
   parts.push(s.rtn || !c ? 'round-to-nearest' : `${c.dataset} ${c.nsamples}×${c.seqlen}`);
   return `Upload GPTQ branch ${m.branch}: ${parts.join(', ')}`;
 }

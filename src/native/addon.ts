@@ -9,7 +9,7 @@
  */
 import * as path from 'node:path';
 import type {
-  GptqOptions, GptqSolve, LayerWeightsF32, NativeDims, PackedGptq, UnpackedGptq, WindowNll,
+  GptqOptions, GptqSolve, LayerWeightsF32, NativeDims, PackedGptq, QepCorrection, UnpackedGptq, WindowNll,
 } from './index';
 import type { CpuLayerConfig, CpuLayerResult, CpuLayerWindows, NativeLayerPlan } from './cpu-layer';
 import type {
@@ -67,6 +67,10 @@ export interface Addon {
   gptqQuantize(w: Float32Array, h: Float32Array | null, n: number, k: number, opts: GptqOptions): Promise<GptqSolve>;
   xtx(x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array>;
   upperCholeskyOfInverse(h: Float64Array, k: number, reference: boolean): Promise<Float64Array | null>;
+  crossTerm(xf: Float32Array, x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array>;
+  qepCorrect(
+    w: Float32Array, h: Float32Array, c: Float32Array, n: number, k: number, alpha: number, dampPercent: number, reference: boolean,
+  ): Promise<QepCorrection>;
   packGptq(codes: Uint8Array, zeros: Int32Array, bits: number, k: number, n: number,
     variant: (typeof NATIVE_ENUMS.packVariant)[number]): Promise<PackedGptq>;
   unpackGptq(qweight: Int32Array, qzeros: Int32Array, bits: number, k: number, n: number, g: number): Promise<UnpackedGptq>;
@@ -101,7 +105,8 @@ export const ADDON_MEMBERS: Record<keyof Addon, 'always' | 'cuda'> = {
   threads: 'always', cudaBuilt: 'always', enums: 'always',
   f16ToF32: 'always', f32ToF16: 'always', bf16ToF32: 'always', nonFinite: 'always', embed: 'always',
   decoderLayer: 'always', windowNll: 'always', gemmNt: 'always', peakFlops: 'always', cpuQuantizeLayer: 'always',
-  gptqQuantize: 'always', xtx: 'always', upperCholeskyOfInverse: 'always', packGptq: 'always',
+  gptqQuantize: 'always', xtx: 'always', upperCholeskyOfInverse: 'always', crossTerm: 'always', qepCorrect: 'always',
+  packGptq: 'always',
   unpackGptq: 'always', dequantizeGptq: 'always',
   cudaInfo: 'cuda', cudaGptqQuantize: 'cuda', cudaSessionCreate: 'cuda', cudaSessionRead: 'cuda',
   cudaSessionLoad: 'cuda', cudaQuantizeLayer: 'cuda', cudaSessionFree: 'cuda',

@@ -28,6 +28,13 @@ export interface CpuLayerWindows {
   att: Float32Array[];
   /** Scratch [seqlen × hidden] (the residual after attention). */
   h1: Float32Array[];
+  /**
+   * With cfg.qep, QEP's fp16 path, as x, att, h1: xf in, the fp16 model's activations entering
+   * the layer; out, the unquantized layer's outputs.
+   */
+  xf?: Float32Array[];
+  attf?: Float32Array[];
+  h1f?: Float32Array[];
   seqlen: number;
 }
 
@@ -36,6 +43,11 @@ export interface CpuLayerConfig {
   rtn: boolean;
   /** false: every Hessian from the unquantized layer. */
   trueSequential: boolean;
+  /**
+   * QEP (native/kernels/cpu/qep.h): α and the linears whose W becomes W* = W + α W C (H + λI)⁻¹
+   * before the solve; null or absent: plain GPTQ. Needs the fp16 path's windows.
+   */
+  qep?: { alpha: number; linears: readonly string[] } | null;
 }
 
 /** One linear of a CPU layer call: gptqQuantize's result less q, with its name, shape and solve time. */
@@ -66,14 +78,21 @@ export async function cpuQuantizeLayer(
   checkLayerWeights(w, dims);
   for (const k of [dims.hidden, dims.heads * dims.headDim, dims.ffn]) checkGptqOptions(opts, k);
   check(cfg.rtn === (windows === null), 'windows', cfg.rtn ? 'null with rtn' : 'the activation windows', windows);
+  const qep = cfg.qep ?? null;
+  if (qep !== null) {
+    check(!cfg.rtn, 'config.qep', 'null with rtn (QEP needs calibration windows)', qep);
+    check(typeof qep.alpha === 'number' && qep.alpha >= 0 && qep.alpha <= 1, 'config.qep.alpha', 'a number in [0, 1]', qep.alpha);
+    check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
+  }
   if (windows !== null) {
     checkSeqlen(windows.seqlen);
     const n = windows.x.length;
     check(n > 0, 'windows.x', 'at least one window', n);
-    const widths = { x: dims.hidden, att: dims.heads * dims.headDim, h1: dims.hidden };
-    for (const key of ['x', 'att', 'h1'] as const) {
-      check(windows[key].length === n, `windows.${key}`, `${n} windows (as x)`, windows[key].length);
-      windows[key].forEach((a, i) => checkLength(a, `windows.${key}[${i}]`, windows.seqlen * widths[key]));
+    const widths = { x: dims.hidden, att: dims.heads * dims.headDim, h1: dims.hidden, xf: dims.hidden, attf: dims.heads * dims.headDim, h1f: dims.hidden };
+    for (const key of qep !== null ? ['x', 'att', 'h1', 'xf', 'attf', 'h1f'] as const : ['x', 'att', 'h1'] as const) {
+      const ws = windows[key];
+      check(Array.isArray(ws) && ws.length === n, `windows.${key}`, `${n} windows (as x)`, Array.isArray(ws) ? ws.length : ws);
+      ws!.forEach((a, i) => checkLength(a, `windows.${key}[${i}]`, windows.seqlen * widths[key]));
     }
   }
   checkPlanShape(plan);

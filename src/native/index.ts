@@ -268,6 +268,42 @@ export async function upperCholeskyOfInverse(h: Float64Array, k: number, referen
   return callNative('upperCholeskyOfInverse', h, k, reference);
 }
 
+/** QEP's cross term (Xf − X)ᵀ X of X, Xf [T×K]: blocked fp32 kernel, or the fp64 reference loop. */
+export async function crossTerm(xf: Float32Array, x: Float32Array, t: number, k: number, reference: boolean): Promise<Float32Array> {
+  checkInteger(t, 'T');
+  checkInteger(k, 'K');
+  checkBoolean(reference, 'reference');
+  checkType(xf, 'Xf', 'Float32Array', t * k);
+  checkType(x, 'X', 'Float32Array', t * k);
+  return callNative('crossTerm', xf, x, t, k, reference);
+}
+
+/** QEP's corrected weights W* = W + α W C (H + λI)⁻¹ (fp32, before the layer's fp16 rounding). */
+export interface QepCorrection {
+  w: Float32Array;
+  /** λ's damp_percent as used (raised while H + λI was not positive definite). */
+  dampPercent: number;
+  dampRaises: number;
+}
+
+/**
+ * QEP's weight correction of W [N×K] from H, C [K×K] (native/kernels/cpu/qep.h): the optimised
+ * route (fp32 W·C, fp64 Cholesky solves) or the fp64 reference (Gaussian elimination).
+ */
+export async function qepCorrect(
+  w: Float32Array, h: Float32Array, c: Float32Array, n: number, k: number, alpha: number, dampPercent: number, reference: boolean,
+): Promise<QepCorrection> {
+  checkInteger(n, 'N', 1);
+  checkInteger(k, 'K', 1);
+  check(typeof alpha === 'number' && alpha >= 0 && alpha <= 1, 'alpha', 'a number in [0, 1]', alpha);
+  check(typeof dampPercent === 'number' && dampPercent >= 0 && dampPercent < 1, 'dampPercent', 'a number in [0, 1)', dampPercent);
+  checkBoolean(reference, 'reference');
+  checkType(w, 'W', 'Float32Array', n * k);
+  checkType(h, 'H', 'Float32Array', k * k);
+  checkType(c, 'C', 'Float32Array', k * k);
+  return callNative('qepCorrect', w, h, c, n, k, alpha, dampPercent, reference);
+}
+
 export * from './pack';
 export * from './cpu-layer';
 export { debugEnabled, nativeCallCounts } from './addon';

@@ -60,6 +60,27 @@ test('fp16-valued activations are kept as F16; a resume drops layers past the la
   expect(Array.from(bits)).toEqual([...(await f32ArrayToF16(x[0])).bits, ...(await f32ArrayToF16(x[1])).bits]);
 });
 
+test('QEP: the fp16 path\'s activations are checkpointed beside the quantized path\'s (xf.W) and read back', async () => {
+  const dir = path.join(tmp, 'q.partial');
+  const qinit = { ...init, settings: { ...init.settings, qep: 0.5 } };
+  const work = await BranchWork.open(dir, qinit, false);
+  const x = [Float32Array.from({ length: 32 }, (_, i) => (i - 7) / 4), Float32Array.from({ length: 32 }, (_, i) => i / 16)];
+  const xf = [Float32Array.from({ length: 32 }, (_, i) => (i - 9) / 4), Float32Array.from({ length: 32 }, (_, i) => 1 + i * 1e-6)];
+  await work.writeLayer(0, tensor(0));
+  await work.checkpoint(0, { f32: x, fp: { f32: xf } }, {});
+  const f = await SafetensorsFile.open(path.join(dir, 'x-00000.safetensors'));
+  expect(f.names().sort()).toEqual(['x.0', 'x.1', 'xf.0', 'xf.1']);
+  await f.close();
+  // Another α is another build: refused on resume.
+  await expect(BranchWork.open(dir, { ...init, settings: { ...init.settings, qep: 0.25 } }, true)).rejects.toThrow('with other settings');
+  const back = await (await BranchWork.open(dir, qinit, true)).loadActivations();
+  expect('f32' in back).toBe(false); // x: fp16 values, read back as fp16 bits
+  if ('f32' in back) return;
+  expect(Array.from(await back.read(0, 2))).toEqual([...(await f32ArrayToF16(x[0])).bits, ...(await f32ArrayToF16(x[1])).bits]);
+  // xf.1 is not all fp16 values: the fp16 path comes back as fp32 windows, bit for bit.
+  expect(back.fp && 'f32' in back.fp && back.fp.f32.map((a) => Array.from(a))).toEqual(xf.map((a) => Array.from(a)));
+});
+
 test('activations that fp16 does not hold are kept as F32, bit for bit', async () => {
   const dir = path.join(tmp, 'w.partial');
   const work = await BranchWork.open(dir, init, false);

@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { datasetRegistry } from '../../src/data/datasets';
 import { loadMatrix, parseMatrix, selectBranches } from '../../src/gptq/matrix';
+import { settingsOf } from '../../src/gptq/branches-dir';
 
 const SEED = path.resolve(__dirname, '../../configs/llama-2-70b-gptq.json');
 const PAPER = path.resolve(__dirname, '../../configs/llama-2-gptq-paper.json');
@@ -67,8 +68,19 @@ test.each([
   [{ branches: [] }, /branches: expected a non-empty array/],
   [[1], /a branch matrix must be a JSON object/],
   [{ ...one({}), extra: 1 }, /unknown key "extra"/],
+  [one({ qep: 0 }), /^m\.json: branches\[0\]\.qep must be a number in \(0, 1\] \(QEP's α, e\.g\. 0\.5\), got 0$/],
+  [one({ qep: 1.5 }), /branches\[0\]\.qep must be a number in \(0, 1\].*, got 1\.5$/],
+  [one({ qep: true }), /branches\[0\]\.qep must be a number in \(0, 1\].*, got true$/],
 ])('bad matrix %#', (json, pattern) => {
   expect(() => parseMatrix(json, 'm.json')).toThrow(pattern);
+});
+
+test('qep: a per-branch α, absent (plain GPTQ) by default, carried into the branch\'s settings', () => {
+  const m = parseMatrix({ ...one({ qep: 0.25 }), branches: [...one({ qep: 0.25 }).branches, { name: 'b', bits: 3, groupSize: 128, actOrder: true, damp: 0.01 }] }, 'm.json');
+  expect(m.branches.map((b) => b.qep)).toEqual([0.25, undefined]);
+  expect('qep' in m.branches[1]).toBe(false);
+  expect(settingsOf(m.branches[0]).qep).toBe(0.25);
+  expect('qep' in settingsOf(m.branches[1])).toBe(false); // plain branches' manifests stay as they were
 });
 
 test('duplicate names are refused', () => {

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 
 #include "half.h"
 #include "hessian.h"
+#include "qep.h"
 
 namespace gf {
 
@@ -41,12 +43,10 @@ double since(clock_type::time_point t0) { return std::chrono::duration<double>(c
 // The layer's forward, cut at its ForwardPoints, over the windows of one call.
 class LayerForward {
  public:
-  LayerForward(const LlamaDims& d, const LayerWeightsMut& w, LayerWindows& win, LayerQuantTimes& t)
-      : d_(d), win_(win), t_(t), X_((size_t)(win.S * std::max(d.hidden, d.ffn))) {
-    view_ = LayerWeightsF32{w.input_norm, w.lin[(int)Linear::q], w.lin[(int)Linear::k], w.lin[(int)Linear::v],
-                            w.lin[(int)Linear::o], w.post_norm, w.lin[(int)Linear::gate], w.lin[(int)Linear::up],
-                            w.lin[(int)Linear::down]};
-  }
+  // `view` points at the weights the forward uses: the quantized path's (solved in place, so
+  // later points see the Q of earlier groups) or QEP's fp16 path's (never modified).
+  LayerForward(const LlamaDims& d, const LayerWeightsF32& view, LayerWindows& win, LayerQuantTimes& t)
+      : d_(d), win_(win), t_(t), view_(view), X_((size_t)(win.S * std::max(d.hidden, d.ffn))) {}
 
   // Width K of the input a point yields.
   int64_t width(ForwardPoint p) const {
@@ -119,6 +119,33 @@ class LayerForward {
   std::vector<float> X_;  // [S, max(hidden, ffn)]
 };
 
+LayerWeightsF32 view_of(const LayerWeightsMut& w) {
+  return LayerWeightsF32{w.input_norm, w.lin[(int)Linear::q], w.lin[(int)Linear::k], w.lin[(int)Linear::v],
+                         w.lin[(int)Linear::o], w.post_norm, w.lin[(int)Linear::gate], w.lin[(int)Linear::up],
+                         w.lin[(int)Linear::down]};
+}
+
+// A group's H [K, K] and, with QEP, its cross term C [K, K] (else empty): add_batch over the
+// quantized path, add_batch_cross over both paths at point p (each forward run to it).
+struct GroupStats {
+  std::vector<float> H, C;
+};
+
+GroupStats gather(ForwardPoint p, bool want_c, LayerForward& fwd, LayerForward* fpf, LayerWindows& win, LayerQuantTimes& t) {
+  if (!fpf || !want_c) {
+    GroupStats g{fwd.hessian(p), {}};
+    // The fp16 path still steps to p (attention and the residual are kept for later points).
+    if (fpf) fpf->run(p);
+    return g;
+  }
+  const int64_t K = fwd.width(p);
+  GroupStats g{std::vector<float>((size_t)(K * K)), std::vector<float>((size_t)(K * K))};
+  t.hessian_s += add_batch_cross(
+      (int64_t)win.x.size(), win.S, K, [&](int64_t i) { return fwd.to(p, (size_t)i, true); },
+      [&](int64_t i) { return fpf->to(p, (size_t)i, true); }, g.H.data(), g.C.data());
+  return g;
+}
+
 // N rows (outputs) and K columns (inputs) of a linear.
 void linear_shape(const LlamaDims& d, Linear l, int64_t& n, int64_t& k) {
   const int64_t H = d.hidden, F = d.ffn, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
@@ -134,15 +161,27 @@ void linear_shape(const LlamaDims& d, Linear l, int64_t& n, int64_t& k) {
 }  // namespace
 
 void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& w, const LayerQuantOptions& o,
-                    LayerWindows* win, std::vector<LinearResult>& out, LayerQuantTimes& t) {
+                    LayerWindows* win, FpPath* fp, std::vector<LinearResult>& out, LayerQuantTimes& t) {
   check_plan(plan);
   if (o.rtn != (win == nullptr)) throw std::invalid_argument("quantize_layer: windows are needed unless rtn");
-  auto solve = [&](Linear l, const float* H) {
+  if (o.qep != (fp != nullptr)) throw std::invalid_argument("quantize_layer: the fp16 path is needed exactly with qep");
+  if (fp && (o.rtn || fp->win.S != win->S || fp->win.x.size() != win->x.size() ||
+             fp->win.att.size() != win->x.size() || fp->win.h1.size() != win->x.size()))
+    throw std::invalid_argument("quantize_layer: the fp16 path's windows must match the quantized path's");
+  if (!(std::isfinite(o.qep_alpha) && o.qep_alpha >= 0))
+    throw std::invalid_argument("quantize_layer: qep alpha must be a finite number >= 0");
+  // One linear: with QEP (and a corrected linear), W ← W* rounded to fp16, then the GPTQ solve.
+  auto solve = [&](Linear l, const GroupStats* g) {
     LinearResult r;
     r.linear = l;
     linear_shape(d, l, r.n, r.k);
     const auto t0 = clock_type::now();
-    r.res = solve_linear(r.n, r.k, w.lin[(int)l], H, o.gptq, r.codes);
+    float* W = w.lin[(int)l];
+    if (g && !g->C.empty() && o.qep_correct[(int)l] && o.qep_alpha > 0) {
+      qep_correct(r.n, r.k, W, g->H.data(), g->C.data(), o.qep_alpha, o.gptq.damp_percent);
+      round_to_half_inplace(W, r.n * r.k);  // the reference keeps W* in the model's dtype
+    }
+    r.res = solve_linear(r.n, r.k, W, g ? g->H.data() : nullptr, o.gptq, r.codes);
     r.seconds = since(t0);
     t.solve_s += r.seconds;
     out.push_back(std::move(r));
@@ -152,23 +191,35 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
       for (Linear l : g.linears) solve(l, nullptr);
     return;
   }
-  LayerForward fwd(d, w, *win, t);
+  LayerForward fwd(d, view_of(w), *win, t);
+  std::unique_ptr<LayerForward> fpf;
+  if (fp) fpf = std::make_unique<LayerForward>(d, fp->w, fp->win, t);
+  // Whether a group needs QEP's cross term: one of its linears is corrected (down_proj is not,
+  // by default: the widest C of the layer is then never formed).
+  auto wants_c = [&](const PlanGroup& g) {
+    bool any = false;
+    for (Linear l : g.linears) any |= o.qep && o.qep_correct[(int)l] && o.qep_alpha > 0;
+    return any;
+  };
   if (o.true_sequential) {
     // Each group's Hessian with the groups before it already quantized.
     for (const PlanGroup& g : plan.groups) {
-      const std::vector<float> Hm = fwd.hessian(g.input);
-      for (Linear l : g.linears) solve(l, Hm.data());
+      const GroupStats st = gather(g.input, wants_c(g), fwd, fpf.get(), *win, t);
+      for (Linear l : g.linears) solve(l, &st);
     }
   } else {
     // All Hessians from the unquantized layer, then the quantized layer's own activations.
-    std::vector<std::vector<float>> hs;
-    for (const PlanGroup& g : plan.groups) hs.push_back(fwd.hessian(g.input));
+    std::vector<GroupStats> st;
+    for (const PlanGroup& g : plan.groups) st.push_back(gather(g.input, wants_c(g), fwd, fpf.get(), *win, t));
     for (size_t i = 0; i < plan.groups.size(); ++i)
-      for (Linear l : plan.groups[i].linears) solve(l, hs[i].data());
+      for (Linear l : plan.groups[i].linears) solve(l, &st[i]);
     fwd.run(ForwardPoint::attention);
     fwd.run(ForwardPoint::post_attention_layernorm);
   }
   fwd.output();
+  // The fp16 path's attention output and residual are those of the unquantized layer (its
+  // weights never change), computed while gathering; its outputs follow from them.
+  if (fpf) fpf->output();
 }
 
 }  // namespace gf

@@ -42,6 +42,20 @@ struct LayerQuantOptions {
   GptqOptions gptq;
   bool rtn = false;              // round-to-nearest: no windows, no Hessians
   bool true_sequential = true;   // false: every Hessian from the unquantized layer
+  // QEP (kernels/cpu/qep.h): with qep, each group also gathers C = 2/n Σ (X̃ − X)ᵀ X from the
+  // fp16 path (FpPath), and every linear with qep_correct[l] is quantized as W* = W + α W C
+  // (H + λI)⁻¹ rounded to fp16. Needs an FpPath.
+  bool qep = false;
+  float qep_alpha = 0;           // α ≥ 0 (src/gptq/settings.ts: (0, 1])
+  bool qep_correct[kLinears] = {};
+};
+
+// QEP's fp16 path through the layer: the unquantized layer's weights (never modified) and its
+// own windows, as LayerWindows: x [S, hidden] in, the fp16 model's activations entering the
+// layer; out, leaving it. Doubles the activations kept.
+struct FpPath {
+  LayerWeightsF32 w;
+  LayerWindows win;
 };
 
 struct LinearResult {
@@ -58,8 +72,10 @@ struct LayerQuantTimes {
 
 // Quantizes the layer: linears come back in the plan's order. `win` is null with rtn (and
 // required otherwise); x then holds the outputs of the layer with every linear quantized.
-// Throws std::invalid_argument for a plan the layer cannot run (check_plan).
+// `fp` is required exactly with o.qep (same window count and S as win); its x then holds the
+// unquantized layer's outputs. Throws std::invalid_argument for a plan the layer cannot run
+// (check_plan) or windows that do not match.
 void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& w, const LayerQuantOptions& o,
-                    LayerWindows* win, std::vector<LinearResult>& out, LayerQuantTimes& t);
+                    LayerWindows* win, FpPath* fp, std::vector<LinearResult>& out, LayerQuantTimes& t);
 
 }  // namespace gf
