@@ -42,6 +42,13 @@ test('quantize: a bad value of each setting exits 2 naming the flag', () => {
   expectUsage(quantize('--no-sym'), /^gptq: error: --no-sym: asymmetric grids/);
 });
 
+test('--qep: α in (0, 1] by the one rule, a number, and not with --rtn', () => {
+  expectUsage(quantize('--qep', '0'), /^gptq: error: --qep must be a number in \(0, 1\] \(QEP's α, e\.g\. 0\.5\), got 0$/);
+  expectUsage(quantize('--qep', '1.5'), /--qep must be a number in \(0, 1\].*, got 1\.5$/);
+  expectUsage(quantize('--qep', 'half'), /option '--qep \[alpha\]' argument 'half' is invalid/);
+  expectUsage(quantize('--qep', '--rtn'), /^gptq: error: --qep needs calibration .*; --rtn has none$/);
+});
+
 test('--damp: one message for the interval, whichever end is broken', () => {
   const zero = expectUsage(quantize('--damp', '0'), /--damp must be between 0 and 1 \(exclusive\), e\.g\. 0\.01, got 0$/);
   const one = expectUsage(quantize('--damp', '1'), /--damp must be between 0 and 1 \(exclusive\), e\.g\. 0\.01, got 1$/);

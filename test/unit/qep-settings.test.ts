@@ -1,0 +1,38 @@
+/**
+ * QEP's settings (src/gptq/settings.ts): α's one rule for the flag and for code paths that skip
+ * the CLI, the refused combination with rtn, the CPU layer call's config, and the CUDA engine's
+ * refusal until it has QEP (src/gptq/device.ts).
+ */
+import { UsageError } from '../../src/errors';
+import { cudaRefusal } from '../../src/gptq/device';
+import { comboProblem, qepConfig, QEP_CORRECTED, QuantizeSettings, validateSettings } from '../../src/gptq/settings';
+import { LINEARS } from '../../src/model/weights';
+import { LlamaConfig } from '../../src/model/config';
+
+const s: QuantizeSettings = { bits: 3, groupSize: 128, actOrder: true, staticGroups: false, sym: true, mse: false, dampPercent: 0.01, trueSequential: true };
+const config = { hiddenSize: 256, intermediateSize: 768, numHeads: 4, numKvHeads: 2, headDim: 64 } as LlamaConfig;
+
+test('α must be in (0, 1]: a UsageError naming --qep', () => {
+  for (const bad of [0, -0.1, 1.01, NaN]) {
+    expect(() => validateSettings({ ...s, qep: bad }, config)).toThrow(UsageError);
+    expect(() => validateSettings({ ...s, qep: bad }, config)).toThrow(/^--qep must be a number in \(0, 1\]/);
+  }
+  for (const ok of [1e-9, 0.5, 1]) expect(() => validateSettings({ ...s, qep: ok }, config)).not.toThrow();
+  expect(() => validateSettings(s, config)).not.toThrow();
+});
+
+test('QEP needs calibration: refused with rtn, by name', () => {
+  expect(comboProblem({ groupSize: 128, qep: 0.5, rtn: true })).toMatch(/^--qep needs calibration .*--rtn has none$/);
+  expect(comboProblem({ groupSize: 128, qep: 0.5, rtn: false })).toBeUndefined();
+});
+
+test('the layer call\'s config: every linear but down_proj corrected; none without qep', () => {
+  expect(qepConfig(s)).toBeNull();
+  expect(qepConfig({ ...s, qep: 0.25 })).toEqual({ alpha: 0.25, linears: QEP_CORRECTED });
+  expect([...QEP_CORRECTED].sort()).toEqual(LINEARS.filter((l) => l !== 'mlp.down_proj').sort());
+});
+
+test('--device cuda --qep is refused until the CUDA engine has QEP', () => {
+  expect(cudaRefusal({ ...s, qep: 0.5 })).toBe('--device cuda does not do --qep yet; use --device cpu');
+  expect(cudaRefusal(s)).toBeNull();
+});
