@@ -171,7 +171,9 @@ export async function branchStatus(dir: string, name: string): Promise<BranchSta
 export function matchesMatrix(m: Manifest, b: MatrixBranch): boolean {
   const c = m.calibration;
   const want = settingsOf(b);
-  const same = (Object.keys(want) as (keyof QuantizeSettings)[]).every((k) => (m.settings[k] ?? false) === (want[k] ?? false));
+  // Over the keys of both: an optional setting (qep) in the manifest but not in the matrix differs.
+  const keys = new Set([...Object.keys(m.settings ?? {}), ...Object.keys(want)]) as Set<keyof QuantizeSettings>;
+  const same = [...keys].every((k) => (m.settings?.[k] ?? false) === (want[k] ?? false));
   return same && c !== null &&
     c.dataset === b.dataset && c.split === b.split && c.nsamples === b.nsamples && c.seqlen === b.seqlen && c.seed === b.seed;
 }

@@ -4,7 +4,9 @@
  * refusal until it has QEP (src/gptq/device.ts).
  */
 import { UsageError } from '../../src/errors';
+import { matchesMatrix, settingsOf } from '../../src/gptq/branches-dir';
 import { cudaRefusal } from '../../src/gptq/device';
+import { Manifest } from '../../src/gptq/manifest';
 import { comboProblem, qepConfig, QEP_CORRECTED, QuantizeSettings, validateSettings } from '../../src/gptq/settings';
 import { LINEARS } from '../../src/model/weights';
 import { LlamaConfig } from '../../src/model/config';
@@ -35,4 +37,16 @@ test('the layer call\'s config: every linear but down_proj corrected; none witho
 test('--device cuda --qep is refused until the CUDA engine has QEP', () => {
   expect(cudaRefusal({ ...s, qep: 0.5 })).toBe('--device cuda does not do --qep yet; use --device cpu');
   expect(cudaRefusal(s)).toBeNull();
+});
+
+test('a finished branch built with qep does not match a matrix entry without it, nor another α', () => {
+  const b = { name: 'a', bits: 3, groupSize: 128, actOrder: true, damp: 0.01, staticGroups: false, mse: false, dataset: 'd', split: 'train' as const, seqlen: 8, nsamples: 2, seed: 0 };
+  const manifest = (settings: QuantizeSettings) => ({
+    settings, calibration: { dataset: 'd', source: 's', split: 'train', nsamples: 2, seqlen: 8, seed: 0, digest: 'x' },
+  }) as unknown as Manifest;
+  expect(matchesMatrix(manifest(settingsOf({ ...b, qep: 0.5 })), { ...b, qep: 0.5 })).toBe(true);
+  expect(matchesMatrix(manifest(settingsOf({ ...b, qep: 0.5 })), b)).toBe(false);
+  expect(matchesMatrix(manifest(settingsOf(b)), { ...b, qep: 0.5 })).toBe(false);
+  expect(matchesMatrix(manifest(settingsOf({ ...b, qep: 0.5 })), { ...b, qep: 0.25 })).toBe(false);
+  expect(matchesMatrix(manifest(settingsOf(b)), b)).toBe(true);
 });
