@@ -34,7 +34,7 @@ __device__ __forceinline__ Grid warp_grid(const float* x, int64_t n, float maxq,
 // gf::mse_search's. The warp then takes the least error, the lowest candidate on ties
 // (gf::mse_better: the serial loop's "first best wins"). Not inlined: the block kernel calls it
 // at 4 · ROWS sites and its body (the fp64 pow) is large.
-__device__ __noinline__ Grid warp_grid_mse(const float* x, int64_t n, float maxq, bool sym, float* best_err = nullptr) {
+static __device__ __noinline__ Grid warp_grid_mse(const float* x, int64_t n, float maxq, bool sym, float* best_err = nullptr) {
   constexpr int S = (gf::kMseSteps + 31) / 32;  // candidate slots per lane
   const int lane = threadIdx.x % 32;
   float lo = 0, hi = 0;
