@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -237,6 +238,8 @@ int main(int argc, char** argv) try {
   const std::string slug = card_slug(prop.name);
   const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "");
   const std::string path = a.out + "/layer70b-" + slug + variant + (T == 128 * 4096 ? "" : "-small") + ".json";
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(a.out, mkdir_error);  // a fresh --out folder is made
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) throw std::runtime_error("cannot write " + path);
   std::fprintf(f, "{\n \"card\": \"%s\",\n \"shape\": \"Llama-2-70B decoder layer (synthetic)\",\n \"windows\": %lld,\n \"seqlen\": %lld,\n",
