@@ -5,7 +5,6 @@ import { QuantizeSettings } from './settings';
 /** Why these settings cannot run on the CUDA engine (a sentence naming the flag), or null. */
 export function cudaRefusal(s: QuantizeSettings): string | null {
   if (s.rtn) return '--device cuda does not do round-to-nearest (--rtn); use --device cpu';
-  if (s.mse) return '--device cuda does not do --mse; use --device cpu';
   if (!s.trueSequential) return '--device cuda is true-sequential only; use --device cpu for --no-true-sequential';
   return null;
 }
