@@ -77,7 +77,7 @@ export function registerQuantize(program: Command): void {
     .option('--static-groups', 'fix group grids before the solve (with act-order)')
     .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
-    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
+    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
     .option('--nsamples <n>', 'calibration windows', positiveInt, 128)
     .option('--seqlen <n>', 'tokens per calibration window', positiveInt, 4096)
