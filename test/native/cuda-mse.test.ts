@@ -10,14 +10,7 @@
  */
 import { NO_CUDA } from '../../src/native/addon';
 import { cudaAvailable, cudaGptqQuantize, cudaInfo, GptqOptions, gptqQuantize, xtx } from '../../src/native';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
+import { lcg } from '../helpers/lcg';
 
 const base: GptqOptions = {
   bits: 4, groupSize: 128, actOrder: true, staticGroups: false, sym: true, mse: true, dampPercent: 0.01, blockSize: 128,
