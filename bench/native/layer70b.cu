@@ -4,12 +4,15 @@
 // activations resident in GPU memory (fp16, windows × seqlen tokens). Prints the time per stage,
 // FLOPs and achieved rates against measured ceilings, peak GPU memory and host RSS, disk rates,
 // and the projected end-to-end time of eight Llama-2-70B branches. Writes a JSON result.
-//   layer70b [--windows 128] [--seqlen 4096] [--chunk-windows 4] [--qc 1024] [--tf32]
+//   layer70b [--windows 128] [--seqlen 4096] [--chunk-windows 4] [--qc 1024] [--tf32] [--mse]
 //            [--disk-gb 8] [--disk-dir .] [--out bench/results]
+// --mse: the same layer with the reference Quantizer's mse grid search (gptq --mse); its JSON
+// (layer70b-<card>-mse.json) beside the default's gives the recipe's build time relative to it.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,7 +32,7 @@ constexpr float EPS = 1e-5f, THETA = 10000.0f;
 
 struct Args {
   int64_t windows = 128, seqlen = 4096, chunk_windows = 4, qc = 1024;
-  bool tf32 = false, chol_fp32 = false;
+  bool tf32 = false, chol_fp32 = false, mse = false;
   double disk_gb = 8, mem_budget_gb = 40, disk_w = 0, disk_r = 0;
   std::string disk_dir = ".", out = "bench/results";
 };
@@ -94,6 +97,7 @@ int main(int argc, char** argv) try {
     else if (k == "--qc") a.qc = std::stoll(next());
     else if (k == "--tf32") a.tf32 = true;
     else if (k == "--chol-fp32") a.chol_fp32 = true;
+    else if (k == "--mse") a.mse = true;
     else if (k == "--mem-budget-gb") a.mem_budget_gb = std::stod(next());
     else if (k == "--disk-rates") { const std::string v = next(); a.disk_w = std::stod(v); a.disk_r = std::stod(v.substr(v.find(',') + 1)); }
     else if (k == "--disk-gb") a.disk_gb = std::stod(next());
@@ -105,7 +109,8 @@ int main(int argc, char** argv) try {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Context ctx;
   const double base_gb = device_used_gb();
-  std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9);
+  std::printf("device: %s, %d SMs, %.1f GB; GPTQ 4-bit g128 act-order%s\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9,
+              a.mse ? ", --mse grid search" : "");
   const double peak_tflops = measure_gemm_tflops(ctx), copy_gbs = measure_copy_gbs(ctx);
   std::printf("measured ceilings: fp16 GEMM 8192³ %.0f TFLOP/s, device copy %.0f GB/s (read+write)\n", peak_tflops, copy_gbs);
 
@@ -138,7 +143,7 @@ int main(int argc, char** argv) try {
                     {gf::ForwardPoint::mlp_act, {Linear::down}}};
   lo.plan.qkv = {Linear::q, Linear::k, Linear::v};
   lo.plan.gate_up = {Linear::gate, Linear::up};
-  lo.gptq = gf::GptqOptions{4, 128, true, false, true, false, 0.01f, 128};
+  lo.gptq = gf::GptqOptions{4, 128, true, false, true, a.mse, 0.01f, 128};
   lo.solve.tf32 = a.tf32;
   lo.solve.chol_fp32 = a.chol_fp32;
   lo.chunk_windows = a.chunk_windows;
@@ -231,13 +236,15 @@ int main(int argc, char** argv) try {
 
   // JSON result.
   const std::string slug = card_slug(prop.name);
-  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "");
+  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "");
   const std::string path = a.out + "/layer70b-" + slug + variant + (T == 128 * 4096 ? "" : "-small") + ".json";
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(a.out, mkdir_error);  // a fresh --out folder is made
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) throw std::runtime_error("cannot write " + path);
   std::fprintf(f, "{\n \"card\": \"%s\",\n \"shape\": \"Llama-2-70B decoder layer (synthetic)\",\n \"windows\": %lld,\n \"seqlen\": %lld,\n",
                prop.name, (long long)a.windows, (long long)S);
-  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s},\n", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false");
+  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"mse\": %s, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s},\n", a.mse ? "true" : "false", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false");
   std::fprintf(f, " \"forward_attention_s\": %.4f,\n \"act_cached_fraction\": %.4f,\n \"mem_budget_gb\": %.1f,\n \"chol_parts_s\": {\"potrf\": %.4f, \"trtri\": %.4f, \"build\": %.4f},\n",
                tot["forward.attention"], (double)cached_tokens / T, a.mem_budget_gb, tot["chol.potrf"], tot["chol.trtri"], tot["chol.build"]);
   std::fprintf(f, " \"chunk_windows\": %lld,\n \"attention_query_chunk\": %lld,\n", (long long)a.chunk_windows, (long long)a.qc);

@@ -132,7 +132,8 @@ fi
 
 # 3. CUDA-gated jest tests.
 if [ -x node_modules/.bin/jest ] && [ -d test/golden ]; then
-  run_step jest-cuda node_modules/.bin/jest --runInBand test/golden/gptq-golden-cuda.test.ts test/cli/eval-device.test.ts
+  run_step jest-cuda node_modules/.bin/jest --runInBand test/golden/gptq-golden-cuda.test.ts test/cli/eval-device.test.ts \
+    test/native/cuda-mse.test.ts test/model/mse-build.test.ts
 else
   record SKIP jest-cuda "jest is not installed here (offline bundle: no dev dependencies); test/cuda/cuda-golden.js carries the golden test's checks"
 fi

@@ -9,9 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { UsageError } from '../errors';
-import { loadDatasetText } from '../data/datasets';
-import { tokenizeCached } from '../data/tokenizer';
-import { evalWindows } from '../data/windows';
+import { loadEvalSet } from '../data/eval-set';
 import { PerplexityResult, evaluatePerplexity } from '../eval/perplexity';
 import { CudaEvalStats } from '../eval/perplexity-cuda';
 import { chooseDevice, Device } from '../device';
@@ -29,7 +27,7 @@ interface EvalFlags {
   model: string;
   revision?: string;
   dataset: string;
-  split: 'train' | 'validation' | 'test';
+  split?: 'train' | 'validation' | 'test';
   seqlen: number;
   maxWindows?: number;
   json?: boolean;
@@ -46,9 +44,9 @@ export function registerEval(program: Command): void {
     .description('perplexity of an fp16 Llama model or GPTQ branch (local folder or Hub repo) on a dataset')
     .requiredOption('--model <path-or-repo>', 'local model folder or Hugging Face repo id')
     .option('--revision <rev>', 'Hub branch, tag or commit (with a repo id)')
-    .requiredOption('--dataset <name-or-file>', 'wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
+    .requiredOption('--dataset <name-or-file>', 'wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
     .addOption(
-      new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('test'),
+      new Option('--split <split>', 'split of a named dataset (default: test; validation for c4)').choices(['train', 'validation', 'test']),
     )
     .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
@@ -104,12 +102,8 @@ async function runEval(flags: EvalFlags): Promise<EvalResult> {
   const model = await LlamaModel.open(dir);
   let tmpDir: string | undefined;
   try {
-    const { text, source } = await loadDatasetText(flags.dataset, {
-      split: flags.split, revision: undefined,
-    });
     if (!flags.quiet) process.stderr.write('tokenizing (cached after the first run)…\n');
-    const ids = await tokenizeCached(dir, text, { addBos: true });
-    const windows = evalWindows(ids, flags.seqlen, flags.maxWindows);
+    const { ids, windows, source } = await loadEvalSet(dir, flags.dataset, { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows });
     let onnxFile = flags.onnx;
     if (flags.engine === 'onnx' && onnxFile === undefined) {
       tmpDir = await fs.mkdtemp(path.join(os.tmpdir(), 'gptq-eval-onnx-'));

@@ -80,7 +80,7 @@ export function registerQuantize(program: Command): void {
     .addOption(new Option('--qep [alpha]', `quantization error propagation (QEP): quantize each linear toward the fp16 model's outputs, W* = W + α·W·C·H⁻¹; α in (0, 1], ${QEP_DEFAULT_ALPHA} without a value (CPU engine; twice the activation memory)`)
       .preset(String(QEP_DEFAULT_ALPHA)).argParser(fraction))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
-    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, or a .txt/.raw/.parquet file')
+    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
     .option('--nsamples <n>', 'calibration windows', positiveInt, 128)
     .option('--seqlen <n>', 'tokens per calibration window', positiveInt, 4096)

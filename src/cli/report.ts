@@ -6,10 +6,9 @@
 import { Command, Option } from 'commander';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../errors';
-import { loadDatasetText, Split } from '../data/datasets';
-import { tokenizeCached } from '../data/tokenizer';
-import { evalWindows } from '../data/windows';
+import { UsageError, UserError } from '../errors';
+import { Split } from '../data/datasets';
+import { loadEvalSet } from '../data/eval-set';
 import { finishedBranches } from '../gptq/branches-dir';
 import { buildBranch } from '../gptq/build-branch';
 import { Manifest, resolveManifestBase } from '../gptq/manifest';
@@ -22,18 +21,19 @@ import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { evaluatePerplexity } from '../eval/perplexity';
 import { chooseDevice, Device } from '../device';
-import { bitsPerWeight, folderBytes, gptqRowBase, renderMarkdown } from '../eval/report';
+import { bitsPerWeight, folderBytes, gptqRowBase, perplexityColumns, renderMarkdown } from '../eval/report';
 import { renderChart } from '../eval/report-chart';
 import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-content';
-import { Report, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
+import { Report, ReportEval, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
 
 interface ReportFlags {
   base?: string;
   revision?: string;
-  dataset: string;
-  split: Split;
+  /** Every --dataset, in order (none given: wikitext2). */
+  dataset: string[];
+  split?: Split;
   seqlen: number;
   maxWindows?: number;
   rtn?: boolean;
@@ -52,8 +52,8 @@ export function registerReport(program: Command): void {
     .argument('<dir>', 'folder written by gptq branches')
     .option('--base <path-or-repo>', 'the fp16 model (default: the one the branches\' manifests name)')
     .option('--revision <rev>', 'Hub revision of --base')
-    .option('--dataset <name-or-file>', 'evaluation text', 'wikitext2')
-    .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('test'))
+    .option('--dataset <name-or-file>', 'evaluation text, one perplexity column each; repeat for more columns (default: wikitext2)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .addOption(new Option('--split <split>', 'split of the named datasets (default: test; validation for c4)').choices(['train', 'validation', 'test']))
     .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')
@@ -71,6 +71,9 @@ export function registerReport(program: Command): void {
 }
 
 async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
+  const datasets = flags.dataset.length > 0 ? flags.dataset : ['wikitext2'];
+  const twice = datasets.find((d, k) => datasets.indexOf(d) !== k);
+  if (twice !== undefined) throw new UsageError(`--dataset ${twice} is given twice`);
   const device = chooseDevice(flags.device);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
@@ -86,32 +89,49 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     throw new UserError(`${strangers[0].branch} was not built from ${baseSpec} (its manifest names ${strangers[0].base.model}); give --base`);
   }
 
-  const { text, source } = await loadDatasetText(flags.dataset, { split: flags.split });
-  const ids = await tokenizeCached(baseDir, text, { addBos: true });
-  const windows = evalWindows(ids, flags.seqlen, flags.maxWindows);
-  const evalInfo = {
-    dataset: flags.dataset, source, seqlen: flags.seqlen, windows: windows.count, tokens: ids.length, idsSha256: idsDigest(windows.tokens),
-  };
-  const previous = flags.remeasure ? undefined : ((await readJsonFile(path.join(dir, REPORT_FILE))) as Report | undefined);
-  const reusable = previous?.format === REPORT_FORMAT && JSON.stringify(previous.eval) === JSON.stringify(evalInfo);
+  const evals: { info: ReportEval; tokens: Int32Array }[] = [];
+  for (const dataset of datasets) {
+    const set = await loadEvalSet(baseDir, dataset, { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows });
+    evals.push({
+      info: { dataset, source: set.source, seqlen: flags.seqlen, windows: set.windows.count, tokens: set.ids.length, idsSha256: idsDigest(set.windows.tokens) },
+      tokens: set.windows.tokens,
+    });
+  }
+  const read = flags.remeasure ? undefined : ((await readJsonFile(path.join(dir, REPORT_FILE))) as Report | undefined);
+  const previous = read?.format === REPORT_FORMAT && read.eval && Array.isArray(read.rows) ? read : undefined;
+  // A column of the last report is reused for the column measured on the same protocol and ids.
+  const lastColumns = previous ? perplexityColumns(previous) : [];
+  const reuse = evals.map((e) => lastColumns.find((c) => JSON.stringify(c.eval) === JSON.stringify(e.info)));
 
   // A row is keyed by the content it was measured on (report-content.ts), never by what a
   // manifest or the last report says about it.
-  const measure = async (name: string, modelDir: string): Promise<{ perplexity: number; weightsId: string; files: FileStamp[] }> => {
-    const last = reusable ? previous.rows.find((r) => r.name === name) : undefined;
+  type Measured = Pick<ReportRow, 'perplexity' | 'extraPerplexity' | 'weightsId'> & { files: FileStamp[] };
+  const measure = async (name: string, modelDir: string): Promise<Measured> => {
+    const last = previous?.rows.find((r) => r.name === name);
     const files = await contentStamps(modelDir, last?.files);
     const weightsId = contentId(files);
-    if (last && last.weightsId === weightsId && typeof last.perplexity === 'number') return { perplexity: last.perplexity, weightsId, files };
-    const model = await LlamaModel.open(modelDir);
-    const progress = createProgress(`eval ${name}`, { quiet: flags.quiet });
-    try {
-      const onProgress = (d: number, t: number, label: string) => progress.update(d, t, label);
-      const res = await evaluatePerplexity(model, windows.tokens, flags.seqlen, { device, round16: true, onProgress });
-      return { perplexity: res.perplexity, weightsId, files };
-    } finally {
-      progress.stop();
-      await model.close();
+    const same = last !== undefined && last.weightsId === weightsId;
+    const values = reuse.map((c) => (same && c ? c.value(last) : undefined));
+    if (values.some((v) => v === undefined)) {
+      const model = await LlamaModel.open(modelDir);
+      try {
+        for (let k = 0; k < evals.length; k++) {
+          if (values[k] !== undefined) continue;
+          const label = evals.length > 1 ? `eval ${name} on ${evals[k].info.dataset}` : `eval ${name}`;
+          const progress = createProgress(label, { quiet: flags.quiet });
+          try {
+            const onProgress = (d: number, t: number, l: string) => progress.update(d, t, l);
+            values[k] = (await evaluatePerplexity(model, evals[k].tokens, flags.seqlen, { device, round16: true, onProgress })).perplexity;
+          } finally {
+            progress.stop();
+          }
+        }
+      } finally {
+        await model.close();
+      }
     }
+    const extra = evals.slice(1).map((e, k) => [e.info.dataset, values[k + 1]!] as const);
+    return { perplexity: values[0]!, ...(extra.length > 0 ? { extraPerplexity: Object.fromEntries(extra) } : {}), weightsId, files };
   };
 
   const rows: ReportRow[] = [];
@@ -146,7 +166,8 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   for (const m of manifests) rows.push(await branchRow(m, path.join(dir, m.branch)));
 
   const report: Report = {
-    format: REPORT_FORMAT, base: { model: baseSpec, revision: revision ?? null }, eval: evalInfo, rows, createdAt: new Date().toISOString(),
+    format: REPORT_FORMAT, base: { model: baseSpec, revision: revision ?? null }, eval: evals[0].info,
+    ...(evals.length > 1 ? { extraEvals: evals.slice(1).map((e) => e.info) } : {}), rows, createdAt: new Date().toISOString(),
   };
   await atomicWriteFile(path.join(dir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
   await atomicWriteFile(path.join(dir, 'report.md'), renderMarkdown(report, 'report.svg'));

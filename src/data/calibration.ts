@@ -1,21 +1,31 @@
 /**
- * Calibration windows drawn exactly as the GPTQ reference code draws them:
+ * Calibration windows drawn exactly as the GPTQ reference code (IST-DASLab/gptq datautils.py)
+ * draws them. From one token stream (get_wikitext2):
  *   random.seed(seed)
  *   for _ in range(nsamples):
  *       i = random.randint(0, len(ids) - seqlen - 1); window = ids[i:i + seqlen]
+ * From documents (get_c4, get_c4_new: the same sampler), each tokenized alone with BOS:
+ *   random.seed(seed)
+ *   for _ in range(nsamples):
+ *       while True:
+ *           i = random.randint(0, len(traindata) - 1); ids = tokenizer(traindata[i]['text'])
+ *           if len(ids) >= seqlen: break
+ *       j = random.randint(0, len(ids) - seqlen - 1); window = ids[j:j + seqlen]
  */
 import { createHash } from 'crypto';
 import { UserError } from '../errors';
 import { PythonRandom } from './python-random';
 
 export interface CalibrationSample {
-  /** Start offset of each window in the token stream, in draw order. */
+  /** Start offset of each window in the token stream (in its document), in draw order. */
   offsets: number[];
+  /** For windows drawn from documents: the row each came from. */
+  documents?: number[];
   /** The windows back to back: [nsamples * seqlen]. */
   tokens: Int32Array;
 }
 
-export function sampleCalibration(ids: Int32Array, nsamples: number, seqlen: number, seed: number): CalibrationSample {
+function checkArgs(nsamples: number, seqlen: number, seed: number): void {
   if (!Number.isSafeInteger(nsamples) || nsamples <= 0) {
     throw new UserError(`--nsamples must be a positive integer (got ${nsamples})`);
   }
@@ -23,6 +33,10 @@ export function sampleCalibration(ids: Int32Array, nsamples: number, seqlen: num
     throw new UserError(`--seqlen must be a positive integer (got ${seqlen})`);
   }
   if (!Number.isSafeInteger(seed)) throw new UserError(`--seed must be an integer (got ${seed})`);
+}
+
+export function sampleCalibration(ids: Int32Array, nsamples: number, seqlen: number, seed: number): CalibrationSample {
+  checkArgs(nsamples, seqlen, seed);
   if (ids.length <= seqlen) {
     throw new UserError(
       `the calibration text has ${ids.length} tokens: it needs more than --seqlen ${seqlen} to draw windows from`,
@@ -38,6 +52,45 @@ export function sampleCalibration(ids: Int32Array, nsamples: number, seqlen: num
     tokens.set(ids.subarray(i, i + seqlen), s * seqlen);
   }
   return { offsets, tokens };
+}
+
+/**
+ * The get_c4 sampler over `count` documents; `encode(i)` gives the token ids of document i (with
+ * BOS, as the reference's `tokenizer(text)`). One difference, where the reference cannot go on:
+ * a document of exactly seqlen tokens passes its `>= seqlen` test and then fails in
+ * `randint(0, -1)` (ValueError); here it is drawn past like a shorter one, so every seed that the
+ * reference completes gives its windows. When every document has been drawn and none is longer
+ * than seqlen, the reference loops forever; this is a UserError.
+ */
+export function sampleDocumentCalibration(
+  count: number, encode: (i: number) => Int32Array, nsamples: number, seqlen: number, seed: number,
+): CalibrationSample {
+  checkArgs(nsamples, seqlen, seed);
+  if (!Number.isSafeInteger(count) || count <= 0) throw new UserError('the calibration dataset has no documents');
+  const rng = new PythonRandom(seed);
+  const tooShort = new Set<number>();
+  const offsets: number[] = [];
+  const documents: number[] = [];
+  const tokens = new Int32Array(nsamples * seqlen);
+  for (let s = 0; s < nsamples; s++) {
+    let i: number;
+    let ids: Int32Array;
+    for (;;) {
+      i = rng.randint(0, count - 1);
+      if (tooShort.has(i)) continue; // the same draw; tokenizing it again would give the same length
+      ids = encode(i);
+      if (ids.length > seqlen) break;
+      tooShort.add(i);
+      if (tooShort.size === count) {
+        throw new UserError(`no document of the ${count} in the calibration dataset has more than --seqlen ${seqlen} tokens`);
+      }
+    }
+    const j = rng.randint(0, ids.length - seqlen - 1);
+    offsets.push(j);
+    documents.push(i);
+    tokens.set(ids.subarray(j, j + seqlen), s * seqlen);
+  }
+  return { offsets, documents, tokens };
 }
 
 /** sha256 (hex) identifying a calibration set: seqlen, the offsets and the tokens. */

@@ -1,10 +1,12 @@
 /**
  * Dataset text: a local .txt/.raw file, a local .parquet (column `text`, rows joined), or a
- * named dataset of datasets/registry.json fetched from the Hugging Face Hub as parquet.
+ * named dataset of datasets/registry.json fetched from the Hugging Face Hub, as parquet files or
+ * gzipped JSON-lines shards (`.json.gz`, C4's format).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
+import { arrayRows, JSONL_GZ_EXTENSION, readJsonlGzRows, TextRows } from './rows';
 
 export type Split = 'train' | 'validation' | 'test';
 export const SPLITS: readonly Split[] = ['train', 'validation', 'test'];
@@ -12,25 +14,44 @@ export const SPLITS: readonly Split[] = ['train', 'validation', 'test'];
 /** Fetches a file of a Hub dataset repo and returns its local path. */
 export type DatasetDownload = (repo: string, pathInRepo: string, revision?: string) => Promise<string>;
 
+/**
+ * How the GPTQ reference code draws calibration windows from a dataset: `text` from the rows
+ * joined into one token stream (get_wikitext2), `documents` one window from each drawn row that is
+ * long enough (get_c4). See src/data/calibration.ts.
+ */
+export type CalibrationKind = 'text' | 'documents';
+export const CALIBRATION_KINDS: readonly CalibrationKind[] = ['text', 'documents'];
+
 export interface DatasetEntry {
   description: string;
   /** Hub dataset repo, e.g. `Salesforce/wikitext`. */
   repo: string;
   config: string;
-  /** Parquet file per split, relative to the repo root. */
-  files: Record<Split, string>;
+  /** File per split, relative to the repo root: `.parquet`, or `.json.gz` (gzipped JSON lines). */
+  files: Partial<Record<Split, string>>;
+  /** Parquet column, or JSON field, holding the text of a row. */
   textColumn: string;
   /** Rows are joined with this (the GPTQ reference code: `"\n\n".join(data['text'])`). */
   joiner: string;
+  /** Default `text`. */
+  calibration?: CalibrationKind;
+  /**
+   * The evaluation protocol when it is not "all rows of the test split": the default split, the
+   * number of leading rows joined (`valdata[:1100]`), and the most windows evaluated
+   * (`valenc[:, :(256 * seqlen)]`).
+   */
+  eval?: { split?: Split; rows?: number; windows?: number };
 }
 
 export interface LoadDatasetOptions {
-  /** Split of a registry dataset (default `test`); ignored for local files. */
+  /** Split of a registry dataset (default: its `eval.split`, else `test`); ignored for local files. */
   split?: Split;
   /** Hub revision (branch, tag or commit) of a registry dataset. */
   revision?: string;
   /** Defaults to `resolveDatasetFile` of src/hub/resolve. */
   download?: DatasetDownload;
+  /** Only the first rows of a registry dataset. */
+  maxRows?: number;
 }
 
 const TEXT_EXTENSIONS = ['.txt', '.raw', '.tokens'];
@@ -44,30 +65,62 @@ export function datasetRegistry(): Record<string, DatasetEntry> {
     const file = path.resolve(__dirname, '../../datasets/registry.json');
     const reg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, DatasetEntry>;
     for (const [name, e] of Object.entries(reg)) {
-      const ok =
-        typeof e.repo === 'string' &&
-        typeof e.textColumn === 'string' &&
-        typeof e.joiner === 'string' &&
-        SPLITS.every((s) => typeof e.files?.[s] === 'string');
-      if (!ok) throw new Error(`${file}: entry ${name} is incomplete`);
+      const problem = entryProblem(e);
+      if (problem) throw new Error(`${file}: entry ${name} ${problem}`);
     }
     registryCache = reg;
   }
   return registryCache;
 }
 
-export async function loadDatasetText(spec: string, opts: LoadDatasetOptions = {}): Promise<{ text: string; source: string }> {
+const isCount = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isSafeInteger(v) && v > 0);
+
+/** What is wrong with a registry entry, or undefined. */
+export function entryProblem(e: DatasetEntry): string | undefined {
+  if (typeof e.repo !== 'string' || typeof e.textColumn !== 'string' || typeof e.joiner !== 'string') return 'is incomplete';
+  const files = Object.entries(e.files ?? {});
+  if (files.length === 0) return 'has no files';
+  for (const [split, f] of files) {
+    if (!SPLITS.includes(split as Split)) return `has a file for an unknown split "${split}"`;
+    if (typeof f !== 'string' || rowFormat(f) === undefined) return `has a ${split} file that is neither .parquet nor ${JSONL_GZ_EXTENSION}`;
+  }
+  if (e.calibration !== undefined && !CALIBRATION_KINDS.includes(e.calibration)) return `has an unknown calibration "${String(e.calibration)}"`;
+  if (e.eval !== undefined) {
+    if (e.eval.split !== undefined && typeof e.files[e.eval.split] !== 'string') return `has no file for its eval split "${e.eval.split}"`;
+    if (!isCount(e.eval.rows) || !isCount(e.eval.windows)) return 'has eval rows/windows that are not positive integers';
+  }
+  return undefined;
+}
+
+function rowFormat(file: string): 'parquet' | 'jsonl.gz' | undefined {
+  const f = file.toLowerCase();
+  if (f.endsWith(PARQUET_EXTENSION)) return 'parquet';
+  if (f.endsWith(JSONL_GZ_EXTENSION)) return 'jsonl.gz';
+  return undefined;
+}
+
+/** The registry entry `spec` names (a name that is not path-like), or undefined for a file. */
+export function registryDataset(spec: string): { name: string; entry: DatasetEntry } | undefined {
   const registry = datasetRegistry();
-  const pathLike = /[\\/]/.test(spec) || hasKnownExtension(spec);
-  const entry = Object.prototype.hasOwnProperty.call(registry, spec) ? registry[spec] : undefined;
-  if (entry && !pathLike) return loadRegistryDataset(spec, entry, opts);
+  if (isPathLike(spec)) return undefined;
+  return Object.prototype.hasOwnProperty.call(registry, spec) ? { name: spec, entry: registry[spec] } : undefined;
+}
+
+export async function loadDatasetText(spec: string, opts: LoadDatasetOptions = {}): Promise<{ text: string; source: string }> {
+  const named = registryDataset(spec);
+  if (named) return loadRegistryDataset(named.name, named.entry, opts);
 
   if (fs.existsSync(spec)) return loadLocalFile(spec);
-  if (!pathLike) {
-    const names = Object.keys(registry).join(', ');
+  if (!isPathLike(spec)) {
+    const names = Object.keys(datasetRegistry()).join(', ');
     throw new UserError(`unknown dataset "${spec}" (not a file either); known datasets: ${names}`);
   }
   throw new UserError(`dataset file not found: ${spec}`);
+}
+
+/** A spec with a slash or a dataset file's extension is a file, never a registry name. */
+function isPathLike(spec: string): boolean {
+  return /[\\/]/.test(spec) || hasKnownExtension(spec);
 }
 
 function hasKnownExtension(p: string): boolean {
@@ -76,15 +129,28 @@ function hasKnownExtension(p: string): boolean {
 }
 
 async function loadRegistryDataset(name: string, e: DatasetEntry, opts: LoadDatasetOptions): Promise<{ text: string; source: string }> {
-  const split = opts.split ?? 'test';
+  const { rows, source } = await loadDatasetRows(name, e, opts);
+  const parts: string[] = [];
+  for (let i = 0; i < rows.count; i++) parts.push(rows.text(i));
+  return { text: parts.join(e.joiner), source };
+}
+
+/** The rows of one split of a registry dataset (downloaded through `opts.download`), with where they came from. */
+export async function loadDatasetRows(name: string, e: DatasetEntry, opts: LoadDatasetOptions = {}): Promise<{ rows: TextRows; source: string }> {
+  const split = opts.split ?? e.eval?.split ?? 'test';
   if (!SPLITS.includes(split)) throw new UserError(`unknown split "${split}" (expected ${SPLITS.join(', ')})`);
   const pathInRepo = e.files[split];
+  if (pathInRepo === undefined) {
+    throw new UserError(`dataset "${name}" has no ${split} split (it has ${Object.keys(e.files).join(', ')})`);
+  }
   const download = opts.download ?? defaultDownload;
   const local = await download(e.repo, pathInRepo, opts.revision);
   if (!fs.existsSync(local)) throw new UserError(`dataset file not found: ${local}`);
-  const text = await readParquetText(local, e.textColumn, e.joiner);
+  const rows = rowFormat(pathInRepo) === 'parquet'
+    ? arrayRows((await readParquetRows(local, e.textColumn)).slice(0, opts.maxRows))
+    : await readJsonlGzRows(local, e.textColumn, { maxRows: opts.maxRows });
   const at = opts.revision ? `@${opts.revision}` : '';
-  return { text, source: `${name}:${split} = hf://datasets/${e.repo}${at}/${pathInRepo}` };
+  return { rows, source: `${name}:${split} = hf://datasets/${e.repo}${at}/${pathInRepo}` };
 }
 
 /** Lazily bound so that this module does not depend on src/hub at load time. */
@@ -163,6 +229,11 @@ function hyparquet(): Hyparquet {
 
 /** Reads one string column of a parquet file and joins its rows. */
 export async function readParquetText(file: string, column: string, joiner: string): Promise<string> {
+  return (await readParquetRows(file, column)).join(joiner);
+}
+
+/** Reads one string column of a parquet file, row by row. */
+async function readParquetRows(file: string, column: string): Promise<string[]> {
   const buf = fs.readFileSync(file);
   const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const hp = hyparquet();
@@ -184,11 +255,10 @@ export async function readParquetText(file: string, column: string, joiner: stri
     throw new UserError(`${file}: cannot read column "${column}" (${(e as Error).message})`);
   }
   const decoder = new TextDecoder('utf-8');
-  const parts = rows.map((r, i) => {
+  return rows.map((r, i) => {
     const v = r[column];
     if (typeof v === 'string') return v;
     if (v instanceof Uint8Array) return decoder.decode(v);
     throw new UserError(`${file}: row ${i} of column "${column}" is ${v === null ? 'null' : typeof v}, not text`);
   });
-  return parts.join(joiner);
 }

@@ -18,7 +18,10 @@ export interface ReportRow {
   sizeBytes: number;
   /** Stored bits per quantizable weight of the decoder linears (codes, scales, zeros, g_idx). */
   bitsPerWeight: number;
+  /** Perplexity on `Report.eval` (the first `--dataset`). */
   perplexity: number;
+  /** Perplexity on each of `Report.extraEvals`, keyed by its `dataset`; absent with one dataset. */
+  extraPerplexity?: Record<string, number>;
   /** Build time of the branch in seconds (null for fp16). */
   buildSeconds: number | null;
   /**
@@ -31,14 +34,22 @@ export interface ReportRow {
   files?: FileStamp[];
 }
 
+/** What a perplexity column was measured on. */
+export interface ReportEval {
+  /** The `--dataset` argument (a registry name or a file). */
+  dataset: string;
+  source: string; seqlen: number; windows: number; tokens: number;
+  /** sha256 of the evaluated token ids (the text and tokenizer by content; absent in older reports). */
+  idsSha256?: string;
+}
+
 export interface Report {
   format: typeof REPORT_FORMAT;
   base: { model: string; revision: string | null };
-  eval: {
-    dataset: string; source: string; seqlen: number; windows: number; tokens: number;
-    /** sha256 of the evaluated token ids (the text and tokenizer by content; absent in older reports). */
-    idsSha256?: string;
-  };
+  /** The first `--dataset`: rows' `perplexity`, the chart. */
+  eval: ReportEval;
+  /** Further `--dataset`s, in order: rows' `extraPerplexity`; absent with one dataset. */
+  extraEvals?: ReportEval[];
   rows: ReportRow[];
   createdAt: string;
 }

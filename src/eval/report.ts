@@ -10,7 +10,7 @@ import { SafetensorsFile } from '../io/safetensors-reader';
 import { LINEARS, linearWeight } from '../model/weights';
 import { LlamaConfig } from '../model/config';
 import { quantizedTensorNames } from '../gptq/format';
-import { Report, ReportRow } from './report-types';
+import { Report, ReportEval, ReportRow } from './report-types';
 
 /**
  * A byte count for people, in decimal units as the Hub and TheBloke's tables show sizes: 2
@@ -74,6 +74,27 @@ export function gptqRowBase(m: Manifest): Omit<ReportRow, 'sizeBytes' | 'bitsPer
   };
 }
 
+/** A perplexity column of a report: the first `--dataset` (`perplexity`), then each further one. */
+export interface PerplexityColumn {
+  eval: ReportEval;
+  /** "Perplexity" with one dataset, "Perplexity (name)" with more. */
+  title: string;
+  value(row: ReportRow): number | undefined;
+}
+
+export function perplexityColumns(report: Pick<Report, 'eval' | 'extraEvals'>): PerplexityColumn[] {
+  const evals = [report.eval, ...(report.extraEvals ?? [])];
+  const title = (e: ReportEval) => (evals.length === 1 ? 'Perplexity' : `Perplexity (${path.basename(e.dataset)})`);
+  return evals.map((e, k) => ({
+    eval: e,
+    title: title(e),
+    value: (r: ReportRow) => {
+      const v = k === 0 ? r.perplexity : r.extraPerplexity?.[e.dataset];
+      return typeof v === 'number' ? v : undefined;
+    },
+  }));
+}
+
 const fmt = (x: number | null | undefined, digits: number) => (x === null || x === undefined ? '' : x.toFixed(digits));
 
 function describe(r: ReportRow): string {
@@ -86,16 +107,26 @@ function describe(r: ReportRow): string {
 /** report.md: the table, the protocol, and the chart. */
 export function renderMarkdown(report: Report, chartFile: string): string {
   const fp16 = report.rows.find((r) => r.kind === 'fp16');
+  const columns = perplexityColumns(report);
   const lines: string[] = [];
   lines.push(`# GPTQ branches of ${report.base.model}${report.base.revision ? ` (revision ${report.base.revision})` : ''}`, '');
-  lines.push(
-    `Perplexity on ${report.eval.source}: ${report.eval.windows} windows of ${report.eval.seqlen} tokens ` +
-      `(${report.eval.tokens} tokens in the text), the GPTQ paper's protocol; lower is better.`, '',
-  );
-  lines.push('| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | ExLlama | Bits/weight | Perplexity | vs fp16 | Build time | Desc |');
-  lines.push('| ------ | ---: | -: | --------- | -----: | ------------ | ------: | ---: | ------- | ----------: | ---------: | ------: | ---------: | ---- |');
+  for (const c of columns) {
+    lines.push(
+      `${c.title} on ${c.eval.source}: ${c.eval.windows} windows of ${c.eval.seqlen} tokens ` +
+        `(${c.eval.tokens} tokens in the text), the GPTQ paper's protocol; lower is better.`, '',
+    );
+  }
+  const pplHead = columns.map((c) => ` ${c.title} | vs fp16 |`).join('');
+  const pplRule = columns.map((c) => ` ${'-'.repeat(c.title.length - 1)}: | ------: |`).join('');
+  lines.push(`| Branch | Bits | GS | Act Order | Damp % | GPTQ Dataset | Seq Len | Size | ExLlama | Bits/weight |${pplHead} Build time | Desc |`);
+  lines.push(`| ------ | ---: | -: | --------- | -----: | ------------ | ------: | ---: | ------- | ----------: |${pplRule} ---------: | ---- |`);
   for (const r of report.rows) {
-    const rel = fp16 && r !== fp16 ? `${((r.perplexity / fp16.perplexity - 1) * 100).toFixed(2)} %` : '';
+    const ppl = columns.map((c) => {
+      const v = c.value(r);
+      const base = fp16 ? c.value(fp16) : undefined;
+      const rel = v !== undefined && base !== undefined && r !== fp16 ? `${((v / base - 1) * 100).toFixed(2)} %` : '';
+      return ` ${fmt(v, 3)} | ${rel} |`;
+    }).join('');
     const gs = r.groupSize === null ? '' : r.groupSize === -1 ? 'None' : String(r.groupSize);
     const act = r.actOrder === null ? '' : r.actOrder ? 'Yes' : 'No';
     const damp = r.dampPercent === null ? '' : String(r.dampPercent);
@@ -103,7 +134,7 @@ export function renderMarkdown(report: Report, chartFile: string): string {
     const exllama = r.kind === 'fp16' ? '' : exllamaCompatible(r.bits);
     lines.push(
       `| ${r.name} | ${r.bits} | ${gs} | ${act} | ${damp} | ${r.dataset ?? ''} | ${r.seqlen ?? ''} | ${formatSize(r.sizeBytes)} | ${exllama} | ` +
-        `${fmt(r.bitsPerWeight, 2)} | ${fmt(r.perplexity, 3)} | ${rel} | ${build} | ${describe(r)} |`,
+        `${fmt(r.bitsPerWeight, 2)} |${ppl} ${build} | ${describe(r)} |`,
     );
   }
   lines.push('', `![size on disk against perplexity](${chartFile})`, '');

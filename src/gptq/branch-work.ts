@@ -24,161 +24,24 @@
  * identity includes the tool's version and the addon build (work-build.ts). A refused open
  * changes nothing in the folder (the lock it took is dropped).
  */
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../errors';
-import { processAlive } from '../io/output-guard';
 import { atomicWriteFile, removeQuietly } from '../io/atomic';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { SafetensorsWriter, TensorData, writeSafetensors } from '../io/safetensors-writer';
 import { f16ToF32, f32ArrayToF16 } from '../native';
 import { Activations, f16Activations } from './engine';
-import { BaseModelRef, CalibrationRef, Device, Manifest } from './manifest';
-import { QuantizeSettings } from './settings';
-import { currentWorkBuild, describeWorkBuild, WorkBuild } from './work-build';
+import { Device } from './manifest';
+import { currentWorkBuild, describeWorkBuild } from './work-build';
+import { acquireLock, LOCK_FILE, releaseLock } from './work-lock';
+import {
+  activationsFileName, canonicalJson, FileRecord, hashFile, isObject, layerFileName, MAX_STATE_BYTES, shown, STATE_FILE, STATE_FORMAT, stateProblem,
+  StoredWorkState, Timings, WORK_SUFFIX, WorkInit, WorkState, workStateDigest, zeroTimings,
+} from './work-state';
 
-export const WORK_SUFFIX = '.partial';
-const STATE_FILE = 'state.json';
-const STATE_FORMAT = 'gptq-forge/work@2';
-/** state.json is a few KB (80 layers: ~10 KB); a larger file is not one and is not read. */
-const MAX_STATE_BYTES = 16 << 20;
-const MAX_LAYERS = 1 << 16;
-
-export type Timings = Manifest['timings'];
-export const zeroTimings = (): Timings => ({ seconds: 0, load: 0, forward: 0, hessian: 0, solve: 0, sink: 0, assemble: 0 });
-
-export interface WorkState {
-  format: typeof STATE_FORMAT;
-  branch: string;
-  settings: QuantizeSettings;
-  base: BaseModelRef;
-  calibration: CalibrationRef | null;
-  device: Device;
-  numLayers: number;
-  layersDone: number;
-  /** The activations file after layer layersDone − 1 (null before the first layer, or when not kept). */
-  activations: string | null;
-  timings: Timings;
-  resumes: number;
-}
-
-/** Size and sha256 of a committed file, as it lay on disk once written. */
-export interface FileRecord {
-  size: number;
-  sha256: string;
-}
-
-/** What state.json holds: the state and what checks it. */
-export interface StoredWorkState extends WorkState {
-  /** The tool and addon build that started the branch (another build rounds differently). */
-  build: WorkBuild;
-  /** layer-NNNNN.safetensors of each committed layer (index = layer). */
-  layers: FileRecord[];
-  /** The activations file (null exactly when `activations` is). */
-  activationsFile: FileRecord | null;
-  /** sha256 of the canonical JSON of everything else (workStateDigest). */
-  digest: string;
-}
-
-type WorkInit = Omit<WorkState, 'format' | 'layersDone' | 'activations' | 'timings' | 'resumes'>;
-
-/** JSON with every object's keys sorted: one text for one value, whatever order it was built in. */
-export function canonicalJson(v: unknown, depth = 0): string {
-  if (depth > 64) throw new RangeError('nested more than 64 levels deep');
-  if (Array.isArray(v)) return `[${v.map((e) => (e === undefined ? 'null' : canonicalJson(e, depth + 1))).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k], depth + 1)}`).join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
-
-/** The digest state.json carries: sha256 of its canonical JSON without the `digest` field. */
-export function workStateDigest(state: object): string {
-  const rest: Record<string, unknown> = { ...(state as Record<string, unknown>) };
-  delete rest.digest;
-  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
-}
-
-/** Size and sha256 of a file, streamed 8 MiB at a time. */
-export async function hashFile(file: string): Promise<FileRecord> {
-  const h = createHash('sha256');
-  const fd = await fsp.open(file, 'r');
-  let size = 0;
-  try {
-    const buf = Buffer.allocUnsafe(8 << 20);
-    for (;;) {
-      const { bytesRead } = await fd.read(buf, 0, buf.length, size);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      size += bytesRead;
-    }
-  } finally {
-    await fd.close();
-  }
-  return { size, sha256: h.digest('hex') };
-}
-
-/**
- * A name read from a file that is to become a path in a folder: one plain file name (no '/',
- * '\', '..', NUL, nor an absolute path), so that it cannot leave the folder.
- */
-export function isPlainFileName(name: unknown): name is string {
-  return typeof name === 'string' && name.length > 0 && name.length <= 255 && !/[/\\\0]/.test(name) &&
-    !name.includes('..') && name !== '.' && !path.isAbsolute(name) && !path.win32.isAbsolute(name);
-}
-
-/** A value from a file, for a message: JSON (one line), at most 80 characters. */
-const shown = (v: unknown): string => {
-  let t: string;
-  try {
-    t = JSON.stringify(v) ?? String(v);
-  } catch {
-    t = '(unprintable)';
-  }
-  return t.length > 80 ? `${t.slice(0, 77)}...` : t;
-};
-
-const isInt = (v: unknown, lo: number, hi: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= lo && v <= hi;
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-const isRecord = (v: unknown): v is FileRecord =>
-  isObject(v) && Object.keys(v).length === 2 && isInt(v.size, 0, Number.MAX_SAFE_INTEGER) &&
-  typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256);
-
-/** What is wrong with a parsed state.json whose digest matched (i.e. one written by hand), or undefined. */
-function stateProblem(s: Record<string, unknown>): string | undefined {
-  if (typeof s.branch !== 'string' || !/^[A-Za-z0-9._-]{1,200}$/.test(s.branch)) return 'branch: not a branch name';
-  if (!isObject(s.settings)) return 'settings: not an object';
-  if (!isObject(s.base) || typeof s.base.fingerprint !== 'string' || typeof s.base.model !== 'string') return 'base: not a model reference';
-  if (s.calibration !== null && (!isObject(s.calibration) || typeof s.calibration.digest !== 'string')) return 'calibration: not a calibration reference';
-  if (s.device !== 'cpu' && s.device !== 'cuda') return `device: ${shown(s.device)} is not cpu or cuda`;
-  if (!isObject(s.build) || typeof s.build.version !== 'string' || !isObject(s.build.addon)) return 'build: not a build identity';
-  if (!isInt(s.numLayers, 1, MAX_LAYERS)) return `numLayers: ${shown(s.numLayers)} is not a layer count`;
-  if (!isInt(s.layersDone, 0, s.numLayers)) return `layersDone: ${shown(s.layersDone)} is not in [0, ${s.numLayers}]`;
-  if (!Array.isArray(s.layers) || s.layers.length !== s.layersDone || !s.layers.every(isRecord)) {
-    return `layers: expected the size and sha256 of each of the ${s.layersDone} committed layer files`;
-  }
-  if (s.activations !== null) {
-    if (!isPlainFileName(s.activations)) return `activations: ${shown(s.activations)} is not a file name inside the work folder`;
-    if (s.layersDone === 0 || s.activations !== activationsFileName(s.layersDone - 1)) {
-      return `activations: ${shown(s.activations)} is not the activations file of layer ${s.layersDone - 1}`;
-    }
-    if (!isRecord(s.activationsFile)) return 'activationsFile: expected the size and sha256 of the activations file';
-  } else if (s.activationsFile !== null) {
-    return 'activationsFile: set without activations';
-  }
-  const t = s.timings;
-  const keys = Object.keys(zeroTimings());
-  if (!isObject(t) || Object.keys(t).length !== keys.length ||
-      !keys.every((k) => typeof t[k] === 'number' && Number.isFinite(t[k]) && t[k] >= 0)) {
-    return 'timings: not the timings of a build';
-  }
-  if (!isInt(s.resumes, 0, Number.MAX_SAFE_INTEGER)) return 'resumes: not a count';
-  return undefined;
-}
+export { canonicalJson, hashFile, isPlainFileName, layerFileName, WORK_SUFFIX, workStateDigest, zeroTimings } from './work-state';
+export type { FileRecord, StoredWorkState, Timings, WorkState } from './work-state';
 
 /** The way out of a work folder that cannot be continued (it works: the next run starts afresh). */
 const removeHint = (dir: string, branch?: string) => {
@@ -186,58 +49,6 @@ const removeHint = (dir: string, branch?: string) => {
   return `remove ${dir} to build ${name} again from the start`;
 };
 
-/** Held by the process building in the folder: {pid, host}. */
-const LOCK_FILE = 'lock';
-
-/**
- * Takes the folder's lock, or fails naming the live process that holds it (two runs writing one
- * work folder would corrupt it). A lock whose process is gone (killed, crashed) is taken over.
- */
-async function acquireLock(dir: string): Promise<void> {
-  const file = path.join(dir, LOCK_FILE);
-  const host = os.hostname();
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await fsp.writeFile(file, `${JSON.stringify({ pid: process.pid, host })}\n`, { flag: 'wx' });
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let held: { pid?: unknown; host?: unknown } = {};
-    try {
-      const v: unknown = JSON.parse(await fsp.readFile(file, 'utf8'));
-      if (typeof v === 'object' && v !== null) held = v;
-    } catch {
-      // unreadable (a run killed while writing it): stale
-    }
-    const pid = typeof held.pid === 'number' ? held.pid : null;
-    if (pid === process.pid && held.host === host) return; // this process's own (an earlier call)
-    if (pid !== null && typeof held.host === 'string' && held.host !== host) {
-      throw new UserError(`${dir} is being built by pid ${pid} on ${held.host}; if that run is gone, remove ${file}`);
-    }
-    if (pid !== null && processAlive(pid)) {
-      throw new UserError(`${dir} is being built by another gptq process (pid ${pid}); wait for it, or stop it and rerun with --resume`);
-    }
-    await fsp.rm(file, { force: true }); // its process is gone
-  }
-  throw new UserError(`cannot take the lock ${file} (another run keeps taking it)`);
-}
-
-
-/** Drops this process's lock (a refused open leaves the folder as it found it). */
-async function releaseLock(dir: string): Promise<void> {
-  const file = path.join(dir, LOCK_FILE);
-  try {
-    const held = JSON.parse(await fsp.readFile(file, 'utf8')) as { pid?: unknown; host?: unknown } | null;
-    if (held?.pid === process.pid && held?.host === os.hostname()) await fsp.rm(file, { force: true });
-  } catch {
-    // not ours, or gone
-  }
-}
-
-const pad = (layer: number) => String(layer).padStart(5, '0');
-export const layerFileName = (layer: number) => `layer-${pad(layer)}.safetensors`;
-const activationsFileName = (layer: number) => `x-${pad(layer)}.safetensors`;
 
 /** What must agree between an interrupted build and the run that resumes it (besides the tool build). */
 function identity(s: Pick<WorkState, 'branch' | 'settings' | 'base' | 'calibration' | 'device' | 'numLayers'>): string {

@@ -5,7 +5,7 @@
  * layer's inputs. Weights stream from the checkpoint's shards into two pinned host slots: the
  * next layer's are read on native threads while this one is quantized; the packed AutoGPTQ
  * tensors come back from the GPU. Not supported on the GPU (a UserError before any work, see
- * device.ts): rtn, mse, trueSequential = false. Activations are fp16 throughout, as an fp16
+ * device.ts): rtn, trueSequential = false (--mse runs here: the grids' search on the GPU). Activations are fp16 throughout, as an fp16
  * model runs in transformers (the CPU engine's round16 mode); the solve uses an fp64 Cholesky
  * and fp32 updates like the CPU engine.
  */
@@ -42,7 +42,7 @@ export async function cudaEngine(
   const d = model.dims(true);
   const dims = { hidden: d.hidden, ffn: d.ffn, heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim, eps: d.eps, ropeTheta: d.ropeTheta };
   const start = range.startLayer;
-  const opts = solverOptions(s); // mse is false here (checkCudaSettings)
+  const opts = solverOptions(s);
   const packed = !config.wantCodes;
   const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed };
   const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;

@@ -97,14 +97,34 @@ export async function timedFetch(
   timer.arm(httpTimeoutMs() + (bodySize(init.body) / UPLOAD_BYTES_PER_S) * 1000);
   try {
     const res = await fetch(input, { ...init, signal });
-    // The body gets its own deadline; the abort reaches a body still being read.
-    if (opts.bodyDeadline === false) timer.clear();
-    else timer.arm();
+    // The body gets its own deadline, which ends once the body has been read; the abort
+    // reaches a body still being read.
+    if (opts.bodyDeadline === false || res.body === null) timer.clear();
+    else {
+      timer.arm();
+      clearWhenRead(res, timer.clear);
+    }
     return res;
   } catch (e) {
     timer.clear();
     if (dead) throw dead;
     if (init.signal?.aborted && init.signal.reason instanceof Error) throw init.signal.reason;
     throw e;
+  }
+}
+
+const BODY_READERS = ['arrayBuffer', 'blob', 'bytes', 'formData', 'json', 'text'] as const;
+
+/**
+ * Ends the body's deadline when one of the methods that read the whole body settles. Without
+ * this the timer of an answer read long ago would still say "no answer" (and abort) when the
+ * process runs on for longer than the deadline, e.g. through an evaluation after a download.
+ */
+function clearWhenRead(res: Response, clear: () => void): void {
+  for (const name of BODY_READERS) {
+    const read: unknown = Reflect.get(res, name);
+    if (typeof read !== 'function') continue;
+    const wrapped = (...args: unknown[]): Promise<unknown> => Promise.resolve(Reflect.apply(read, res, args)).finally(clear);
+    Object.defineProperty(res, name, { value: wrapped, configurable: true, writable: true });
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { Manifest } from '../gptq/manifest';
 import type { Report, ReportRow } from '../eval/report-types';
-import { exllamaCompatible, formatSize } from '../eval/report';
+import { exllamaCompatible, formatSize, perplexityColumns } from '../eval/report';
 
 export interface CardBranch {
   name: string;
@@ -81,7 +81,8 @@ function perplexityRow(report: Report | null | undefined, name: string): ReportR
 function table(input: CardInput): string[] {
   const { report } = input;
   const withPpl = !!report && input.branches.some((b) => perplexityRow(report, b.name));
-  const head = ['Branch', 'Bits', 'GS', 'Act Order', 'Damp %', 'GPTQ Dataset', 'Seq Len', 'Size', 'ExLlama', ...(withPpl ? ['Perplexity'] : []), 'Desc'];
+  const columns = withPpl ? perplexityColumns(report) : [];
+  const head = ['Branch', 'Bits', 'GS', 'Act Order', 'Damp %', 'GPTQ Dataset', 'Seq Len', 'Size', 'ExLlama', ...columns.map((c) => c.title), 'Desc'];
   const lines = [`| ${head.join(' | ')} |`, `| ${head.map((h) => '-'.repeat(h.length)).join(' | ')} |`];
   for (const b of input.branches) {
     const s = b.manifest.settings;
@@ -97,9 +98,10 @@ function table(input: CardInput): string[] {
       formatSize(b.sizeBytes),
       exllamaCompatible(s.bits),
     ];
-    if (withPpl) {
-      const row = perplexityRow(report, b.name);
-      cells.push(row ? row.perplexity.toFixed(4) : '–');
+    const row = perplexityRow(report, b.name);
+    for (const col of columns) {
+      const v = row ? col.value(row) : undefined;
+      cells.push(v !== undefined ? v.toFixed(4) : '–');
     }
     cells.push(describeBranch(b.manifest));
     lines.push(`| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`);
@@ -111,12 +113,15 @@ function perplexityNote(input: CardInput): string[] {
   const r = input.report;
   if (!r || !input.branches.some((b) => perplexityRow(r, b.name))) return [];
   const fp16 = r.rows.find((x) => x.kind === 'fp16');
-  return [
-    '',
-    `Perplexity: ${r.eval.dataset} (${r.eval.source}), ${r.eval.windows} windows of ${r.eval.seqlen} tokens, ` +
-      `measured by \`gptq report\` (gptq-forge) on ${r.createdAt.slice(0, 10)}` +
-      (fp16 ? `; the fp16 base model scores ${fp16.perplexity.toFixed(4)}.` : '.') + ' Lower is better.',
-  ];
+  return perplexityColumns(r).flatMap((c) => {
+    const base = fp16 ? c.value(fp16) : undefined;
+    return [
+      '',
+      `${c.title}: ${c.eval.dataset} (${c.eval.source}), ${c.eval.windows} windows of ${c.eval.seqlen} tokens, ` +
+        `measured by \`gptq report\` (gptq-forge) on ${r.createdAt.slice(0, 10)}` +
+        (base !== undefined ? `; the fp16 base model scores ${base.toFixed(4)}.` : '.') + ' Lower is better.',
+    ];
+  });
 }
 
 function frontMatter(input: CardInput): string[] {

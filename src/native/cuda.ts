@@ -149,7 +149,7 @@ export function cudaAvailable(): boolean {
   return i.built && i.devices > 0;
 }
 
-/** The GPTQ solve of one linear on the GPU: same inputs and result as gptqQuantize (H required; no mse). */
+/** The GPTQ solve of one linear on the GPU: same inputs and result as gptqQuantize (H required; block size 128). */
 export async function cudaGptqQuantize(
   w: Float32Array, h: Float32Array, n: number, k: number, opts: GptqOptions, cfg: CudaSolveConfig = {},
 ): Promise<GptqSolve> {
@@ -157,7 +157,6 @@ export async function cudaGptqQuantize(
   checkInteger(k, 'K', 1);
   checkGptqOptions(opts, k);
   check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
-  check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
   checkSolveConfig(cfg);
   checkType(w, 'W', 'Float32Array', n * k);
   checkType(h, 'H', 'Float32Array', k * k);
@@ -245,7 +244,6 @@ export class CudaSession {
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
-    check(!opts.mse, 'mse', 'false on the GPU', opts.mse);
     let slot: number;
     if (typeof w === 'number') {
       slot = w;

@@ -10,14 +10,7 @@ import {
   cpuQuantizeLayer, CpuLayerWindows, decoderLayer, GptqOptions, gptqQuantize, LayerWeightsF32, NativeDims,
   NativeLayerPlan, xtx,
 } from '../../src/native';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
+import { lcg } from '../helpers/lcg';
 
 const dims: NativeDims = { hidden: 64, ffn: 128, heads: 4, kvHeads: 2, headDim: 16, eps: 1e-5, ropeTheta: 10000, round16: true };
 const S = 16;

@@ -10,19 +10,12 @@ import { checkGptqOptions, gptqQuantize, GptqOptions } from '../../src/native';
 import {
   refActOrderPerm, refCode, refDampSequence, refFindParams, refGIdx, refMseCandidates, refMseError,
 } from '../helpers/gptq-math-ref';
+import { lcg } from '../helpers/lcg';
 
 const f = Math.fround;
 const base: GptqOptions = {
   bits: 4, groupSize: -1, actOrder: false, staticGroups: false, sym: true, mse: false, dampPercent: 0.01, blockSize: 128,
 };
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
 
 /** Round-to-nearest (H = null) is find_params + quantize per group: every grid and code against the reference. */
 async function rtnAgainstReference(w: Float32Array, n: number, k: number, o: GptqOptions) {

@@ -2,14 +2,7 @@
 import { gIdxProblem } from '../../src/gptq/format';
 import { refGIdx } from '../helpers/gptq-math-ref';
 import { gptqQuantize, GptqOptions, upperCholeskyOfInverse, xtx } from '../../src/native';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
+import { lcg } from '../helpers/lcg';
 
 const base: GptqOptions = {
   bits: 4, groupSize: -1, actOrder: false, staticGroups: false, sym: true, dampPercent: 0.01, blockSize: 128,

@@ -1,14 +1,7 @@
 /** Optimised native kernels against their simple reference versions. */
 import { f16ToF32, gemmNt } from '../../src/native';
 import { f32ToF16Bits } from '../../src/io/dtypes';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
+import { lcg } from '../helpers/lcg';
 
 describe('gemmNt (C = A·Bᵀ)', () => {
   // Edge shapes exercise the 4×4 tile remainders, K not a multiple of the 16-lane vector,

@@ -6,10 +6,12 @@
 // gptq_grid.cuh, linalg.cu, nvcc); docs/gptq.md says what is computed.
 //
 // Bit-identity across engines: GF_HD functions use the host's operations on the host (/,
-// std::nearbyint, std::min/max, std::pow) and the device's on the device (__fdiv_rn, rintf,
-// fminf/fmaxf, powf), exactly what each engine used before this header existed. Host and device
-// give the same results for finite inputs, except powf (the mse search: device powf is not
-// glibc's, so a CUDA mse must be checked against the CPU engine before it is enabled).
+// std::nearbyint, std::min/max, std::fma, std::pow) and the device's on the device (__fdiv_rn,
+// rintf, fminf/fmaxf, fmaf, pow), exactly what each engine used before this header existed.
+// Host and device give the same results for finite inputs, except the fp64 pow of the mse search
+// (mse_term: glibc's and CUDA's pow are both within ~2 fp64 ulps, so their results rounded to
+// fp32 differ only where the value lies that close to an fp32 rounding boundary, ~1e-8 of the
+// terms; native/kernels/cuda/checks/gptq_check.cu counts the grids that come out different).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -61,7 +63,6 @@ inline std::optional<std::string> gptq_options_problem(int64_t K, const GptqOpti
   if (o.block_size <= 0) return std::string("block size must be positive");
   if (engine == Engine::cuda) {
     if (o.block_size != kCudaBlockSize) return std::string("the CUDA solve needs block size 128");
-    if (o.mse) return std::string("--mse is not implemented in the CUDA engine");
   }
   return std::nullopt;
 }
@@ -107,9 +108,27 @@ GF_HD GF_INLINE float abs_f(float a) {
   return std::fabs(a);
 #endif
 }
-GF_HD GF_INLINE float pow_f(float a, float b) {
+// The mse search's operations, written so that no compiler choice can change them: a product
+// rounded on its own (nvcc would otherwise contract p·xmin into a later subtraction), one fused
+// multiply-add (GCC with an FMA-capable -march contracts p·xmax − p·xmin, nvcc too: fixed here
+// as the fused form on both sides), and the fp64 power.
+GF_HD GF_INLINE float mul_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
-  return powf(a, b);
+  return __fmul_rn(a, b);
+#else
+  return a * b;  // only ever an operand of fma_f's addend or of a division: nothing to contract
+#endif
+}
+GF_HD GF_INLINE float fma_f(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+  return fmaf(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+GF_HD GF_INLINE double pow_d(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return pow(a, b);
 #else
   return std::pow(a, b);
 #endif
@@ -160,32 +179,67 @@ GF_HD GF_INLINE float quant_code(float w, Grid g, float maxq) {
 // quantize's value: scale · (code − zero).
 GF_HD GF_INLINE float dequant(float code, Grid g) { return g.scale * (code - g.zero); }
 
-// The mse search of find_params (grid = 100, maxshrink = 0.8, norm = 2.4) on an adjusted range:
-// shrink it by p = 1, 0.99, …, 0.21 (grid_of of p·xmin, p·xmax: not adjusted again) and keep the
-// grid with the least Σ|quantize(x) − x|^2.4 (the first wins ties; `first` if none is < +inf).
+// ---- the mse search (quant.py Quantizer(mse=True): grid 100, maxshrink 0.8, norm 2.4) -------
+// find_params then tries the adjusted range shrunk by p = 1 − i/100, i = 0 … 79, and keeps the
+// grid with the least Σ|quantize(x) − x|^2.4 over the slice, the first one on ties. One rule for
+// both engines: the candidates (mse_candidate), the term of one value (mse_term) and the sum of
+// each candidate's terms in the slice's order, in fp32 (mse_search here; the CUDA solve's warp
+// version is native/kernels/cuda/gptq_grid.cuh warp_grid_mse, which sums in the same order).
+
+constexpr int kMseSteps = 80;  // maxshrink · grid
+
+// Candidate i of an adjusted range: grid_of(p·xmin, p·xmax) (not adjusted again), with the
+// scale's numerator p·xmax − p·xmin as one fma (lo = p·xmin rounded). i = 0 is grid_of itself.
+GF_HD GF_INLINE Grid mse_candidate(int i, float xmin, float xmax, float maxq, bool sym) {
+  const float p = 1.0f - div_rn((float)i, 100.0f);
+  const float lo = mul_rn(p, xmin);
+  Grid g;
+  g.scale = div_rn(fma_f(p, xmax, -lo), maxq);
+  g.zero = sym ? (maxq + 1) / 2 : round_even(div_rn(-lo, g.scale));
+  return g;
+}
+
+// |quantize(x) − x|^2.4 of one value: q − x in fp64 (scale · (code − zero) is exact there, so a
+// contraction cannot change it), the power in fp64 rounded to fp32. The reference computes it in
+// fp32 (q rounded, torch's pow); this form is at least as accurate and the same on both engines
+// but for the pow note at the top.
+GF_HD GF_INLINE float mse_term(float x, Grid g, float maxq) {
+  const float code = quant_code(x, g, maxq);
+  const double d = (double)g.scale * (double)(code - g.zero) - (double)x;
+  return (float)pow_d(d < 0 ? -d : d, 2.4);
+}
+
+// Whether candidate i with error err replaces the best so far (best_i < 0: none yet): a smaller
+// error, or an equal one at a lower i; never an error that is not < +inf (NaN, inf). Applied in
+// any order it picks what the serial loop's `err < best` from best = +inf picks.
+GF_HD GF_INLINE bool mse_better(float err, int i, float best_err, int best_i) {
+  if (!(err < INFINITY)) return false;
+  return best_i < 0 || err < best_err || (err == best_err && i < best_i);
+}
+
+// The search on an adjusted range of x[0..n): serial, the rule as written (`first` if no
+// candidate's error is < +inf). *best_err (if given): the winning error sum (+inf if none).
 GF_HD GF_INLINE Grid mse_search(const float* x, int64_t n, float xmin, float xmax, float maxq, bool sym,
-                                Grid first) {
+                                Grid first, float* best_err = nullptr) {
   Grid best_grid = first;
   float best = INFINITY;
-  for (int i = 0; i < 80; ++i) {
-    const float p = 1.0f - div_rn((float)i, 100.0f);
-    const Grid g = grid_of(p * xmin, p * xmax, maxq, sym);
+  for (int i = 0; i < kMseSteps; ++i) {
+    const Grid g = mse_candidate(i, xmin, xmax, maxq, sym);
     float err = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      const float q = dequant(quant_code(x[k], g, maxq), g);
-      err += pow_f(abs_f(q - x[k]), 2.4f);
-    }
+    for (int64_t k = 0; k < n; ++k) err += mse_term(x[k], g, maxq);
     if (err < best) {
       best = err;
       best_grid = g;
     }
   }
+  if (best_err) *best_err = best;
   return best_grid;
 }
 
-// find_params of one row's slice x[0..n) (serial; the CUDA solve's warp version is
-// native/kernels/cuda/gptq_grid.cuh warp_grid).
-GF_HD GF_INLINE Grid find_params(const float* x, int64_t n, float maxq, bool sym, bool mse) {
+// find_params of one row's slice x[0..n) (serial; the CUDA solve's warp versions are
+// native/kernels/cuda/gptq_grid.cuh warp_grid and warp_grid_mse). *mse_err: as mse_search's.
+GF_HD GF_INLINE Grid find_params(const float* x, int64_t n, float maxq, bool sym, bool mse,
+                                 float* mse_err = nullptr) {
   float xmin = 0, xmax = 0;
   for (int64_t i = 0; i < n; ++i) {
     xmin = min_f(xmin, x[i]);
@@ -193,7 +247,7 @@ GF_HD GF_INLINE Grid find_params(const float* x, int64_t n, float maxq, bool sym
   }
   const Range r = adjust_range(xmin, xmax, sym);
   const Grid g = grid_of(r.xmin, r.xmax, maxq, sym);
-  return mse ? mse_search(x, n, r.xmin, r.xmax, maxq, sym, g) : g;
+  return mse ? mse_search(x, n, r.xmin, r.xmax, maxq, sym, g, mse_err) : g;
 }
 
 // ---- damping (fasterquant: damp = percdamp * torch.mean(torch.diag(H)); H[diag, diag] += damp)

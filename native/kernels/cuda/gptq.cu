@@ -29,24 +29,45 @@ struct SolveArgs {
   double* row_loss;               // [N] Σ (w − q)² / d² / 2 per row (zeroed first)
 };
 
+// The grid of x[0..n) by the calling warp: find_params without or with (MSE) the mse search.
+template <bool MSE>
+__device__ __forceinline__ Grid warp_find_params(const float* x, int64_t n, float maxq, bool sym) {
+  if constexpr (MSE) return warp_grid_mse(x, n, maxq, sym);
+  else return warp_grid(x, n, maxq, sym);
+}
+
 // fasterquant: self.quantizer.find_params(W) (no groups) / groups[...] (static_groups): rows
 // whose weights are exactly the original (no groups) or dead-zeroed (static) W: one warp
-// per row (no groups) or per (group, row) (static groups).
+// per row (no groups) or per (group, row) (static groups). W [N, K]; scale, zero [N] / [G, N].
+template <bool MSE>
 __global__ void row_grid_kernel(int64_t N, int64_t K, const float* W, float maxq, bool sym,
                                 float* scale, float* zero) {
   const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (r >= N) return;
-  const Grid g = warp_grid(W + r * K, K, maxq, sym);
+  const Grid g = warp_find_params<MSE>(W + r * K, K, maxq, sym);
   if (threadIdx.x % 32 == 0) { scale[r] = g.scale; zero[r] = g.zero; }
 }
 
+template <bool MSE>
 __global__ void static_grid_kernel(int64_t N, int64_t K, int64_t g, const float* W, float maxq,
                                    bool sym, float* scale, float* zero) {
   const int64_t G = K / g, item = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= N * G) return;
   const int64_t r = item % N, j = item / N;
-  const Grid gr = warp_grid(W + r * K + j * g, g, maxq, sym);
+  const Grid gr = warp_find_params<MSE>(W + r * K + j * g, g, maxq, sym);
   if (threadIdx.x % 32 == 0) { scale[j * N + r] = gr.scale; zero[j * N + r] = gr.zero; }
+}
+
+// The reference of both with the mse search: one thread per (group, row), gf::find_params's
+// serial search. W [N, K], groups of g columns (g = K: one per row); scale, zero [K / g, N].
+__global__ void grid_ref_kernel(int64_t N, int64_t K, int64_t g, const float* W, float maxq, bool sym,
+                                float* scale, float* zero) {
+  const int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (item >= N * (K / g)) return;
+  const int64_t r = item % N, j = item / N;
+  const Grid gr = gf::find_params(W + r * K + j * g, g, maxq, sym, true);
+  scale[j * N + r] = gr.scale;
+  zero[j * N + r] = gr.zero;
 }
 
 // Wp[r, c] = dead[perm[c]] ? 0 : W[r, perm[c]]
@@ -75,8 +96,9 @@ __global__ void unpermute_kernel(int64_t N, int64_t K, const T* in, const int32_
 // i is quantised by every lane (its value broadcast from its owner), and the owner lanes of
 // the later columns apply W1[:, j] −= err · Hinv1[i, j]. Q (permuted order) replaces the
 // block's columns of Wp, the codes go to Cp, the errors to Err [N, B] for the trailing GEMM.
-// Hinv1 is staged once per thread block (WARPS · ROWS rows share it).
-template <int ROWS>
+// Hinv1 is staged once per thread block (WARPS · ROWS rows share it). MSE: dynamic group grids
+// with the mse search (warp_grid_mse).
+template <int ROWS, bool MSE>
 __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int64_t i1, int count,
                                                                  float* Wp, const float* U,
                                                                  uint8_t* Cp, float* Err, int ldE) {
@@ -126,7 +148,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
             if (c % a.g == 0) {
               // fasterquant: if (i1 + i) % groupsize == 0: find_params(W[:, (i1 + i):(i1 + i + groupsize)])
               // From Wp: carries the earlier blocks' updates, not this block's (in registers).
-              gr[k] = warp_grid(Wp + r * a.K + c, a.g, a.maxq, a.sym);
+              gr[k] = warp_find_params<MSE>(Wp + r * a.K + c, a.g, a.maxq, a.sym);
               if (lane == 0 && r0 + k < a.N) {
                 a.scales[(c / a.g) * a.N + r] = gr[k].scale;
                 a.zeros[(c / a.g) * a.N + r] = (int32_t)gr[k].zero;
@@ -172,7 +194,8 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
 }
 
 // The reference: one thread per row, the CPU engine's loops over global memory (w1 and err in
-// per-row scratch rows of Scr [N, 2B]).
+// per-row scratch rows of Scr [N, 2B]); MSE: dynamic group grids by gf::find_params's serial search.
+template <bool MSE>
 __global__ void gptq_ref_kernel(SolveArgs a, float* Wp, const float* U, uint8_t* Cp, float* Scr) {
   const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= a.N) return;
@@ -190,7 +213,7 @@ __global__ void gptq_ref_kernel(SolveArgs a, float* Wp, const float* U, uint8_t*
       if (a.grouped) {
         if (!a.static_groups) {
           if (c % a.g == 0) {
-            gr = gf::find_params(w + c, a.g, a.maxq, a.sym, false);
+            gr = gf::find_params(w + c, a.g, a.maxq, a.sym, MSE);
             a.scales[(c / a.g) * a.N + r] = gr.scale;
             a.zeros[(c / a.g) * a.N + r] = (int32_t)gr.zero;
           }
@@ -232,11 +255,16 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
   const float maxq = (float)((1 << o.bits) - 1);
   PreparedHessian p = analyse_hessian(ctx, K, H, o.act_order);
 
-  DevBuf<float> row_scale(grouped ? 0 : N), row_zero(grouped ? 0 : N);
-  if (!grouped) {
-    row_grid_kernel<<<blocks_for(N, 8), 256, 0, ctx.stream>>>(N, K, W, maxq, o.sym, row_scale.get(), row_zero.get());
+  // The grids that come before the solve (gs columns per group, gs = K: one per row): a warp
+  // each; the reference's mse grids by the serial search.
+  auto grids = [&](bool per_row, int64_t gs, float* scale, float* zero) {
+    if (reference && o.mse) grid_ref_kernel<<<blocks_for(N * (K / gs), 64), 64, 0, ctx.stream>>>(N, K, gs, W, maxq, o.sym, scale, zero);
+    else if (per_row) (o.mse ? row_grid_kernel<true> : row_grid_kernel<false>)<<<blocks_for(N, 8), 256, 0, ctx.stream>>>(N, K, W, maxq, o.sym, scale, zero);
+    else (o.mse ? static_grid_kernel<true> : static_grid_kernel<false>)<<<blocks_for(N * (K / gs), 8), 256, 0, ctx.stream>>>(N, K, gs, W, maxq, o.sym, scale, zero);
     CUDA_LAUNCH_CHECK();
-  }
+  };
+  DevBuf<float> row_scale(grouped ? 0 : N), row_zero(grouped ? 0 : N);
+  if (!grouped) grids(true, K, row_scale.get(), row_zero.get());
   DevBuf<uint8_t> dead(K);
   DevBuf<int32_t> dperm(K), inv(K);
   std::vector<int32_t> hinv(K);
@@ -252,8 +280,7 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
     }
     st_scale.alloc(G * N);
     st_zero.alloc(G * N);
-    static_grid_kernel<<<blocks_for(N * G, 8), 256, 0, ctx.stream>>>(N, K, g, W, maxq, o.sym, st_scale.get(), st_zero.get());
-    CUDA_LAUNCH_CHECK();
+    grids(false, g, st_scale.get(), st_zero.get());
   }
 
   DevBuf<float> U(K * K);
@@ -328,7 +355,8 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
     const int smem = B * B * sizeof(float);
     // 4 rows per warp where there are enough rows to fill the GPU, else 1.
     const bool wide = cfg.rows_per_warp ? cfg.rows_per_warp == 4 : N >= 4 * WARPS * 132;
-    auto kernel = wide ? gptq_block_kernel<4> : gptq_block_kernel<1>;
+    auto kernel = o.mse ? (wide ? gptq_block_kernel<4, true> : gptq_block_kernel<1, true>)
+                        : (wide ? gptq_block_kernel<4, false> : gptq_block_kernel<1, false>);
     const int rows_per_block = WARPS * (wide ? 4 : 1);
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     // Two levels of lazy batching: within a superblock of SB = 4·B columns, each block's
@@ -370,7 +398,7 @@ gf::GptqResult gptq_quantize_ref(Context& ctx, int64_t N, int64_t K, float* W, c
   return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, true, false, nullptr, nullptr,
                    [&](const SolveArgs& a, float* Wp, const float* U, uint8_t* Cp) {
     DevBuf<float> scr(N * 2 * B);
-    gptq_ref_kernel<<<blocks_for(N, 64), 64, 0, ctx.stream>>>(a, Wp, U, Cp, scr.get());
+    (o.mse ? gptq_ref_kernel<true> : gptq_ref_kernel<false>)<<<blocks_for(N, 64), 64, 0, ctx.stream>>>(a, Wp, U, Cp, scr.get());
     CUDA_LAUNCH_CHECK();
   });
 }

@@ -1,12 +1,13 @@
 // The GPTQ solve of one linear layer (or of several that share one Hessian, their rows stacked:
 // rows are independent given U) on the GPU, with the CPU engine's semantics
-// (native/kernels/cpu/gptq.cc, docs/gptq.md): grids per row (groups, act-order,
-// static groups, sym/asym), lazy batch blocks of B = 128 columns. Each block is one fused
+// (native/kernels/cpu/gptq.cc, docs/gptq.md): grids per row (groups, act-order, static groups,
+// sym/asym, the mse grid search), lazy batch blocks of B = 128 columns. Each block is one fused
 // kernel (a warp owns a row, the block's 128 columns in registers, Hinv's 128 × 128 block in
 // shared memory; no launch per column) followed by one cuBLAS GEMM for the trailing update.
 //
 // Where fasterquant's parts are (gptq.py; the CPU map is native/kernels/cpu/gptq.h):
-//   find_params without groups / static_groups: row_grid_kernel / static_grid_kernel (gptq.cu);
+//   find_params without groups / static_groups: row_grid_kernel / static_grid_kernel (gptq.cu; the
+//     mse search: template MSE, warp_grid_mse; the reference's: grid_ref_kernel, gf::mse_search);
 //   dead columns, actorder perm, percdamp damping and its retry, Hinv = chol(H⁻¹, upper):
 //     analyse_hessian + upper_cholesky_of_inverse (linalg.cu; cuSOLVER potrf + trtri, fp64 or
 //     fp32 by SolveConfig::chol_fp32; gf::damp_until_pd as the CPU engine);
@@ -41,8 +42,8 @@ struct SolveConfig {
 // column order. H [K, K] fp32 row-major symmetric (device, not modified).
 // Outputs (device): codes [N, K] (original order), scales [G, N], zeros [G, N] (integer zero
 // points). Host: g_idx [K], perm [K]. G = K / group_size (1 without groups).
-// Options: as gf::GptqOptions, checked by gf::gptq_options_problem(K, o, gf::Engine::cuda): mse is
-// not supported on the GPU (throws), block_size must be 128.
+// Options: as gf::GptqOptions, checked by gf::gptq_options_problem(K, o, gf::Engine::cuda):
+// block_size must be 128; mse: every grid by the search of gptq_math.h (gptq_grid.cuh warp_grid_mse).
 gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                              const gf::GptqOptions& o, uint8_t* codes, float* scales,
                              int32_t* zeros, int32_t* g_idx, int32_t* perm,

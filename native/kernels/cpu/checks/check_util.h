@@ -15,31 +15,9 @@
 #include <vector>
 
 #include "../half.h"
+#include "../../common/check_report.h"
 
 namespace gf::check {
-
-constexpr double kHalfU = 1.0 / 2048, kHalfSub = 1.0 / 33554432.0, kFloatU = 1.0 / 16777216.0;
-constexpr double kDoubleU = 1.1102230246251565e-16;
-
-inline int& failures() { static int n = 0; return n; }
-inline int& cases() { static int n = 0; return n; }
-
-inline std::string strf(const char* f, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
-
-inline bool report(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  std::fflush(stdout);
-  ++cases();
-  if (!ok) ++failures();
-  return ok;
-}
 
 // got vs ref with tol(i): passes when every |got − ref| ≤ tol(i) (NaN only where ref is NaN).
 inline bool validate_result(const std::string& what, const std::vector<float>& got, const std::vector<double>& ref,

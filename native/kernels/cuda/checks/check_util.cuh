@@ -21,33 +21,13 @@
 #include <string>
 #include <vector>
 
+#include "../../common/check_report.h"
 #include "../context.h"
 
 namespace gfc::check {
 
-constexpr double kHalfU = 1.0 / 2048, kHalfSub = 1.0 / 33554432.0, kFloatU = 1.0 / 16777216.0;
-constexpr double kDoubleU = 1.1102230246251565e-16;
-
-inline int& failures() { static int n = 0; return n; }
-inline int& cases() { static int n = 0; return n; }
-
-inline std::string strf(const char* f, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
-
-// One line per case: "PASS what" or "FAIL what".
-inline bool report(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  std::fflush(stdout);
-  ++cases();
-  if (!ok) ++failures();
-  return ok;
-}
+// The rounding units, counters and PASS/FAIL lines shared with the CPU checks.
+using namespace ::gf::check;
 
 // Exit code of a check program: 0 when every case passed.
 inline int summary(const char* prog) {

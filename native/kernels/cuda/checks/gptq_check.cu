@@ -1,9 +1,10 @@
 // Checks of native/kernels/cuda/gptq.h: the GPU GPTQ solve (gptq_quantize, each variant: 1 and
-// 4 rows per warp, fp32 Cholesky, tf32 updates) against the CPU engine (gf::gptq_quantize,
+// 4 rows per warp, fp32 Cholesky, tf32 updates; with and without --mse) against the CPU engine (gf::gptq_quantize,
 // native/kernels/cpu/gptq.h: the reference here, on the same random W and H) and against the
 // GPU reference gptq_quantize_ref; then on the GPTQ golden (the authors' fasterquant outputs,
-// ../shared/reference/golden) with the bar of test/golden/gptq-golden.test.ts; refusals (mse,
-// block size); timings per variant.
+// ../shared/reference/golden) with the bar of test/golden/gptq-golden.test.ts; the mse grids
+// alone, device (warp and serial) against the host (gf::find_params); the refusal of a block
+// size other than 128; timings per variant, and --mse against the default on an 8192 × 8192 linear.
 //   build/cuda/checks/gptq_check [gptq-golden.safetensors gptq-golden.json]
 // Exit code 0 only when every case passes (the golden cases only run with both paths given).
 #include <cuda_fp16.h>
@@ -16,96 +17,19 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../../cpu/gptq.h"
 #include "../gptq.h"
+#include "../gptq_grid.cuh"
 #include "check_util.cuh"
+#include "gptq_solve_util.cuh"
 
 using namespace gfc;
 using namespace gfc::check;
 
 namespace {
-
-// H = (2/4)·XᵀX from random correlated activations (fp64 sums, rounded to fp32).
-std::vector<float> random_hessian(std::mt19937& rng, int64_t K, int64_t T, int dead) {
-  std::normal_distribution<float> nd(0, 1);
-  std::vector<float> X(T * K), H(K * K, 0.0f), colscale(K);
-  for (auto& c : colscale) c = std::exp(0.7f * nd(rng));
-  for (int64_t t = 0; t < T; ++t) {
-    const float common = nd(rng);
-    for (int64_t k = 0; k < K; ++k) X[t * K + k] = colscale[k] * (nd(rng) + 0.3f * common);
-  }
-  for (int d = 0; d < dead; ++d) {
-    const int64_t k = (int64_t)(rng() % K);
-    for (int64_t t = 0; t < T; ++t) X[t * K + k] = 0;
-  }
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = 0;
-      for (int64_t t = 0; t < T; ++t) s += (double)X[t * K + i] * X[t * K + j];
-      H[i * K + j] = H[j * K + i] = (float)(2.0 * s / 4.0);
-    }
-  return H;
-}
-
-struct SolveOut {
-  std::vector<float> q, scales;
-  std::vector<uint8_t> codes;
-  std::vector<int32_t> zeros, g_idx;
-  std::vector<double> row_loss;
-  gf::GptqResult res;
-  SolveTimes times;
-};
-
-SolveOut solve_gpu(Context& ctx, int64_t N, int64_t K, const std::vector<float>& W, const std::vector<float>& H,
-                   const gf::GptqOptions& o, bool reference, const SolveConfig& cfg = SolveConfig()) {
-  const int64_t G = o.group_size == -1 ? 1 : K / o.group_size;
-  auto dW = upload(ctx, W);
-  auto dH = upload(ctx, H);
-  DevBuf<uint8_t> codes(N * K);
-  DevBuf<float> scales(G * N);
-  DevBuf<int32_t> zeros(G * N);
-  SolveOut s;
-  s.g_idx.resize(K);
-  std::vector<int32_t> perm(K);
-  s.res = reference ? gptq_quantize_ref(ctx, N, K, dW.get(), dH.get(), o, codes.get(), scales.get(), zeros.get(), s.g_idx.data(), perm.data())
-                    : gptq_quantize(ctx, N, K, dW.get(), dH.get(), o, codes.get(), scales.get(), zeros.get(), s.g_idx.data(), perm.data(), cfg,
-                                    &s.times, &s.row_loss);
-  s.q = download(ctx, dW.get(), N * K);
-  s.codes = download(ctx, codes.get(), N * K);
-  s.scales = download(ctx, scales.get(), G * N);
-  s.zeros = download(ctx, zeros.get(), G * N);
-  return s;
-}
-
-SolveOut solve_cpu(int64_t N, int64_t K, std::vector<float> W, const std::vector<float>& H, const gf::GptqOptions& o) {
-  const int64_t G = o.group_size == -1 ? 1 : K / o.group_size;
-  SolveOut s;
-  s.codes.resize(N * K);
-  s.scales.resize(G * N);
-  s.zeros.resize(G * N);
-  s.g_idx.resize(K);
-  std::vector<int32_t> perm(K);
-  s.res = gf::gptq_quantize(N, K, W.data(), H.data(), o, s.codes.data(), s.scales.data(), s.zeros.data(), s.g_idx.data(), perm.data());
-  s.q = W;
-  return s;
-}
-
-double same_codes(const SolveOut& a, const SolveOut& b) {
-  size_t same = 0;
-  for (size_t i = 0; i < a.codes.size(); ++i) same += a.codes[i] == b.codes[i];
-  return (double)same / a.codes.size();
-}
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (double)(a[i] - b[i]) * (a[i] - b[i]);
-    den += (double)b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
 
 struct Variant { const char* name; SolveConfig cfg; bool strict; };
 std::vector<Variant> variants() {
@@ -133,6 +57,18 @@ void check_solves(Context& ctx) {
       {40, 1024, {4, 256, true, false, false, false, 0.01f, 128}, 1},
       {48, 1152, {3, 384, false, false, false, false, 0.01f, 128}, 1},  // groups don't tile 512
       {33, 224, {2, 32, true, false, true, false, 0.01f, 128}, 0},      // 2-bit, odd N, K not a multiple of the 128 block
+      // --mse (the grids by warp_grid_mse: per row, static groups, groups found in the solve).
+      {64, 512, {4, 128, true, false, true, true, 0.01f, 128}, 2},
+      {64, 512, {3, 128, false, false, false, true, 0.01f, 128}, 1},
+      {64, 512, {2, 128, true, false, true, true, 0.01f, 128}, 0},
+      {64, 512, {4, -1, true, false, true, true, 0.01f, 128}, 1},
+      {48, 384, {3, -1, false, false, false, true, 0.01f, 128}, 0},
+      {40, 256, {2, -1, true, false, true, true, 0.01f, 128}, 0},
+      {64, 512, {4, 128, true, true, true, true, 0.01f, 128}, 2},
+      {48, 512, {3, 64, true, true, false, true, 0.01f, 128}, 0},
+      {40, 1024, {4, 256, true, false, true, true, 0.01f, 128}, 1},   // groups spanning blocks, superblocks
+      {33, 224, {2, 32, true, false, false, true, 0.01f, 128}, 0},    // odd N, K not a multiple of 128
+      {32, 256, {8, -1, false, false, true, true, 0.01f, 128}, 0},
   };
   for (const auto& c : cases) {
     const auto H = random_hessian(rng, c.K, c.K <= 512 ? 2 * c.K : c.K + 64, c.dead);
@@ -155,14 +91,106 @@ void check_solves(Context& ctx) {
       const bool rows_ok = (int64_t)gpu.row_loss.size() == c.N && std::fabs(rows - gpu.res.loss) <= 4 * c.N * kDoubleU * gpu.res.loss;
       const bool gidx = gpu.g_idx == cpu.g_idx;
       const double fmin = v.strict ? 0.99 : 0.95, lmax = v.strict ? 5e-3 : 1e-2;
-      report(f_cpu >= fmin && f_ref >= fmin && std::fabs(l_cpu) < lmax && std::fabs(l_ref) < lmax && gidx && rows_ok &&
+      bool grids_ok = true;
+      std::string grids;
+      if (c.o.mse) {
+        // The grids with the mse search. Per row (g = −1) and static groups: computed from the
+        // same W on every side before the solve, by one rule summed in one order: identical to
+        // the GPU reference's (device, same operations) and to the CPU engine's but where the
+        // fp64 pows round differently to fp32 (~1e-8 of the terms, gptq_math.h): ≥ 99.9 %.
+        // Groups found during the solve start from W updated by sums in another order (~1e-7
+        // relative): the same candidate wins unless two lie that close, a shift of ≥ 1 % of the
+        // scale otherwise: ≥ 98 % with the same zero and scales within 1e-4 (fp64 factor, fp32
+        // updates; shown only for the fp32 factor and tf32 updates, ~1e-4 of their own).
+        const GridMatch m_cpu = same_grids(gpu, cpu, 1e-4), m_ref = same_grids(gpu, ref, 1e-4);
+        const bool fixed = c.o.group_size == -1 || c.o.static_groups;
+        grids_ok = fixed ? m_cpu.identical >= 0.999 && m_ref.identical == 1.0 : !v.strict || (m_cpu.close >= 0.98 && m_ref.close >= 0.98);
+        grids = strf("; mse grids (%s) identical to CPU %.4f, to ref %.4f, close %.4f/%.4f (bar: %s)", fixed ? "before the solve" : "in the solve",
+                     m_cpu.identical, m_ref.identical, m_cpu.close, m_ref.close,
+                     fixed ? "identical ≥ 0.999 / = 1" : v.strict ? "close ≥ 0.98" : "none");
+      }
+      report(f_cpu >= fmin && f_ref >= fmin && std::fabs(l_cpu) < lmax && std::fabs(l_ref) < lmax && gidx && rows_ok && grids_ok &&
                  gpu.res.dead_columns == cpu.res.dead_columns && gpu.res.damp_raises == cpu.res.damp_raises,
-             strf("solve [%s] N=%lld K=%lld bits=%d g=%lld act=%d static=%d sym=%d dead=%d: codes = CPU %.4f, = GPU-ref %.4f (bar %.2f); "
-                  "loss vs CPU %+.2e, vs ref %+.2e (bar %.0e); damp %g/%g; g_idx %s; row losses %s; Q rel err vs CPU %.2e",
+             strf("solve [%s] N=%lld K=%lld bits=%d g=%lld act=%d static=%d sym=%d mse=%d dead=%d: codes = CPU %.4f, = GPU-ref %.4f (bar %.2f); "
+                  "loss vs CPU %+.2e, vs ref %+.2e (bar %.0e); damp %g/%g; g_idx %s; row losses %s; Q rel err vs CPU %.2e%s",
                   v.name, (long long)c.N, (long long)c.K, c.o.bits, (long long)c.o.group_size, c.o.act_order, c.o.static_groups, c.o.sym,
-                  c.dead, f_cpu, f_ref, fmin, l_cpu, l_ref, lmax, gpu.res.damp_percent, cpu.res.damp_percent, gidx ? "equal" : "DIFFER",
-                  rows_ok ? "add up" : "DO NOT ADD UP", rel_err(gpu.q, cpu.q)));
+                  c.o.mse, c.dead, f_cpu, f_ref, fmin, l_cpu, l_ref, lmax, gpu.res.damp_percent, cpu.res.damp_percent, gidx ? "equal" : "DIFFER",
+                  rows_ok ? "add up" : "DO NOT ADD UP", rel_err(gpu.q, cpu.q), grids.c_str()));
     }
+  }
+}
+
+// The mse grid alone, rows X [R, n]: warp_grid_mse (the solve's) by warp r, and gf::find_params's
+// serial search by thread r, each writing out [R, 3] = (scale, zero, winning error sum).
+__global__ void mse_grid_warp_kernel(int64_t R, int64_t n, const float* X, float maxq, bool sym, float* out) {
+  const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= R) return;
+  float e;
+  const Grid g = warp_grid_mse(X + r * n, n, maxq, sym, &e);
+  if (threadIdx.x % 32 == 0) { out[3 * r] = g.scale; out[3 * r + 1] = g.zero; out[3 * r + 2] = e; }
+}
+__global__ void mse_grid_serial_kernel(int64_t R, int64_t n, const float* X, float maxq, bool sym, float* out) {
+  const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= R) return;
+  float e;
+  const Grid g = gf::find_params(X + r * n, n, maxq, sym, true, &e);
+  out[3 * r] = g.scale; out[3 * r + 1] = g.zero; out[3 * r + 2] = e;
+}
+
+// Device vs host: the mse grid of random rows (outliers, and rows made for ties and the edge
+// cases: all zero, constant, on a grid, one value, n not a multiple of 32) for every bits/sym.
+// The warp and the serial device search do the same operations in the same order: identical
+// grids and bit-identical error sums. The host differs only in the fp64 pow (~1e-8 of the terms
+// round differently to fp32, gptq_math.h), each such term moving its sum by ≤ 2^-24 of itself:
+// ≥ 99.9 % identical (scale, zero) and error sums within 1e-6 relative.
+void check_mse_grids(Context& ctx) {
+  std::mt19937 rng(4242);
+  std::normal_distribution<float> nd(0, 0.02f);
+  for (const int64_t n : {1, 7, 32, 37, 100, 128, 1000, 8192}) {
+    const int64_t R = n <= 128 ? 1024 : n <= 1000 ? 128 : 24;
+    std::vector<float> X(R * n);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t k = 0; k < n; ++k) {
+        float& x = X[r * n + k];
+        switch (r % 8) {
+          case 0: x = 0; break;                                          // all zero: the range [−1, 1]
+          case 1: x = 0.01f; break;                                      // constant: candidates tie
+          case 2: x = (float)((int)(k % 7) - 3) * 0.01f; break;          // on a grid: exact errors
+          case 3: x = k == n / 2 ? 0.3f : 0.0f; break;                   // one value
+          case 4: x = -std::fabs(nd(rng)); break;                        // all negative
+          default: x = nd(rng) * (rng() % 50 == 0 ? 8.0f : 1.0f);        // outliers
+        }
+      }
+    auto dX = upload(ctx, X);
+    size_t same_host = 0, same_dev = 0, bits_dev = 0, shrunk = 0, total = 0;
+    double max_rel = 0;
+    for (const int bits : {2, 3, 4, 8})
+      for (const bool sym : {true, false}) {
+        const float maxq = (float)((1 << bits) - 1);
+        DevBuf<float> ow(R * 3), os(R * 3);
+        mse_grid_warp_kernel<<<blocks_for(R, 8), 256, 0, ctx.stream>>>(R, n, dX.get(), maxq, sym, ow.get());
+        CUDA_LAUNCH_CHECK();
+        mse_grid_serial_kernel<<<blocks_for(R, 64), 64, 0, ctx.stream>>>(R, n, dX.get(), maxq, sym, os.get());
+        CUDA_LAUNCH_CHECK();
+        const auto w = download(ctx, ow.get(), R * 3), sr = download(ctx, os.get(), R * 3);
+        for (int64_t r = 0; r < R; ++r) {
+          float e;
+          const gf::Grid h = gf::find_params(X.data() + r * n, n, maxq, sym, true, &e);
+          const gf::Grid h0 = gf::find_params(X.data() + r * n, n, maxq, sym, false);
+          same_host += w[3 * r] == h.scale && w[3 * r + 1] == h.zero;
+          same_dev += w[3 * r] == sr[3 * r] && w[3 * r + 1] == sr[3 * r + 1];
+          bits_dev += std::memcmp(&w[3 * r + 2], &sr[3 * r + 2], 4) == 0;
+          shrunk += h.scale != h0.scale || h.zero != h0.zero;
+          if (w[3 * r + 2] != e) max_rel = std::max(max_rel, std::fabs((double)w[3 * r + 2] - e) / std::fabs((double)e));
+          ++total;
+        }
+      }
+    const double f_host = (double)same_host / total;
+    report(same_dev == total && bits_dev == total && f_host >= 0.999 && max_rel <= 1e-6,
+           strf("mse grid n=%lld (%lld rows × bits 2/3/4/8 × sym/asym): warp = serial device search %zu/%zu grids, %zu/%zu error sums "
+                "bit-identical (bar: all); = host %zu/%zu grids (%.4f, bar 0.999), error sums max rel err %.2e (bar 1e-6); "
+                "shrunk grids %.1f %%", (long long)n, (long long)R, same_dev, total, bits_dev, total, same_host, total, f_host, max_rel,
+                100.0 * shrunk / total));
   }
 }
 
@@ -171,8 +199,7 @@ void check_refusals(Context& ctx) {
   const int64_t N = 32, K = 256;
   const auto H = random_hessian(rng, K, 2 * K, 0);
   const std::vector<float> W(N * K, 0.01f);
-  gf::GptqOptions mse{4, 128, false, false, true, true, 0.01f, 128}, block{4, 128, false, false, true, false, 0.01f, 64};
-  report(throws([&] { solve_gpu(ctx, N, K, W, H, mse, false); }), "gptq_quantize refuses mse (not on the GPU)");
+  gf::GptqOptions block{4, 128, false, false, true, false, 0.01f, 64};
   report(throws([&] { solve_gpu(ctx, N, K, W, H, block, false); }), "gptq_quantize refuses block_size 64 (128 only)");
 }
 
@@ -187,6 +214,24 @@ void timings(Context& ctx) {
     const SolveOut s = solve_gpu(ctx, N, K, W, H, o, false, v.cfg);
     timing_line(strf("gptq_quantize [%s] N=%lld K=%lld 4-bit g128 act-order", v.name, (long long)N, (long long)K), s.times.prepare_ms + s.times.solve_ms,
                 strf("(prepare %.1f ms: potrf %.1f, trtri %.1f; solve %.1f ms)", s.times.prepare_ms, s.times.chol.potrf_ms, s.times.chol.trtri_ms, s.times.solve_ms));
+  }
+  // --mse against the default on a 70B-shaped linear (o_proj: 8192 × 8192), the solve's own
+  // timer; g128 act-order (the grids found in the solve), g128 static groups, and g = −1.
+  const int64_t N7 = 8192, K7 = 8192;
+  const auto H7 = random_hessian(rng, K7, 128, 0);
+  const auto W7 = random_floats(rng, N7 * K7, 0.02f);
+  for (const auto& [what, g, st] : {std::tuple<const char*, int64_t, bool>{"g128 act-order", 128, false}, {"g128 act-order static groups", 128, true},
+                                    {"g-1 act-order", -1, false}}) {
+    double ms[2];
+    for (const bool mse : {false, true}) {
+      const gf::GptqOptions o7{4, g, true, st, true, mse, 0.01f, 128};
+      if (!mse) solve_gpu(ctx, N7, K7, W7, H7, o7, false);  // warm-up
+      const SolveOut s = solve_gpu(ctx, N7, K7, W7, H7, o7, false);
+      ms[mse] = s.times.prepare_ms + s.times.solve_ms;
+      timing_line(strf("gptq_quantize N=%lld K=%lld 4-bit %s%s", (long long)N7, (long long)K7, what, mse ? " --mse" : ""), ms[mse],
+                  strf("(prepare %.1f ms, solve %.1f ms)", s.times.prepare_ms, s.times.solve_ms));
+    }
+    std::printf("TIME --mse / default, N=%lld K=%lld 4-bit %s: %.2f×\n", (long long)N7, (long long)K7, what, ms[1] / ms[0]);
   }
 }
 
@@ -281,6 +326,7 @@ void check_golden(Context& ctx, const std::string& st_path, const std::string& j
 int main(int argc, char** argv) {
   return run_check("gptq_check", [&](Context& ctx) {
     check_solves(ctx);
+    check_mse_grids(ctx);
     check_refusals(ctx);
     if (argc >= 3)
       for (int variant = 0; variant < 3; ++variant) check_golden(ctx, argv[1], argv[2], variant);
