@@ -10,14 +10,8 @@ import {
   cpuQuantizeLayer, CpuLayerWindows, crossTerm, decoderLayer, f32ArrayToF16, f16ToF32, GptqOptions, gptqQuantize,
   LayerWeightsF32, NativeDims, qepCorrect, xtx,
 } from '../../src/native';
+import { lcg } from '../helpers/lcg';
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
 const U32 = 2 ** -24;
 const rand = (n: number, scale: number, seed: number) => {
   const r = lcg(seed);
