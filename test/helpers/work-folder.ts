@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { workStateDigest } from '../../src/gptq/branch-work';
 import { CliResult } from './cli';
 import { LLAMA2_S, WIKI_V1_VALID } from './shared';
+import { mulberry32 } from './lcg';
 
 const BIN = path.resolve(__dirname, '../../bin/gptq.js');
 
@@ -89,16 +90,7 @@ export function flipBytes(file: string, rand: () => number, count = 2, from = 0)
 }
 
 /** A seeded generator (mulberry32). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seeded = mulberry32;
 
 /** The one `gptq: error:` line of a failed run (asserting that stderr holds exactly one line and no stack trace). */
 export function oneErrorLine(r: CliResult): string {

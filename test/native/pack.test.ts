@@ -1,18 +1,9 @@
 /** AutoGPTQ v1 packing: pack / unpack / dequantize against hand-built words and a JS model. */
 import { dequantizeGptq, packGptq, unpackGptq } from '../../src/native';
 import { f16ToF32, f32ToF16Bits } from '../../src/io/dtypes';
+import { mulberry32 } from '../helpers/lcg';
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+const prng = mulberry32;
 const int = (rnd: () => number, n: number): number => Math.floor(rnd() * n);
 const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[int(rnd, xs.length)];
 
