@@ -5,7 +5,10 @@
 // FLOPs and achieved rates against measured ceilings, peak GPU memory and host RSS, disk rates,
 // and the projected end-to-end time of eight Llama-2-70B branches. Writes a JSON result.
 //   layer70b [--windows 128] [--seqlen 4096] [--chunk-windows 4] [--qc 1024] [--tf32] [--mse]
-//            [--disk-gb 8] [--disk-dir .] [--out bench/results]
+//            [--qep [alpha]] [--disk-gb 8] [--disk-dir .] [--out bench/results]
+// --qep: QEP (alpha 0.5 without a value; q, k, v, o, gate, up corrected as the branch builder's
+// default): the fp16 path's activations Xf beside X and its forward, the cross terms and the
+// corrections (the "qep" stage); its JSON is layer70b-<card>-qep.json.
 // --mse: the same layer with the reference Quantizer's mse grid search (gptq --mse); its JSON
 // (layer70b-<card>-mse.json) beside the default's gives the recipe's build time relative to it.
 #include <algorithm>
@@ -33,9 +36,12 @@ constexpr float EPS = 1e-5f, THETA = 10000.0f;
 struct Args {
   int64_t windows = 128, seqlen = 4096, chunk_windows = 4, qc = 1024;
   bool tf32 = false, chol_fp32 = false, mse = false;
+  float qep = -1;  // QEP's alpha; < 0: no QEP
   double disk_gb = 8, mem_budget_gb = 40, disk_w = 0, disk_r = 0;
   std::string disk_dir = ".", out = "bench/results";
 };
+
+std::string bench_qep_text(float alpha) { return ", QEP alpha " + std::to_string(alpha); }
 
 double measure_gemm_tflops(Context& ctx) {
   const int64_t n = 8192;
@@ -98,6 +104,7 @@ int main(int argc, char** argv) try {
     else if (k == "--tf32") a.tf32 = true;
     else if (k == "--chol-fp32") a.chol_fp32 = true;
     else if (k == "--mse") a.mse = true;
+    else if (k == "--qep") a.qep = i + 1 < argc && argv[i + 1][0] != '-' ? std::stof(next()) : 0.5f;
     else if (k == "--mem-budget-gb") a.mem_budget_gb = std::stod(next());
     else if (k == "--disk-rates") { const std::string v = next(); a.disk_w = std::stod(v); a.disk_r = std::stod(v.substr(v.find(',') + 1)); }
     else if (k == "--disk-gb") a.disk_gb = std::stod(next());
@@ -109,8 +116,8 @@ int main(int argc, char** argv) try {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Context ctx;
   const double base_gb = device_used_gb();
-  std::printf("device: %s, %d SMs, %.1f GB; GPTQ 4-bit g128 act-order%s\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9,
-              a.mse ? ", --mse grid search" : "");
+  std::printf("device: %s, %d SMs, %.1f GB; GPTQ 4-bit g128 act-order%s%s\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9,
+              a.mse ? ", --mse grid search" : "", a.qep >= 0 ? bench_qep_text(a.qep).c_str() : "");
   const double peak_tflops = measure_gemm_tflops(ctx), copy_gbs = measure_copy_gbs(ctx);
   std::printf("measured ceilings: fp16 GEMM 8192³ %.0f TFLOP/s, device copy %.0f GB/s (read+write)\n", peak_tflops, copy_gbs);
 
@@ -118,13 +125,14 @@ int main(int argc, char** argv) try {
   // Calibration activations (the layer's input), resident: X [T, HID] fp16.
   DevBuf<float> chs(HID);
   bench::channel_scale_kernel<<<blocks_for(HID, 256), 256, 0, ctx.stream>>>(HID, 7, chs.get());
-  DevBuf<__half> X(T * HID);
+  DevBuf<__half> X(T * HID), Xf(a.qep >= 0 ? T * HID : 0);  // Xf: QEP's fp16 path
   DevBuf<__half> Wqkv(QKV * HID), Wo(HID * HEADS * HD), Wgu(2 * FFN * HID), Wd(HID * FFN), n1w(HID), n2w(HID);
   // Random inputs N(0, 0.5²) per channel scaled (outlier channels), weights N(0, 0.02²) (Llama-2
   // scale), norm weights around 1. Drawn again before the timed pass (the warm-up pass replaces
   // the weights by their quantized values and X by the layer's outputs).
   auto fill = [&] {
     bench::fill_normal(ctx, T * HID, 11, 0, 0.5f, X.get(), chs.get(), HID);
+    if (Xf.get()) bench::fill_normal(ctx, T * HID, 12, 0, 0.5f, Xf.get(), chs.get(), HID);
     bench::fill_normal(ctx, QKV * HID, 21, 0, 0.02f, Wqkv.get());
     bench::fill_normal(ctx, HID * HID, 22, 0, 0.02f, Wo.get());
     bench::fill_normal(ctx, 2 * FFN * HID, 23, 0, 0.02f, Wgu.get());
@@ -151,6 +159,11 @@ int main(int argc, char** argv) try {
   lo.mem_budget_gb = a.mem_budget_gb;
   lo.want_codes = false;
   lo.want_packed = true;  // packed on the GPU and copied to the host, as a branch writer needs them
+  if (a.qep >= 0) {
+    lo.qep = true;
+    lo.qep_alpha = a.qep;
+    for (Linear l : {Linear::q, Linear::k, Linear::v, Linear::o, Linear::gate, Linear::up}) lo.qep_correct[(int)l] = true;
+  }
   const LayerDims dims{HID, FFN, HEADS, KVH, HD, EPS, THETA};
   const LayerDev w{Wqkv.get(), Wo.get(), Wgu.get(), Wd.get(), n1w.get(), n2w.get()};
   LayerTimes lt;
@@ -164,7 +177,7 @@ int main(int argc, char** argv) try {
     fill();
     outs.clear();
     const auto wall0 = std::chrono::steady_clock::now();
-    quantize_layer(ctx, dims, S, TP, X.get(), w, lo, outs, &lt);
+    quantize_layer(ctx, dims, S, TP, X.get(), Xf.get(), w, lo, outs, &lt);
     ctx.sync();
     wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     max_used = std::max(max_used, device_used_gb());
@@ -186,11 +199,11 @@ int main(int argc, char** argv) try {
     for (auto v : h) if (!std::isfinite(__half2float(v))) throw std::runtime_error("non-finite layer output");
   }
   std::map<std::string, double> tot{{"forward", lt.forward_s}, {"forward.attention", lt.attention_s}, {"hessian", lt.hessian_s},
-                                    {"cholesky_inverse", lt.chol_s}, {"solve", lt.solve_s}, {"pack", lt.pack_s},
+                                    {"cholesky_inverse", lt.chol_s}, {"solve", lt.solve_s}, {"pack", lt.pack_s}, {"qep", lt.qep_s},
                                     {"chol.potrf", lt.chol.potrf_ms / 1e3}, {"chol.trtri", lt.chol.trtri_ms / 1e3}, {"chol.build", lt.chol.build_ms / 1e3}};
   const double fwd_flops = lt.forward_flops, hes_flops = lt.hessian_flops, g_chol_flops = lt.chol_flops, g_solve_gemm_flops = lt.solve_flops;
   const int64_t cached_tokens = (int64_t)(lt.cached_fraction * T);
-  const double stage_sum = tot["forward"] + tot["hessian"] + tot["cholesky_inverse"] + tot["solve"] + tot["pack"];
+  const double stage_sum = tot["forward"] + tot["hessian"] + tot["cholesky_inverse"] + tot["solve"] + tot["pack"] + tot["qep"];
   std::printf("\nstage              seconds   TFLOP    achieved TFLOP/s  (ceiling %.0f fp16 GEMM)\n", peak_tflops);
   auto row = [&](const char* n, double s, double f) {
     std::printf("%-18s %7.3f  %7.1f   %8.1f  (%.0f %%)\n", n, s, f / 1e12, f / 1e12 / s, 100.0 * f / 1e12 / s / peak_tflops);
@@ -203,6 +216,7 @@ int main(int argc, char** argv) try {
               a.chol_fp32 ? "fp32" : "fp64", tot["chol.potrf"], tot["chol.trtri"], tot["chol.build"]);
   std::printf("%-18s %7.3f  %7.1f   %8.1f  (fp32%s trailing GEMMs)\n", "solve", tot["solve"], g_solve_gemm_flops / 1e12, g_solve_gemm_flops / 1e12 / tot["solve"], a.tf32 ? "/tf32" : "");
   std::printf("%-18s %7.3f  (GPU packing + copies of the packed tensors to the host)\n", "pack", tot["pack"]);
+  if (a.qep >= 0) row("qep", tot["qep"], lt.qep_flops);  // the corrections; the cross terms are in hessian
   std::printf("%-18s %7.3f  (wall clock, the number used below; the stages sum to %.3f s)\n", "layer total", wall_s, stage_sum);
   // Peak: the largest of what the device buffers reached (counted at every allocation) and the
   // sampled device-wide use; library workspaces (cuBLAS, cuSOLVER) are in the latter only.
@@ -236,7 +250,7 @@ int main(int argc, char** argv) try {
 
   // JSON result.
   const std::string slug = card_slug(prop.name);
-  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "");
+  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "") + (a.qep >= 0 ? "-qep" : "");
   const std::string path = a.out + "/layer70b-" + slug + variant + (T == 128 * 4096 ? "" : "-small") + ".json";
   std::error_code mkdir_error;
   std::filesystem::create_directories(a.out, mkdir_error);  // a fresh --out folder is made
@@ -244,12 +258,12 @@ int main(int argc, char** argv) try {
   if (!f) throw std::runtime_error("cannot write " + path);
   std::fprintf(f, "{\n \"card\": \"%s\",\n \"shape\": \"Llama-2-70B decoder layer (synthetic)\",\n \"windows\": %lld,\n \"seqlen\": %lld,\n",
                prop.name, (long long)a.windows, (long long)S);
-  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"mse\": %s, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s},\n", a.mse ? "true" : "false", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false");
+  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"mse\": %s, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s, \"qep\": %s},\n", a.mse ? "true" : "false", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false", a.qep >= 0 ? std::to_string(a.qep).c_str() : "null");
   std::fprintf(f, " \"forward_attention_s\": %.4f,\n \"act_cached_fraction\": %.4f,\n \"mem_budget_gb\": %.1f,\n \"chol_parts_s\": {\"potrf\": %.4f, \"trtri\": %.4f, \"build\": %.4f},\n",
                tot["forward.attention"], (double)cached_tokens / T, a.mem_budget_gb, tot["chol.potrf"], tot["chol.trtri"], tot["chol.build"]);
   std::fprintf(f, " \"chunk_windows\": %lld,\n \"attention_query_chunk\": %lld,\n", (long long)a.chunk_windows, (long long)a.qc);
-  std::fprintf(f, " \"stages_s\": {\"forward\": %.4f, \"hessian\": %.4f, \"cholesky_inverse\": %.4f, \"solve\": %.4f, \"pack\": %.4f},\n",
-               tot["forward"], tot["hessian"], tot["cholesky_inverse"], tot["solve"], tot["pack"]);
+  std::fprintf(f, " \"stages_s\": {\"forward\": %.4f, \"hessian\": %.4f, \"cholesky_inverse\": %.4f, \"solve\": %.4f, \"pack\": %.4f, \"qep\": %.4f},\n",
+               tot["forward"], tot["hessian"], tot["cholesky_inverse"], tot["solve"], tot["pack"], tot["qep"]);
   std::fprintf(f, " \"layer_s\": %.4f,\n \"stage_sum_s\": %.4f,\n", wall_s, stage_sum);
   std::fprintf(f, " \"tflop\": {\"forward\": %.2f, \"hessian\": %.2f, \"cholesky_inverse_fp64\": %.2f, \"solve_trailing\": %.2f},\n",
                fwd_flops / 1e12, hes_flops / 1e12, g_chol_flops / 1e12, g_solve_gemm_flops / 1e12);

@@ -2,15 +2,19 @@
 // Coarse calls, each an AsyncWorker:
 //   cudaGptqQuantize(W, H, N, K, options, config)  one linear's solve on the GPU (same result
 //                                                  object as gptqQuantize)
-//   cudaSessionCreate(x, tokens, seqlen, hidden)    calibration activations (fp16 bits) → GPU
+//   cudaSessionCreate(x, tokens, seqlen, hidden, xf?)
+//                                                  calibration activations (fp16 bits) → GPU;
+//                                                  xf (QEP): the fp16 path's, the same size
 //   cudaSessionLoad(session, slot, shape, entries) a layer's weights → a pinned host slot
 //                                                  (cuda_weights.cc; runs beside a layer call)
 //   cudaQuantizeLayer(session, slot, dims, options, config, plan)
 //                                                  one whole decoder layer (weights from the
 //                                                  slot), true-sequential along the plan
 //                                                  (src/model/layer-plan.ts); the session's
-//                                                  activations become its outputs
-//   cudaSessionRead(session, dst, firstToken)      activations back (fp16 bits) into dst
+//                                                  activations become its outputs (with
+//                                                  config.qep also the fp16 path's)
+//   cudaSessionRead(session, dst, firstToken, fp?) activations back (fp16 bits) into dst; fp:
+//                                                  the fp16 path's (QEP)
 //   cudaSessionFree(session)                       (sync) frees the GPU memory now
 // Calls on one session are serialised by the TypeScript wrapper, except that a load into one
 // slot runs beside the layer call on the other.
@@ -152,13 +156,17 @@ class CudaSessionCreate : public PromiseWorker {
  public:
   CudaSessionCreate(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    arg_count(info, "cudaSessionCreate", 4);
+    arg_count(info, "cudaSessionCreate", 4, 5);
     tokens_ = int_at(info, 1, "tokens", 1);
     seqlen_ = int_at(info, 2, "seqlen", 2);
     hidden_ = int_at(info, 3, "hidden", 8);
     if (tokens_ % seqlen_) range_error(env, "tokens", "a multiple of seqlen (" + std::to_string(seqlen_) + ")", std::to_string(tokens_));
     if (hidden_ % 8) range_error(env, "hidden", "a positive multiple of 8", std::to_string(hidden_));
     x_ = typed_at<uint16_t>(info, 0, "x", elements(env, "x", {tokens_, hidden_}));
+    if (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsNull()) {
+      xf_ = typed_at<uint16_t>(info, 4, "xf", elements(env, "xf", {tokens_, hidden_}));
+      qep_ = true;
+    }
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -169,6 +177,10 @@ class CudaSessionCreate : public PromiseWorker {
     s_->hidden = hidden_;
     s_->x.alloc(tokens_ * hidden_);
     CUDA_CHECK(cudaMemcpyAsync(s_->x.get(), x_.data, tokens_ * hidden_ * 2, cudaMemcpyHostToDevice, ctx.stream));
+    if (qep_) {
+      s_->xf.alloc(tokens_ * hidden_);
+      CUDA_CHECK(cudaMemcpyAsync(s_->xf.get(), xf_.data, tokens_ * hidden_ * 2, cudaMemcpyHostToDevice, ctx.stream));
+    }
     ctx.sync();
   }
   Napi::Value Result(Napi::Env env) override {
@@ -182,18 +194,22 @@ class CudaSessionCreate : public PromiseWorker {
 
  private:
   int64_t tokens_ = 0, seqlen_ = 0, hidden_ = 0;
-  Held<uint16_t> x_;
+  Held<uint16_t> x_, xf_;
+  bool qep_ = false;
   std::unique_ptr<Session> s_;
 };
 
-// cudaSessionRead(session, dst: Uint16Array, firstToken): the activations of dst.length / hidden
-// tokens from firstToken on into dst (the caller allocates: no second host copy).
+// cudaSessionRead(session, dst: Uint16Array, firstToken, fp?: boolean): the activations of
+// dst.length / hidden tokens from firstToken on into dst (the caller allocates: no second host
+// copy); with fp true, QEP's fp16 path's (an Error when the session has none).
 class CudaSessionRead : public PromiseWorker {
  public:
   CudaSessionRead(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
     Napi::Env env = info.Env();
-    arg_count(info, "cudaSessionRead", 3);
+    arg_count(info, "cudaSessionRead", 3, 4);
     s_ = session_arg(env, info[0]);
+    fp_ = info.Length() > 3 && !info[3].IsUndefined() && bool_at(info, 3, "fp");
+    if (fp_ && !s_->xf.get()) throw Napi::Error::New(env, "fp: this session has no fp16 path (it was created without xf)");
     ref_ = Napi::Persistent(info[0]);
     dst_ = typed_at<uint16_t>(info, 1, "dst");
     first_ = int_at(info, 2, "firstToken", 0, s_->tokens);
@@ -204,7 +220,8 @@ class CudaSessionRead : public PromiseWorker {
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
     gfc::Context& ctx = context();
-    CUDA_CHECK(cudaMemcpyAsync(dst_.data, s_->x.get() + first_ * s_->hidden, dst_.length * 2, cudaMemcpyDeviceToHost, ctx.stream));
+    const __half* src = (fp_ ? s_->xf.get() : s_->x.get()) + first_ * s_->hidden;
+    CUDA_CHECK(cudaMemcpyAsync(dst_.data, src, dst_.length * 2, cudaMemcpyDeviceToHost, ctx.stream));
     ctx.sync();
   }
 
@@ -213,12 +230,15 @@ class CudaSessionRead : public PromiseWorker {
   Napi::Reference<Napi::Value> ref_;
   Held<uint16_t> dst_;
   int64_t first_ = 0;
+  bool fp_ = false;
 };
 
 // slot: the session's host slot holding the layer's weights (cudaSessionLoad), stacks as in
 // layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta };
-// config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked }; plan: the
-// layer plan (bindings/layer.cc: plan_arg; linears come back in its order).
+// config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked, qep?: null |
+// { alpha in [0, 1], linears: names of the corrected linears, not mlp.down_proj } } (qep exactly
+// when the session holds the fp16 path); plan: the layer plan (bindings/layer.cc: plan_arg;
+// linears come back in its order).
 class CudaQuantizeLayer : public PromiseWorker {
  public:
   CudaQuantizeLayer(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
@@ -240,6 +260,23 @@ class CudaQuantizeLayer : public PromiseWorker {
     o_.want_packed = bool_arg(env, c, "wantPacked", false, "config");
     o_.want_codes = bool_arg(env, c, "wantCodes", o_.want_codes, "config");
     o_.plan = plan_arg(env, info[5]);
+    const Napi::Value q = c.Get("qep");
+    if (!q.IsUndefined() && !q.IsNull()) {
+      Napi::Object qo = object_value(env, q, "config.qep");
+      const double alpha = num_arg(env, qo, "alpha", "config.qep");
+      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
+      o_.qep = true;
+      o_.qep_alpha = (float)alpha;
+      for (gf::Linear l : linears_at(env, qo.Get("linears"), "config.qep.linears")) {
+        if (l == gf::Linear::down)
+          range_error(env, "config.qep.linears", "linears the CUDA engine corrects (not mlp.down_proj)", gf::linear_name(l));
+        o_.qep_correct[(int)l] = true;
+      }
+    }
+    if (o_.qep && !s_->xf.get())
+      throw Napi::Error::New(env, "config.qep: this session has no fp16 path (create it with xf for QEP)");
+    if (!o_.qep && s_->xf.get())
+      throw Napi::Error::New(env, "config.qep: this session holds an fp16 path (created with xf): the layer call needs config.qep");
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -252,7 +289,7 @@ class CudaQuantizeLayer : public PromiseWorker {
     };
     auto qkv = up(kQkv), o = up(kO), gu = up(kGateUp), down = up(kDown), n1 = up(kInputNorm), n2 = up(kPostNorm);
     const gfc::LayerDev w{qkv.get(), o.get(), gu.get(), down.get(), n1.get(), n2.get()};
-    gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), w, o_, out_, &t_);
+    gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), o_.qep ? s_->xf.get() : nullptr, w, o_, out_, &t_);
     ctx.sync();
   }
   Napi::Value Result(Napi::Env env) override {
@@ -267,6 +304,7 @@ class CudaQuantizeLayer : public PromiseWorker {
     t.Set("cholesky", t_.chol_s);
     t.Set("solve", t_.solve_s);
     t.Set("copyOut", t_.pack_s);
+    t.Set("qep", t_.qep_s);
     t.Set("peakBuffersGb", t_.peak_buffers_gb);
     r.Set("times", t);
     return r;
@@ -287,6 +325,7 @@ Napi::Value SessionFree(const Napi::CallbackInfo& info) {
   Session* s = session_arg(info.Env(), info[0]);
   std::lock_guard<std::mutex> lock(g_mu);
   s->x.release();
+  s->xf.release();
   for (auto& slot : s->slots) slot.free();
   return info.Env().Undefined();
 }

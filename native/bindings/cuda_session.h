@@ -59,6 +59,7 @@ struct HostSlot {
 
 struct Session {
   gfc::DevBuf<__half> x;
+  gfc::DevBuf<__half> xf;  // QEP's fp16 path [tokens, hidden] (the fp16 model's activations); empty without QEP
   int64_t tokens = 0, seqlen = 0, hidden = 0;
   HostSlot slots[2];
 };

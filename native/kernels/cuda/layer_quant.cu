@@ -1,6 +1,7 @@
 #include "layer_quant.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <chrono>
 #include <map>
@@ -9,6 +10,7 @@
 #include "hessian.h"
 #include "llama.h"
 #include "pack.h"
+#include "qep.h"
 
 namespace gfc {
 
@@ -56,6 +58,7 @@ class Timeline {
 struct Stack {
   std::vector<std::pair<std::string, int64_t>> parts;  // (name, rows) in stack order
   std::vector<std::string> order;                      // the plan's order of the members
+  std::vector<gf::Linear> linears;                     // the parts' linears, in stack order
   int64_t N, K;
   __half* W;
 };
@@ -64,9 +67,10 @@ struct Stack {
 // `group`'s forward point, its members reported in the group's order; rows(l): l's output rows.
 template <class Rows>
 Stack plan_stack(const std::vector<gf::Linear>& stacked, const gf::PlanGroup& group, int64_t K, __half* W, Rows rows) {
-  Stack s{{}, {}, 0, K, W};
+  Stack s{{}, {}, {}, 0, K, W};
   for (gf::Linear l : stacked) {
     s.parts.emplace_back(gf::linear_name(l), rows(l));
+    s.linears.push_back(l);
     s.N += rows(l);
   }
   for (gf::Linear l : group.linears) s.order.emplace_back(gf::linear_name(l));
@@ -178,14 +182,60 @@ void solve_stack(Context& ctx, Timeline& tl, const Stack& s, const float* H, con
   for (auto& name : s.order) out.push_back(std::move(made[name]));
 }
 
+// Whether QEP corrects any member of stack s (and so needs its group's cross term).
+bool corrects(const Stack& s, const LayerQuantOptions& o) {
+  if (!o.qep || !(o.qep_alpha > 0)) return false;
+  for (gf::Linear l : s.linears)
+    if (o.qep_correct[(int)l]) return true;
+  return false;
+}
+
+// QEP before a stack's solve: the rows of its corrected members become W* = W + α W C (H + λI)⁻¹
+// rounded to fp16, in place in the slot (one factor of H + λI for the stack; rows are
+// independent, so this is the CPU engine's correction of each member on its own).
+void correct_stack(Context& ctx, const Stack& s, const float* H, const float* C, const LayerQuantOptions& o,
+                   LayerTimes& t) {
+  RowRanges rows;
+  int64_t r0 = 0;
+  for (size_t i = 0; i < s.parts.size(); ++i) {
+    const int64_t n = s.parts[i].second;
+    if (o.qep_correct[(int)s.linears[i]]) {
+      if (!rows.empty() && rows.back().second == r0) rows.back().second = r0 + n;
+      else rows.emplace_back(r0, r0 + n);
+    }
+    r0 += n;
+  }
+  if (rows.empty()) return;
+  ctx.sync();  // the host clock must not absorb the forward work still queued
+  const auto t0 = std::chrono::steady_clock::now();
+  qep_correct_f16(ctx, s.N, s.K, s.W, H, C, o.qep_alpha, o.gptq.damp_percent, rows);
+  t.qep_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (auto& r : rows) t.qep_flops += qep_flops(r.second - r.first, s.K);
+}
+
 }  // namespace
 
-void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X,
+std::string qep_options_problem(const LayerQuantOptions& o) {
+  if (!o.qep) {
+    for (bool c : o.qep_correct)
+      if (c) return "qep: corrected linears are given without qep";
+    return "";
+  }
+  if (!(std::isfinite(o.qep_alpha) && o.qep_alpha >= 0)) return "qep: alpha must be a finite number >= 0";
+  if (o.qep_correct[(int)gf::Linear::down])
+    return "qep: the CUDA engine does not correct mlp.down_proj (its cross term would be ffn × ffn beside its "
+           "Hessian); leave it out of the corrected linears (the default) or use --device cpu";
+  return "";
+}
+
+void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X, __half* Xf,
                     const LayerDev& w, const LayerQuantOptions& o, std::vector<LinearOut>& out,
                     LayerTimes* times) {
   const int64_t HID = d.hidden, FFN = d.ffn, HD = d.head_dim, QD = d.heads * HD, KVD = d.kv_heads * HD;
   const int64_t QKV = QD + 2 * KVD;
   gf::check_plan(o.plan);
+  if (const std::string p = qep_options_problem(o); !p.empty()) throw std::invalid_argument(p);
+  if (o.qep != (Xf != nullptr)) throw std::invalid_argument("quantize_layer: Xf (QEP's fp16 path) is needed exactly with qep");
   if (T % S) throw std::runtime_error("tokens must be a whole number of windows");
   if (HID % 8 || d.heads % d.kv_heads) throw std::runtime_error("unsupported layer dims");
   const int64_t TC = std::min(std::max<int64_t>(o.chunk_windows, 1) * S, T);
@@ -217,6 +267,27 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
   const Stack gu = plan_stack(o.plan.gate_up, group(gf::ForwardPoint::post_attention_layernorm), HID, w.gate_up, rows);
   const Stack dn = plan_stack({gf::Linear::down}, group(gf::ForwardPoint::mlp_act), FFN, w.down, rows);
   auto chunk_len = [&](int64_t t0) { return std::min(TC, T - t0); };
+  // QEP: the fp16 path's weights (the slot's are replaced by Q as the stacks are solved), its
+  // chunk buffers, and the cross term of the groups with a corrected linear (memory: the
+  // estimate in layer_quant.h). The fp16 path never reads the quantized path, so each step
+  // runs it to the same forward point beside the quantized one, per chunk.
+  const bool c1 = corrects(qkv, o), c2 = corrects(ost, o), c3 = corrects(gu, o), any_c = c1 || c2 || c3;
+  auto fp_copy = [&](const __half* src, int64_t n) {
+    DevBuf<__half> b(o.qep ? n : 0);
+    if (o.qep) CUDA_CHECK(cudaMemcpyAsync(b.get(), src, n * 2, cudaMemcpyDeviceToDevice, ctx.stream));
+    return b;
+  };
+  DevBuf<__half> fqkv = fp_copy(w.qkv, QKV * HID), fo = fp_copy(w.o, HID * QD), fgu = fp_copy(w.gate_up, 2 * FFN * HID),
+                 fdown = fp_copy(w.down, HID * FFN);
+  DevBuf<__half> nrmf(o.qep ? TC * HID : 0), ATTf(o.qep ? TC * QD : 0), Dx(any_c ? TC * std::max(HID, QD) : 0);
+  DevBuf<float> Cx(any_c ? std::max(HID, QD) * std::max(HID, QD) : 0);
+  // C += (X̃ − X)ᵀ X of one chunk, scaled as H (hscale), the first chunk overwriting.
+  auto cross = [&](int64_t t0, int64_t tc, int64_t K, const __half* xf, const __half* x) {
+    tl.begin("hessian");
+    cross_accumulate(ctx, tc, K, xf, x, K, Dx.get(), Cx.get(), hscale, t0 ? 1.0f : 0.0f);
+    tl.end();
+    t.hessian_flops += cross_flops(tc, K);
+  };
 
   // 1. [k, v, q]: input = RMSNorm1(x). add_batch of its Hessian.
   for (int64_t t0 = 0; t0 < T; t0 += TC) {
@@ -228,10 +299,17 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
     xtx_accumulate(ctx, tc, HID, nrm.get(), HID, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
     tl.end();
     t.hessian_flops += xtx_flops(tc, HID);
+    if (c1) {  // QEP: X̃ = RMSNorm1(Xf)
+      tl.begin("forward");
+      rms_norm(ctx, tc, HID, Xf + t0 * HID, w.input_norm, d.eps, nrmf.get());
+      tl.end();
+      cross(t0, tc, HID, nrmf.get(), nrm.get());
+    }
   }
   tl.begin("hessian");
   symmetrize_lower(ctx, HID, Hh.get());
   tl.end();
+  if (c1) correct_stack(ctx, qkv, Hh.get(), Cx.get(), o, t);
   solve_stack(ctx, tl, qkv, Hh.get(), o, out, t);
 
   // 2. [o]: input = attention(q, k, v quantized) → ATT (kept for step 3); add_batch.
@@ -252,11 +330,34 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
     xtx_accumulate(ctx, tc, QD, ATT.get() + t0 * QD, QD, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
     tl.end();
     t.hessian_flops += xtx_flops(tc, QD);
+    if (!o.qep) continue;
+    // QEP's fp16 path: its attention output ATTf (this chunk only), then h1f = xf + o(ATTf) in
+    // place in Xf (nothing reads the chunk's xf again).
+    tl.begin("forward");
+    rms_norm(ctx, tc, HID, Xf + t0 * HID, w.input_norm, d.eps, nrmf.get());
+    linear_f16(ctx, tc, QKV, HID, nrmf.get(), HID, fqkv.get(), HID, big.get(), QKV);
+    rope_inplace(ctx, tc, S, d.heads, HD, d.rope_theta, big.get(), QKV);
+    rope_inplace(ctx, tc, S, d.kv_heads, HD, d.rope_theta, big.get() + QD, QKV);
+    tl.end();
+    tl.begin("attention");
+    causal_attention(ctx, tc, S, d.heads, d.kv_heads, HD, big.get(), QKV, big.get() + QD, QKV, big.get() + QD + KVD,
+                     QKV, ATTf.get(), QD, o.attention_qc, scores.get());
+    tl.end();
+    t.forward_flops += 2.0 * tc * QKV * HID + attention_flops(tc, S, d.heads, HD, o.attention_qc) + 2.0 * tc * HID * QD;
+    if (c2) cross(t0, tc, QD, ATTf.get(), ATT.get() + t0 * QD);
+    tl.begin("forward");
+    linear_f16(ctx, tc, HID, QD, ATTf.get(), QD, fo.get(), QD, nrmf.get(), HID);
+    add_f16(ctx, tc * HID, Xf + t0 * HID, nrmf.get(), Xf + t0 * HID);
+    tl.end();
   }
   tl.begin("hessian");
   symmetrize_lower(ctx, QD, Hh.get());
   tl.end();
+  if (c2) correct_stack(ctx, ost, Hh.get(), Cx.get(), o, t);
   solve_stack(ctx, tl, ost, Hh.get(), o, out, t);
+  fqkv.release();  // the fp16 path's attention is done
+  fo.release();
+  ATTf.release();
 
   // 3. [up, gate]: h1 = x + o(att) (in place in X), input = RMSNorm2(h1); add_batch.
   for (int64_t t0 = 0; t0 < T; t0 += TC) {
@@ -271,11 +372,20 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
     xtx_accumulate(ctx, tc, HID, nrm.get(), HID, Hh.get(), hscale, t0 ? 1.0f : 0.0f);
     tl.end();
     t.hessian_flops += xtx_flops(tc, HID);
+    if (c3) {  // QEP: X̃ = RMSNorm2(h1f), h1f in Xf since step 2
+      tl.begin("forward");
+      rms_norm(ctx, tc, HID, Xf + t0 * HID, w.post_norm, d.eps, nrmf.get());
+      tl.end();
+      cross(t0, tc, HID, nrmf.get(), nrm.get());
+    }
   }
   tl.begin("hessian");
   symmetrize_lower(ctx, HID, Hh.get());
   tl.end();
   ATT.release();
+  if (c3) correct_stack(ctx, gu, Hh.get(), Cx.get(), o, t);
+  Cx.release();
+  Dx.release();
   solve_stack(ctx, tl, gu, Hh.get(), o, out, t);
   Hh.release();
 
@@ -327,6 +437,18 @@ void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __ha
     add_f16(ctx, tc * HID, X + t0 * HID, nrm.get(), X + t0 * HID);
     tl.end();
     t.forward_flops += 2.0 * tc * HID * FFN;
+  }
+  // QEP's fp16 path: xf ← h1f + down(silu(gate(n2f)) · up(n2f)) with the original weights.
+  for (int64_t t0 = 0; o.qep && t0 < T; t0 += TC) {
+    const int64_t tc = chunk_len(t0);
+    tl.begin("forward");
+    rms_norm(ctx, tc, HID, Xf + t0 * HID, w.post_norm, d.eps, nrmf.get());
+    linear_f16(ctx, tc, 2 * FFN, HID, nrmf.get(), HID, fgu.get(), HID, big.get(), 2 * FFN);
+    swiglu(ctx, tc, FFN, big.get(), act.get());
+    linear_f16(ctx, tc, HID, FFN, act.get(), FFN, fdown.get(), FFN, nrmf.get(), HID);
+    add_f16(ctx, tc * HID, Xf + t0 * HID, nrmf.get(), Xf + t0 * HID);
+    tl.end();
+    t.forward_flops += 2.0 * tc * 3 * FFN * HID;
   }
   auto s = tl.seconds();
   t.forward_s = s["forward"] + s["attention"];

@@ -43,7 +43,18 @@ struct LayerQuantOptions {
   double mem_budget_gb = 40;    // act cache for step 5 within this much device memory in use
   bool want_codes = true;       // codes/scales/zeros (fp32)/g_idx/perm to the host
   bool want_packed = false;     // AutoGPTQ v1 qweight/qzeros/fp16 scales packed on the GPU
+  // QEP (qep.h; docs/gptq.md, "QEP"): with qep, quantize_layer carries the fp16 path Xf through
+  // the unquantized layer beside X, gathers C = 2/n Σ (X̃ − X)ᵀ X beside the H of every group with
+  // a corrected linear (qep_correct[l], α > 0), and solves each such linear's W* = W + α W C
+  // (H + λI)⁻¹ rounded to fp16 instead of W. down_proj cannot be corrected here (its C would be
+  // ffn² fp32 beside its H and the correction's ffn² fp64 factor: refused by check_qep_options).
+  bool qep = false;
+  float qep_alpha = 0;          // α ≥ 0; 0 gives plain GPTQ bit for bit (the fp path still runs)
+  bool qep_correct[gf::kLinears] = {};
 };
+
+// What is wrong with the QEP fields of `o` for the CUDA layer, or an empty string.
+std::string qep_options_problem(const LayerQuantOptions& o);
 
 struct LinearOut {
   std::string name;              // "self_attn.q_proj", ...
@@ -60,16 +71,31 @@ struct LinearOut {
 
 struct LayerTimes {
   double forward_s = 0, attention_s = 0, hessian_s = 0, chol_s = 0, solve_s = 0, pack_s = 0;
+  double qep_s = 0;              // QEP's corrections (host clock; the cross terms are in hessian_s,
+                                 // the fp16 path's forward in forward_s / attention_s)
   CholTimes chol;
-  double forward_flops = 0, hessian_flops = 0, chol_flops = 0, solve_flops = 0;
+  double forward_flops = 0, hessian_flops = 0, chol_flops = 0, solve_flops = 0, qep_flops = 0;
   double cached_fraction = 0;    // step-5 activations kept from step 4
   double peak_buffers_gb = 0;    // DevBuf peak during the call (library workspaces excluded)
 };
 
 // X [T, hidden] fp16 (device): in, the layer's inputs for T = windows·S tokens; out, its outputs.
+// Xf [T, hidden] fp16 (device), exactly with o.qep (else null): in, the fp16 model's activations
+// entering the layer (QEP's fp16 path); out, the unquantized layer's outputs. w's linears are
+// copied on the device first with QEP (the fp16 path computes with the originals).
 // Linears come back in the order of o.plan (the reference's: k, v, q, o, up, gate, down).
-// Throws std::invalid_argument for a plan the layer cannot run (gf::check_plan).
-void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X,
+// Throws std::invalid_argument for a plan the layer cannot run (gf::check_plan) or QEP options
+// it cannot honour (qep_options_problem).
+//
+// Memory with QEP at Llama-2-70B (hidden 8192, ffn 28672, 64/8 heads, 128 × 4096 tokens,
+// 4-window chunks): Xf 8.6 GB beside X 8.6 GB (the session's) and ATT 8.6 GB (steps 2-3); the
+// original weights 1.7 GB (qkv and o released after step 2); per chunk nrmf 0.27 GB, ATTf
+// 0.27 GB and the difference D 0.27 GB; C 0.27 GB beside H; a correction's fp64 factor 0.54 GB
+// and its row pieces 0.54 GB. Peak in steps 1-3 ≈ 26 (activations) + 3.4 (weights, both copies)
+// + 4 (chunk buffers) + 1.6 (H, C, correction) ≈ 35 GB, within 48 GB. Step 4 allocates nothing
+// for QEP; its activation cache is sized from the memory in use (device_used_gb), so Xf and the
+// weight copies shrink it within mem_budget_gb.
+void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X, __half* Xf,
                     const LayerDev& w, const LayerQuantOptions& o, std::vector<LinearOut>& out,
                     LayerTimes* times = nullptr);
 
