@@ -31,7 +31,7 @@ import { atomicWriteFile, removeQuietly } from '../io/atomic';
 import { SafetensorsFile } from '../io/safetensors-reader';
 import { SafetensorsWriter, TensorData, writeSafetensors } from '../io/safetensors-writer';
 import { f16ToF32, f32ArrayToF16 } from '../native';
-import { Activations, f16Activations } from './engine';
+import { Activations, F16Activations, f16Activations } from './engine';
 import { Device } from './manifest';
 import { currentWorkBuild, describeWorkBuild } from './work-build';
 import { acquireLock, LOCK_FILE, releaseLock } from './work-lock';
@@ -298,7 +298,7 @@ async function readActivations(file: SafetensorsFile, prefix: 'x' | 'xf'): Promi
 
 /**
  * One tensor x.W per window: fp16 when every value is one (no loss), else fp32; with QEP's fp16
- * path (x.fp, CPU engine), its windows as xf.W beside them. fp16 windows are read and written a
+ * path (x.fp), its windows as xf.W beside them (fp32 windows: CPU engine; fp16 bits: CUDA engine). fp16 windows are read and written a
  * few at a time (bounded host memory).
  */
 async function writeActivations(file: string, x: Activations): Promise<void> {
@@ -319,14 +319,22 @@ async function writeActivations(file: string, x: Activations): Promise<void> {
     await writeSafetensors(file, tensors);
     return;
   }
-  if (x.fp !== undefined) throw new Error('writeActivations: an fp16 path beside fp16-bit activations is not supported (the CUDA engine has no QEP)');
-  const writer = await SafetensorsWriter.create(file, Array.from({ length: x.windows }, (_, w) => ({ name: `x.${w}`, dtype: 'F16', shape: [x.perWindow] })));
+  // fp16 bits read a few windows at a time (CUDA engine), with QEP the fp16 path's the same way.
+  const fp = x.fp;
+  if (fp !== undefined && ('f32' in fp || fp.windows !== x.windows || fp.perWindow !== x.perWindow)) {
+    throw new Error('writeActivations: the fp16 path\'s activations must be fp16 bits of the same shape as x (CUDA engine)');
+  }
+  const parts: [string, F16Activations][] = fp !== undefined ? [['x', x], ['xf', fp]] : [['x', x]];
+  const writer = await SafetensorsWriter.create(file, parts.flatMap(([prefix]) =>
+    Array.from({ length: x.windows }, (_, w) => ({ name: `${prefix}.${w}`, dtype: 'F16' as const, shape: [x.perWindow] }))));
   try {
     const step = Math.max(1, Math.floor(256e6 / (2 * x.perWindow))); // ~256 MB a read
-    for (let first = 0; first < x.windows; first += step) {
-      const count = Math.min(step, x.windows - first);
-      const bits = await x.read(first, count);
-      for (let w = 0; w < count; w++) await writer.write(`x.${first + w}`, bits.subarray(w * x.perWindow, (w + 1) * x.perWindow));
+    for (const [prefix, src] of parts) {
+      for (let first = 0; first < x.windows; first += step) {
+        const count = Math.min(step, x.windows - first);
+        const bits = await src.read(first, count);
+        for (let w = 0; w < count; w++) await writer.write(`${prefix}.${first + w}`, bits.subarray(w * x.perWindow, (w + 1) * x.perWindow));
+      }
     }
     await writer.close();
   } catch (e) {

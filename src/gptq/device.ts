@@ -5,9 +5,8 @@ import { QuantizeSettings } from './settings';
 /** Why these settings cannot run on the CUDA engine (a sentence naming the flag), or null. */
 export function cudaRefusal(s: QuantizeSettings): string | null {
   if (s.rtn) return '--device cuda does not do round-to-nearest (--rtn); use --device cpu';
-  // The CUDA engine would need the fp16 path's activations on the GPU beside the quantized
-  // path's, the cross term next to its Hessian kernel and the correction's solve (docs/gptq.md, "QEP").
-  if (s.qep !== undefined) return '--device cuda does not do --qep yet; use --device cpu';
+  // --qep runs on the GPU (docs/gptq.md, "QEP"); its corrected linears never include down_proj
+  // (QEP_CORRECTED), which the CUDA layer call refuses (checkCudaQep, src/native/cuda.ts).
   if (!s.trueSequential) return '--device cuda is true-sequential only; use --device cpu for --no-true-sequential';
   return null;
 }

@@ -5,7 +5,11 @@
  * layer's inputs. Weights stream from the checkpoint's shards into two pinned host slots: the
  * next layer's are read on native threads while this one is quantized; the packed AutoGPTQ
  * tensors come back from the GPU. Not supported on the GPU (a UserError before any work, see
- * device.ts): rtn, trueSequential = false (--mse runs here: the grids' search on the GPU). Activations are fp16 throughout, as an fp16
+ * device.ts): rtn, trueSequential = false (--mse runs here: the grids' search on the GPU). QEP
+ * (--qep) runs here as on the CPU engine: the session also holds the fp16 model's activations
+ * (both paths start as the embeddings; 8.6 GB more for 70B at 128 × 4096), carried through each
+ * unquantized layer in the same call; outputs() gives both, for checkpoints and --resume.
+ * Activations are fp16 throughout, as an fp16
  * model runs in transformers (the CPU engine's round16 mode); the solve uses an fp64 Cholesky
  * and fp32 updates like the CPU engine.
  */
@@ -15,8 +19,8 @@ import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import { CudaLayerConfig, CudaLinear, CudaSession, embed, f32ArrayToF16 } from '../native';
 import { checkCudaSettings } from './device';
-import { activationWindows, EngineLinear, LayerEngine, LayerRange, QuantizedLinear } from './engine';
-import { QuantizeSettings, solverOptions } from './settings';
+import { Activations, activationWindows, EngineLinear, LayerEngine, LayerRange, QuantizedLinear } from './engine';
+import { qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -44,11 +48,21 @@ export async function cudaEngine(
   const start = range.startLayer;
   const opts = solverOptions(s);
   const packed = !config.wantCodes;
-  const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed };
+  const qep = qepConfig(s);
+  const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, ...(qep ? { qep } : {}) };
   const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;
-  // The activations entering `start` as fp16 bits of all windows (8.6 GB for 70B at 128 × 4096),
-  // made a window at a time: no fp32 copy of them all.
+  // Activations of all windows as fp16 bits (8.6 GB for 70B at 128 × 4096), made a window at a
+  // time from fp32 ones: no fp32 copy of them all.
+  const asF16 = async (a: Activations | null, who: string): Promise<Uint16Array> => {
+    if (a !== null && !('f32' in a) && a.windows === windows && a.perWindow === per) return a.read(0, windows);
+    const x = await activationWindows(a, windows, per, who);
+    const bits = new Uint16Array(tokens * c.hiddenSize);
+    for (let w = 0; w < windows; w++) bits.set((await f32ArrayToF16(x[w])).bits, w * per);
+    return bits;
+  };
+  // The activations entering `start`, and with QEP the fp16 path's.
   let xh: Uint16Array | null;
+  let xfh: Uint16Array | null = null;
   if (start === 0) {
     xh = new Uint16Array(tokens * c.hiddenSize);
     const table = await model.embedding();
@@ -57,15 +71,17 @@ export async function cudaEngine(
       await embed(calib.subarray(w * seqlen, (w + 1) * seqlen), table, c.vocabSize, [x]);
       xh.set((await f32ArrayToF16(x)).bits, w * per);
     }
-  } else if (range.x !== null && !('f32' in range.x) && range.x.windows === windows && range.x.perWindow === per) {
-    xh = await range.x.read(0, windows);
+    if (qep) xfh = xh.slice(); // both paths enter layer 0 with the embeddings
   } else {
-    const x = await activationWindows(range.x, windows, per, `quantizeLayersCuda: layer ${start}`);
-    xh = new Uint16Array(tokens * c.hiddenSize);
-    for (let w = 0; w < windows; w++) xh.set((await f32ArrayToF16(x[w])).bits, w * per);
+    const who = `quantizeLayersCuda: layer ${start}`;
+    xh = await asF16(range.x, who);
+    if (qep) {
+      if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (QEP)`);
+      xfh = await asF16(range.x.fp, `${who} (QEP's fp16 path)`);
+    }
   }
-  const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize);
-  xh = null; // from here the activations live on the GPU only
+  const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize, xfh);
+  xh = xfh = null; // from here the activations live on the GPU only
   // The weights of `layer` into slot layer % 2; a rejection is handled where it is awaited.
   const load = (layer: number): Promise<void> => {
     const p = model.layerWeightEntries(layer).then((entries) => session.load(layer % 2, dims, entries)).then((bad) => {
@@ -88,12 +104,17 @@ export async function cudaEngine(
       const linears = r.linears.map((L): EngineLinear => ({ name: L.name as LinearName, seconds: L.seconds, solve: quantizedLinear(L) }));
       return {
         linears,
-        times: { load: loadSeconds, forward: r.times.forward, hessian: r.times.hessian, solve: r.times.cholesky + r.times.solve },
+        // QEP's corrections count as solve time (they precede each corrected stack's solve).
+        times: { load: loadSeconds, forward: r.times.forward, hessian: r.times.hessian, solve: r.times.cholesky + r.times.solve + r.times.qep },
       };
     },
     // The layer's outputs (fp16 bits), read from the GPU a few windows at a time, before the
     // next layer replaces them.
-    outputs: () => ({ windows, perWindow: per, read: (first: number, count: number) => session.read(first, count) }),
+    outputs: (): Activations => {
+      const x = { windows, perWindow: per, read: (first: number, count: number) => session.read(first, count) };
+      if (!qep) return x;
+      return { ...x, fp: { windows, perWindow: per, read: (first: number, count: number) => session.read(first, count, true) } };
+    },
     async close() {
       await next?.catch(() => undefined);
       await session.free();

@@ -81,8 +81,8 @@ export interface Addon {
   // ---- CUDA engine (native/bindings/cuda.cc, cuda_weights.cc) ----
   cudaInfo?(): Omit<CudaInfo, 'built'>;
   cudaGptqQuantize?(w: Float32Array, h: Float32Array, n: number, k: number, o: GptqOptions, c: CudaSolveConfig): Promise<GptqSolve>;
-  cudaSessionCreate?(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<CudaSessionHandle>;
-  cudaSessionRead?(s: CudaSessionHandle, dst: Uint16Array, firstToken: number): Promise<void>;
+  cudaSessionCreate?(x: Uint16Array, tokens: number, seqlen: number, hidden: number, xf?: Uint16Array | null): Promise<CudaSessionHandle>;
+  cudaSessionRead?(s: CudaSessionHandle, dst: Uint16Array, firstToken: number, fp?: boolean): Promise<void>;
   cudaSessionLoad?(s: CudaSessionHandle, slot: number, shape: CudaLayerShape, entries: WeightEntry[]): Promise<number[]>;
   cudaQuantizeLayer?(
     s: CudaSessionHandle, slot: number, d: CudaLayerDims, o: GptqOptions, c: CudaLayerConfig, plan: NativeLayerPlan,

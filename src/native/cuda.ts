@@ -34,7 +34,16 @@ export interface CudaLayerConfig extends CudaSolveConfig {
   wantCodes?: boolean;
   /** Return each linear's AutoGPTQ tensors packed on the GPU. */
   wantPacked?: boolean;
+  /**
+   * QEP (docs/gptq.md, "QEP"; native/kernels/cuda/qep.h): α in [0, 1] and the linears whose W
+   * becomes W* = W + α W C (H + λI)⁻¹ (not mlp.down_proj on the GPU). Exactly when the session
+   * was created with the fp16 path (xf); the layer call then also carries it through the layer.
+   */
+  qep?: { alpha: number; linears: readonly string[] } | null;
 }
+
+/** Linears the CUDA engine cannot correct with QEP (its ffn × ffn cross term is never formed). */
+export const CUDA_QEP_UNCORRECTED: readonly string[] = Object.freeze(['mlp.down_proj']);
 
 /** Layer dimensions the CUDA layer call needs: the CPU kernels' less round16 (fp16 activations throughout). */
 export type CudaLayerDims = Omit<NativeDims, 'round16'>;
@@ -99,7 +108,9 @@ export interface CudaLinear extends Omit<GptqSolve, 'q' | 'codes' | 'scales' | '
 export interface CudaLayerResult {
   /** In the plan's order (the reference's: k, v, q, o, up, gate, down). */
   linears: CudaLinear[];
-  times: { forward: number; attention: number; hessian: number; cholesky: number; solve: number; copyOut: number; peakBuffersGb: number };
+  times: { forward: number; attention: number; hessian: number; cholesky: number; solve: number; copyOut: number; peakBuffersGb: number;
+    /** QEP's corrections (the cross terms are in hessian, the fp16 path's forward in forward). */
+    qep: number };
 }
 
 export function cudaInfo(): CudaInfo {
@@ -112,12 +123,21 @@ function checkSolveConfig(c: CudaSolveConfig, what = 'config'): void {
   for (const key of ['tf32', 'cholFp32'] as const) checkOptionalBoolean(c[key], `${what}.${key}`);
 }
 
-function checkLayerConfig(c: CudaLayerConfig): void {
+/** A CUDA layer call's config (exported for tests): solve precision, memBudgetGb, wantCodes/wantPacked, qep. */
+export function checkLayerConfig(c: CudaLayerConfig): void {
   checkSolveConfig(c);
   for (const key of ['wantCodes', 'wantPacked'] as const) checkOptionalBoolean(c[key], `config.${key}`);
   if (c.memBudgetGb !== undefined) {
     checkNumber(c.memBudgetGb, 'config.memBudgetGb');
     check(c.memBudgetGb >= 0, 'config.memBudgetGb', 'a number ≥ 0', c.memBudgetGb);
+  }
+  const qep = c.qep ?? null;
+  if (qep !== null) {
+    checkObject(qep, 'config.qep');
+    check(typeof qep.alpha === 'number' && qep.alpha >= 0 && qep.alpha <= 1, 'config.qep.alpha', 'a number in [0, 1]', qep.alpha);
+    check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
+    const bad = qep.linears.find((l) => CUDA_QEP_UNCORRECTED.includes(l));
+    check(bad === undefined, 'config.qep.linears', 'linears the CUDA engine corrects (not mlp.down_proj)', bad);
   }
 }
 
@@ -175,16 +195,24 @@ export class CudaSession {
   private queue: Promise<unknown> = Promise.resolve();
   private loads = new Set<Promise<unknown>>();
 
-  private constructor(private handle: CudaSessionHandle, readonly tokens: number, readonly seqlen: number, readonly hidden: number) {}
+  private constructor(
+    private handle: CudaSessionHandle, readonly tokens: number, readonly seqlen: number, readonly hidden: number,
+    /** Whether the session holds QEP's fp16 path (created with xf). */
+    readonly qep: boolean,
+  ) {}
 
-  /** x: fp16 bits [tokens × hidden], tokens a whole number of windows of seqlen. */
-  static async create(x: Uint16Array, tokens: number, seqlen: number, hidden: number): Promise<CudaSession> {
+  /**
+   * x: fp16 bits [tokens × hidden], tokens a whole number of windows of seqlen. xf (QEP): the
+   * fp16 model's activations at the same point, the same size (its layer calls need config.qep).
+   */
+  static async create(x: Uint16Array, tokens: number, seqlen: number, hidden: number, xf: Uint16Array | null = null): Promise<CudaSession> {
     check(Number.isInteger(seqlen) && seqlen >= 2, 'seqlen', 'an integer ≥ 2', seqlen);
     check(Number.isInteger(tokens) && tokens > 0 && tokens % seqlen === 0, 'tokens', `a positive multiple of ${seqlen}`, tokens);
     check(Number.isInteger(hidden) && hidden > 0 && hidden % 8 === 0, 'hidden', 'a positive multiple of 8', hidden);
     checkType(x, 'x', 'Uint16Array', tokens * hidden);
-    const h = await callNative('cudaSessionCreate', x, tokens, seqlen, hidden);
-    return new CudaSession(h, tokens, seqlen, hidden);
+    if (xf !== null) checkType(xf, 'xf', 'Uint16Array', tokens * hidden);
+    const h = await callNative('cudaSessionCreate', x, tokens, seqlen, hidden, xf);
+    return new CudaSession(h, tokens, seqlen, hidden, xf !== null);
   }
 
   private run<T>(job: () => Promise<T>): Promise<T> {
@@ -241,6 +269,7 @@ export class CudaSession {
     checkCudaDims(d);
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     checkLayerConfig(cfg);
+    check((cfg.qep ?? null) !== null === this.qep, 'config.qep', this.qep ? 'QEP settings (the session holds the fp16 path)' : 'null (the session has no fp16 path)', cfg.qep);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
@@ -258,15 +287,19 @@ export class CudaSession {
     return this.run(() => quantize(this.handle, slot, d, opts, cfg, plan));
   }
 
-  /** The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen × hidden]). */
-  read(first = 0, count = this.tokens / this.seqlen): Promise<Uint16Array> {
+  /**
+   * The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen ×
+   * hidden]); with fp, QEP's fp16 path's (the session must hold it).
+   */
+  read(first = 0, count = this.tokens / this.seqlen, fp = false): Promise<Uint16Array> {
     const windows = this.tokens / this.seqlen;
     check(Number.isInteger(first) && first >= 0 && first < windows, 'first', `a window index below ${windows}`, first);
     check(Number.isInteger(count) && count > 0 && first + count <= windows, 'count', `1 to ${windows - first} windows`, count);
+    check(typeof fp === 'boolean' && (!fp || this.qep), 'fp', this.qep ? 'a boolean' : 'false (the session has no fp16 path)', fp);
     const read = nativeCallAt('cudaSessionRead');
     return this.run(async () => {
       const dst = new Uint16Array(count * this.seqlen * this.hidden);
-      await read(this.handle, dst, first * this.seqlen);
+      await read(this.handle, dst, first * this.seqlen, fp);
       return dst;
     });
   }

@@ -81,6 +81,31 @@ test('QEP: the fp16 path\'s activations are checkpointed beside the quantized pa
   expect(back.fp && 'f32' in back.fp && back.fp.f32.map((a) => Array.from(a))).toEqual(xf.map((a) => Array.from(a)));
 });
 
+test('QEP on the CUDA engine: both paths as fp16 bits (read a few windows at a time) are checkpointed as x.W and xf.W', async () => {
+  const dir = path.join(tmp, 'qc.partial');
+  const qinit = { ...init, settings: { ...init.settings, qep: 0.5 } };
+  const work = await BranchWork.open(dir, qinit, false);
+  const xbits = Uint16Array.from({ length: 3 * 16 }, (_, i) => 0x3c00 + i);
+  const xfbits = Uint16Array.from({ length: 3 * 16 }, (_, i) => 0xbc00 + 2 * i);
+  const reads: string[] = [];
+  const f16 = (bits: Uint16Array, who: string) => ({
+    windows: 3, perWindow: 16,
+    read: async (first: number, count: number) => { reads.push(who); return bits.slice(first * 16, (first + count) * 16); },
+  });
+  await work.writeLayer(0, tensor(0));
+  await work.checkpoint(0, { ...f16(xbits, 'x'), fp: f16(xfbits, 'xf') }, {});
+  expect(reads).toEqual(['x', 'xf']);
+  expect(await dtypes(path.join(dir, 'x-00000.safetensors'))).toEqual(Array(6).fill('F16'));
+  const back = await (await BranchWork.open(dir, qinit, true)).loadActivations();
+  if ('f32' in back || !back.fp || 'f32' in back.fp) throw new Error('expected fp16 bits for both paths');
+  expect(Array.from(await back.read(0, 3))).toEqual(Array.from(xbits));
+  expect(Array.from(await back.fp.read(0, 3))).toEqual(Array.from(xfbits));
+  // The fp16 path must match x's shape.
+  const other = await BranchWork.open(path.join(tmp, 'qc2.partial'), qinit, false);
+  await other.writeLayer(0, tensor(0));
+  await expect(other.checkpoint(0, { ...f16(xbits, 'x'), fp: { ...f16(xfbits, 'xf'), windows: 2 } }, {})).rejects.toThrow('same shape as x');
+});
+
 test('activations that fp16 does not hold are kept as F32, bit for bit', async () => {
   const dir = path.join(tmp, 'w.partial');
   const work = await BranchWork.open(dir, init, false);

@@ -6,6 +6,7 @@
 import { UsageError } from '../../src/errors';
 import { matchesMatrix, settingsOf } from '../../src/gptq/branches-dir';
 import { cudaRefusal } from '../../src/gptq/device';
+import { CUDA_QEP_UNCORRECTED } from '../../src/native/cuda';
 import { Manifest } from '../../src/gptq/manifest';
 import { comboProblem, qepConfig, QEP_CORRECTED, QuantizeSettings, validateSettings } from '../../src/gptq/settings';
 import { LINEARS } from '../../src/model/weights';
@@ -34,9 +35,13 @@ test('the layer call\'s config: every linear but down_proj corrected; none witho
   expect([...QEP_CORRECTED].sort()).toEqual(LINEARS.filter((l) => l !== 'mlp.down_proj').sort());
 });
 
-test('--device cuda --qep is refused until the CUDA engine has QEP', () => {
-  expect(cudaRefusal({ ...s, qep: 0.5 })).toBe('--device cuda does not do --qep yet; use --device cpu');
+test('--device cuda takes --qep (the CUDA engine runs QEP); --rtn and --no-true-sequential stay refused beside it', () => {
+  expect(cudaRefusal({ ...s, qep: 0.5 })).toBeNull();
+  expect(cudaRefusal({ ...s, qep: 1 })).toBeNull();
   expect(cudaRefusal(s)).toBeNull();
+  expect(cudaRefusal({ ...s, qep: 0.5, trueSequential: false })).toMatch(/--no-true-sequential/);
+  // The corrected linears the CUDA engine gets never include down_proj, which it refuses.
+  expect(qepConfig({ ...s, qep: 0.5 })!.linears.filter((l) => CUDA_QEP_UNCORRECTED.includes(l))).toEqual([]);
 });
 
 test('a finished branch built with qep does not match a matrix entry without it, nor another α', () => {
