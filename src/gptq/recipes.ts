@@ -109,17 +109,21 @@ export function applyRecipe(name: string | undefined, s: QuantizeSettings, expli
   if (name === undefined || name === DEFAULT_RECIPE) return s;
   const problem = recipeProblem(name);
   if (problem !== undefined) throw new Error(`applyRecipe: ${problem}`); // callers check names first
-  const recipe = RECIPES[name];
+  return applyRecipeValues(name, RECIPES[name].set, s, explicit);
+}
+
+/** applyRecipe's work for the values `set` recorded under `name` (exported for the tests). */
+export function applyRecipeValues(name: string, set: RecipeValues, s: QuantizeSettings, explicit: (key: RecipeKey) => boolean): QuantizeSettings {
   let out: QuantizeSettings = { ...s };
   const skipped: string[] = [];
-  for (const key of Object.keys(recipe.set) as RecipeKey[]) {
+  for (const key of Object.keys(set) as RecipeKey[]) {
     const opt = RECIPE_OPTIONS[key];
     if (explicit(key)) continue;
     if (opt.notApplicable?.(s) !== undefined) {
       skipped.push(key);
       continue;
     }
-    out = { ...out, [opt.setting]: recipe.set[key] };
+    out = { ...out, [opt.setting]: set[key] };
   }
   return { ...out, recipe: name, ...(skipped.length > 0 ? { recipeSkipped: skipped.join(',') } : {}) };
 }
