@@ -15,11 +15,12 @@ import { checkReplaceableFolder, modelInputs, refuseOverlap } from '../io/output
 import { pickDevice } from '../gptq/device';
 import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
 import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
+import { recipeContext } from '../gptq/recipes';
 import { validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
-import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt } from './options';
+import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
 
 interface BranchesFlags {
@@ -36,6 +37,7 @@ interface BranchesFlags {
   nsamples?: number;
   seqlen?: number;
   seed?: number;
+  recipe?: string;
   checkpointEvery: number;
   json?: boolean;
   quiet?: boolean;
@@ -66,10 +68,12 @@ export function registerBranches(program: Command): void {
     .option('--nsamples <n>', 'override the calibration windows', positiveInt)
     .option('--seqlen <n>', 'override the tokens per calibration window', positiveInt)
     .option('--seed <n>', 'override the calibration seed', nonNegativeInt)
+    .addOption(recipeOption('to every branch, in place of the matrix\'s "recipe"'))
     .option('--checkpoint-every <minutes>', 'keep the calibration activations for --resume at most this often (0: after every layer)', nonNegativeNumber, 10)
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
     .addOption(deviceOption())
+    .addHelpText('after', recipesHelpText())
     .action(async (flags: BranchesFlags) => {
       const matrix = await loadMatrix(flags.matrix);
       const selected = selectBranches(matrix, flags.only);
@@ -81,7 +85,7 @@ export function registerBranches(program: Command): void {
       if (!flags.out) throw new UserError('--out is required (except with --list)');
       const branches = selected.map((b): MatrixBranch => ({
         ...b, dataset: flags.dataset ?? b.dataset, split: flags.split ?? b.split, nsamples: flags.nsamples ?? b.nsamples,
-        seqlen: flags.seqlen ?? b.seqlen, seed: flags.seed ?? b.seed,
+        seqlen: flags.seqlen ?? b.seqlen, seed: flags.seed ?? b.seed, ...(flags.recipe !== undefined ? { recipe: flags.recipe } : {}),
       }));
       const outcomes = await runBranches(flags.model, flags.out, branches, flags);
       if (flags.json) process.stdout.write(`${JSON.stringify(outcomes)}\n`);
@@ -108,7 +112,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
         validateSettings(settingsOf(b), model.config);
         devices.set(b.name, pickDevice(flags.device, settingsOf(b)));
       } catch (e) {
-        throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message.replace(/^--/, '')}`) : e;
+        throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message.replace(/^--/, '')}${recipeContext(b.recipe)}`) : e;
       }
     }
     const fingerprint = await modelFingerprint(dir, model.checkpoint);

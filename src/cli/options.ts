@@ -1,6 +1,7 @@
 /** Option parsers shared by the commands (commander reports their errors as usage errors). */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { UsageError } from '../errors';
+import { recipeProblem, recipesHelp } from '../gptq/recipes';
 import { checkSetting, comboProblem, SETTING_RULES, SettingName } from '../gptq/settings';
 
 export function positiveInt(value: string): number {
@@ -30,6 +31,21 @@ export function nonNegativeNumber(value: string): number {
 /** `--device cpu|cuda` (default: cuda where the addon has it and a GPU is visible). */
 export function deviceOption(what = 'quantization engine'): Option {
   return new Option('--device <device>', `${what} (default: cuda when a CUDA device is visible, else cpu)`).choices(['cpu', 'cuda']);
+}
+
+/** `--recipe <name>` (src/gptq/recipes.ts): an unknown name is a usage error listing the known ones. */
+export function recipeOption(what: string): Option {
+  return new Option('--recipe <name>', `named set of quality settings applied ${what} (see Recipes below); explicit flags and keys override it`)
+    .argParser((v: string) => {
+      const problem = recipeProblem(v);
+      if (problem !== undefined) throw new InvalidArgumentError(`${problem}.`);
+      return v;
+    });
+}
+
+/** The epilog of a command with --recipe: each recipe, what it sets and its cost. */
+export function recipesHelpText(): string {
+  return `\nRecipes (--recipe):\n${recipesHelp()}\n`;
 }
 
 /**

@@ -1,6 +1,6 @@
 /** `gptq quantize`: one GPTQ branch of an fp16 Llama checkpoint, in the AutoGPTQ format. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { UserError } from '../errors';
+import { UsageError, UserError } from '../errors';
 import { Split } from '../data/datasets';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -10,12 +10,13 @@ import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
 import { pickDevice } from '../gptq/device';
 import { loadCalibration } from '../gptq/calibration-set';
 import { StageTimes } from '../gptq/engine';
+import { applyRecipe, recipeContext } from '../gptq/recipes';
 import { QEP_DEFAULT_ALPHA, QuantizeSettings, validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { nativeThreads } from '../native';
-import { deviceOption, nonNegativeInt, positiveInt } from './options';
+import { deviceOption, nonNegativeInt, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
 
 interface QuantizeFlags {
@@ -30,6 +31,7 @@ interface QuantizeFlags {
   staticGroups?: boolean;
   mse?: boolean;
   qep?: number;
+  recipe?: string;
   trueSequential: boolean;
   dataset: string;
   split: Split;
@@ -79,6 +81,7 @@ export function registerQuantize(program: Command): void {
     .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .addOption(new Option('--qep [alpha]', `quantization error propagation (QEP): quantize each linear toward the fp16 model's outputs, W* = W + α·W·C·H⁻¹; α in (0, 1], ${QEP_DEFAULT_ALPHA} without a value (CPU engine; twice the activation memory)`)
       .preset(String(QEP_DEFAULT_ALPHA)).argParser(fraction))
+    .addOption(recipeOption('on top of --bits, --group-size and --act-order'))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
     .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
@@ -90,8 +93,10 @@ export function registerQuantize(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
     .addOption(deviceOption())
-    .action(async (flags: QuantizeFlags) => {
-      const summary = await runQuantize(flags);
+    .addHelpText('after', recipesHelpText())
+    .action(async (flags: QuantizeFlags, command: Command) => {
+      // A recipe's value where the flag was not given on the command line (a default is not explicit).
+      const summary = await runQuantize(flags, (key) => command.getOptionValueSource(key) === 'cli');
       if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else printSummary(summary);
     });
@@ -108,13 +113,15 @@ export interface QuantizeSummary {
   threads: number;
 }
 
-async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
-  const settings: QuantizeSettings = {
+async function runQuantize(flags: QuantizeFlags, explicit: (key: string) => boolean): Promise<QuantizeSummary> {
+  const own: QuantizeSettings = {
     // Round-to-nearest has no column order: its branch is written with desc_act false.
     bits: flags.bits, groupSize: flags.groupSize, actOrder: flags.actOrder && !flags.rtn, staticGroups: !!flags.staticGroups,
     sym: flags.sym, mse: !!flags.mse, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
     ...(flags.qep !== undefined ? { qep: flags.qep } : {}),
   };
+  // The recipe keys are the quantize flags' attribute names (mse, qep, damp, staticGroups).
+  const settings = applyRecipe(flags.recipe, own, explicit);
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
   const t0 = Date.now();
@@ -131,8 +138,15 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
   process.once('SIGTERM', cleanup);
   try {
     if (model.quantization) throw new UserError(`${flags.model} is already a GPTQ branch; quantize the fp16 model`);
-    validateSettings(settings, model.config);
-    const device = pickDevice(flags.device, settings);
+    let device: Device;
+    try {
+      validateSettings(settings, model.config);
+      device = pickDevice(flags.device, settings);
+    } catch (e) {
+      const why = recipeContext(settings.recipe);
+      if (why === '' || !(e instanceof UserError)) throw e;
+      throw e instanceof UsageError ? new UsageError(`${e.message}${why}`) : new UserError(`${e.message}${why}`);
+    }
     // Every check before any work: the output is not the model (nor holds it, nor lies in it),
     // and is absent, empty or (with --force) a finished branch of this tool.
     await refuseOverlap('--out', out, await modelInputs(dir, flags.model));
@@ -191,7 +205,8 @@ function printSummary(s: QuantizeSummary): void {
   const g = s.settings;
   process.stdout.write(
     `wrote ${s.out}: ${g.bits}-bit, group ${g.groupSize}, act-order ${g.actOrder}, damp ${g.dampPercent}` +
-      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}\n` +
+      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}` +
+      `${g.recipe !== undefined ? `, recipe ${g.recipe}${g.recipeSkipped !== undefined ? ` (skipped: ${g.recipeSkipped})` : ''}` : ''}\n` +
       `${s.linears} linears${g.rtn ? '' : `, summed loss ${s.loss.toPrecision(6)}`}, ${s.seconds.toFixed(1)} s ` +
       `(load ${t.load.toFixed(1)}, forward ${t.forward.toFixed(1)}, hessian ${t.hessian.toFixed(1)}, ` +
       `solve ${t.solve.toFixed(1)}, pack+write ${t.sink.toFixed(1)})\n`,

@@ -68,11 +68,14 @@ export class BranchWriter {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
       }
-      // AutoGPTQ's config has no field for the MSE grid search nor for QEP; the file's metadata
+      // AutoGPTQ's config has no field for the MSE grid search, QEP nor recipes; the file's metadata
       // records them (the format itself is unchanged: QEP only changes which weights GPTQ fits).
       const metadata = {
         ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}),
         ...(s.qep !== undefined ? { gptq_forge_qep_alpha: String(s.qep), gptq_forge_qep_linears: QEP_CORRECTED.join(',') } : {}),
+        // The recipe (src/gptq/recipes.ts) it was made with; none for the default recipe.
+        ...(s.recipe !== undefined ? { gptq_forge_recipe: s.recipe } : {}),
+        ...(s.recipeSkipped !== undefined ? { gptq_forge_recipe_skipped: s.recipeSkipped } : {}),
       };
       const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, metadata);
       const bw = new BranchWriter(out, tmp, model, config, writer);

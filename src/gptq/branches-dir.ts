@@ -9,6 +9,7 @@ import { UserError } from '../errors';
 import { BranchWork, WorkState, WORK_SUFFIX } from './branch-work';
 import { Manifest, MANIFEST_FILE, readManifest } from './manifest';
 import { MatrixBranch } from './matrix';
+import { applyRecipe } from './recipes';
 import { QuantizeSettings } from './settings';
 
 export type BranchStatus =
@@ -18,12 +19,14 @@ export type BranchStatus =
   /** A folder under the branch's name that is not a finished branch. */
   | { kind: 'foreign'; what: string };
 
+/** The settings of a matrix branch: its own, with its recipe applied where it wrote no key of its own. */
 export function settingsOf(b: MatrixBranch): QuantizeSettings {
-  return {
+  const own: QuantizeSettings = {
     bits: b.bits, groupSize: b.groupSize, actOrder: b.actOrder, staticGroups: b.staticGroups, sym: true,
     mse: b.mse, dampPercent: b.damp, trueSequential: true, rtn: false,
     ...(b.qep !== undefined ? { qep: b.qep } : {}),
   };
+  return applyRecipe(b.recipe, own, (k) => b.explicit?.includes(k) ?? false);
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -1,7 +1,9 @@
 /**
  * A branch matrix (configs/*.json): the branches of one GPTQ repository as data. Top-level
  * `dataset`, `split`, `seqlen`, `nsamples` and `seed` are defaults each branch may override;
- * every branch names its `bits`, `groupSize`, `actOrder` and `damp`. Unknown keys are errors
+ * every branch names its `bits`, `groupSize`, `actOrder` and `damp`. `recipe` (top level or per
+ * branch, src/gptq/recipes.ts) names a recipe applied where the branch writes no key of its own
+ * (so never to `damp`, which every branch writes). Unknown keys are errors
  * (a typo must not silently fall back to a default).
  */
 import { UsageError, UserError } from '../errors';
@@ -11,6 +13,7 @@ import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
 import { SUPPORTED_BITS } from './format';
+import { RECIPE_OPTIONS, RecipeKey, recipeProblem } from './recipes';
 import { settingProblem } from './settings';
 
 export interface CalibrationSpec {
@@ -31,6 +34,14 @@ export interface MatrixBranch extends CalibrationSpec {
   mse: boolean;
   /** QEP's α (src/gptq/settings.ts `qep`); absent: plain GPTQ. */
   qep?: number;
+  /**
+   * The recipe (src/gptq/recipes.ts) of this branch: its own `recipe`, else the top-level one;
+   * absent: none. The fields above are the matrix's own values: settingsOf (branches-dir.ts)
+   * applies the recipe where the entry did not write the key (`explicit`).
+   */
+  recipe?: string;
+  /** The keys a recipe could set that the matrix entry wrote (they override the recipe). */
+  explicit?: readonly RecipeKey[];
 }
 
 export interface BranchMatrix {
@@ -39,8 +50,10 @@ export interface BranchMatrix {
   branches: MatrixBranch[];
 }
 
-const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'branches'];
-const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
+const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'recipe', 'branches'];
+const BRANCH_KEYS = [
+  'name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'recipe', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description',
+];
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
 
@@ -134,9 +147,16 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       }
       return v;
     };
+    const recipe = pick('recipe');
+    if (recipe !== undefined) {
+      const problem = recipeProblem(recipe);
+      if (problem !== undefined) return fail(where('recipe'), problem);
+    }
     return {
       name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
       ...(qep !== undefined ? { qep: qep as number } : {}),
+      ...(recipe !== undefined ? { recipe: recipe as string } : {}),
+      explicit: (Object.keys(RECIPE_OPTIONS) as RecipeKey[]).filter((k) => b[k] !== undefined),
       dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
     };
   });

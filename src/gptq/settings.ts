@@ -154,6 +154,12 @@ export interface QuantizeSettings extends Omit<GptqOptions, 'blockSize'> {
    * left out of manifests and work states, which stay as they were before QEP existed).
    */
   qep?: number;
+  /**
+   * The recipe the settings came from (src/gptq/recipes.ts), and the recipe's keys that did not
+   * apply to this branch (comma-separated). Absent for the default recipe, as `qep`.
+   */
+  recipe?: string;
+  recipeSkipped?: string;
 }
 
 /** QEP's α when `--qep` is given without a value (the authors' code's perccorr default). */
