@@ -21,7 +21,8 @@ const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(0)} s`;
 /** `layer 3/80` of a driver progress label, or null. */
 const layerOf = (label: string) => /layer (\d+)\/(\d+)/.exec(label);
 
-export function createWorkersProgress(branches: number, opts: { quiet?: boolean } = {}): WorkersProgress {
+export function createWorkersProgress(branches: number, opts: { quiet?: boolean; noun?: string } = {}): WorkersProgress {
+  const noun = opts.noun ?? 'branches';
   const t0 = Date.now();
   let finished = 0;
   if (opts.quiet) return { start() {}, update() {}, finish() { finished++; }, line: (t) => process.stderr.write(`${t}\n`), stop() {} };
@@ -30,7 +31,7 @@ export function createWorkersProgress(branches: number, opts: { quiet?: boolean 
       { stream: process.stderr, format: '{who} | {branch} [{bar}] {layer} | {elapsed}', hideCursor: true, clearOnComplete: false },
       cliProgress.Presets.shades_classic,
     );
-    const total = multi.create(branches, 0, { who: 'total', branch: `${branches} branches`, layer: `0/${branches} done`, elapsed: '0 s' });
+    const total = multi.create(branches, 0, { who: 'total', branch: `${branches} ${noun}`, layer: `0/${branches} done`, elapsed: '0 s' });
     const bars = new Map<number, { bar: cliProgress.SingleBar; started: number; branch: string; label: string }>();
     const tick = setInterval(() => {
       for (const b of bars.values()) b.bar.update({ elapsed: elapsed(b.started) });
@@ -88,7 +89,7 @@ export function createWorkersProgress(branches: number, opts: { quiet?: boolean 
     finish(slot, what) {
       finished++;
       const s = slots.get(slot);
-      process.stderr.write(`${s ? `${s.label}: ${s.branch}: ` : ''}${what}; total ${finished}/${branches} branches (${elapsed(t0)})\n`);
+      process.stderr.write(`${s ? `${s.label}: ${s.branch}: ` : ''}${what}; total ${finished}/${branches} ${noun} (${elapsed(t0)})\n`);
     },
     line: (text) => process.stderr.write(`${text}\n`),
     stop() {},
