@@ -75,7 +75,7 @@ export async function buildOnWorkers(
       onStart: (slot, job, pid) => progress.start(slot, slots[slot].label, toBuild[job].name, pid),
       onMessage: (slot, _job, m) => {
         if (m.t === 'progress') progress.update(slot, m.done, m.total, m.label);
-        else if (m.t === 'resume') progress.line(`${slots[slot].label}: ${m.branch}: resuming after ${m.done}/${m.total} finished layers`);
+        else if (m.t === 'resume' && !flags.quiet) progress.line(`${slots[slot].label}: ${m.branch}: resuming after ${m.done}/${m.total} finished layers`);
       },
       onLine: (_slot, _job, line) => progress.line(line),
       onEnd: (slot, _job, ok) => progress.finish(slot, ok ? 'done' : 'failed'),
