@@ -4,7 +4,7 @@
  * job's settings run there, cpu otherwise.
  */
 import { UserError } from './errors';
-import { cudaAvailable, cudaUnavailableReason } from './native';
+import { cudaAvailable, cudaInfo, cudaUnavailableReason } from './native';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -21,4 +21,18 @@ export function chooseDevice(asked: Device | undefined, cudaRefusal: string | nu
   }
   if (asked) return asked;
   return cudaAvailable() && cudaRefusal === null ? 'cuda' : 'cpu';
+}
+
+/** The card or host that ran a job, as the manifest records it (`builtOn`). */
+export type DeviceRecord = { kind: 'cpu' } | { kind: 'cuda'; index: number; name: string };
+
+/**
+ * What `device` is here: for cuda, the index of the card on the host (the one
+ * CUDA_VISIBLE_DEVICES pins this process to when it names a single numeric id, as the workers of
+ * `--devices` are pinned; else 0, the first visible card) and its name.
+ */
+export function deviceRecord(device: Device): DeviceRecord {
+  if (device === 'cpu') return { kind: 'cpu' };
+  const pinned = (process.env.CUDA_VISIBLE_DEVICES ?? '').trim();
+  return { kind: 'cuda', index: /^\d+$/.test(pinned) ? Number(pinned) : 0, name: cudaInfo().name ?? 'unknown' };
 }

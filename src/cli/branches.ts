@@ -5,7 +5,8 @@
 import { Command, Option } from 'commander';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../errors';
+import { chooseDevice } from '../device';
+import { UsageError, UserError } from '../errors';
 import { Split } from '../data/datasets';
 import { WORK_SUFFIX } from '../gptq/branch-work';
 import { branchStatus, checkBranchesDir, matchesMatrix, resumeMismatch, settingsOf } from '../gptq/branches-dir';
@@ -13,7 +14,8 @@ import { buildBranch } from '../gptq/build-branch';
 import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
 import { checkReplaceableFolder, modelInputs, refuseOverlap } from '../io/output-guard';
 import { pickDevice } from '../gptq/device';
-import { CalibrationSet, loadCalibration } from '../gptq/calibration-set';
+import { CalibrationSet, loadCalibration, readSharedCalibration } from '../gptq/calibration-set';
+import { checkHostLimits } from '../gptq/host-limits';
 import { loadMatrix, MatrixBranch, selectBranches } from '../gptq/matrix';
 import { recipeContext } from '../gptq/recipes';
 import { validateSettings } from '../gptq/settings';
@@ -22,6 +24,10 @@ import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
+import { buildOnWorkers, devicesText, workerProgress } from './branches-workers';
+import { DevicesSpec, parseDevices, workerSlots } from './devices';
+import { sendToParent, watchParent } from './worker-channel';
+import { stopWorkers } from './workers';
 
 interface BranchesFlags {
   model?: string;
@@ -42,6 +48,12 @@ interface BranchesFlags {
   json?: boolean;
   quiet?: boolean;
   device?: Device;
+  devices?: DevicesSpec;
+  maxWorkers?: number;
+  /** Internal: this process is one worker of a --devices parent (see worker-channel.ts). */
+  worker?: boolean;
+  /** Internal, with --worker: the shared calibration file of the branch. */
+  calibrationFrom?: string;
 }
 
 export interface BranchOutcome {
@@ -73,6 +85,10 @@ export function registerBranches(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
     .addOption(deviceOption())
+    .option('--devices <all|N|ids>', 'build branches in parallel, one worker process per device: all GPUs, N workers, or device ids like 0,1,3', parseDevices)
+    .option('--max-workers <n>', 'with --devices: at most this many workers', positiveInt)
+    .addOption(new Option('--worker').hideHelp())
+    .addOption(new Option('--calibration-from <file>').hideHelp())
     .addHelpText('after', recipesHelpText())
     .action(async (flags: BranchesFlags) => {
       const matrix = await loadMatrix(flags.matrix);
@@ -83,6 +99,8 @@ export function registerBranches(program: Command): void {
       }
       if (!flags.model) throw new UserError('--model is required (except with --list)');
       if (!flags.out) throw new UserError('--out is required (except with --list)');
+      if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
+      if (flags.worker) watchParent();
       const branches = selected.map((b): MatrixBranch => ({
         ...b, dataset: flags.dataset ?? b.dataset, split: flags.split ?? b.split, nsamples: flags.nsamples ?? b.nsamples,
         seqlen: flags.seqlen ?? b.seqlen, seed: flags.seed ?? b.seed, ...(flags.recipe !== undefined ? { recipe: flags.recipe } : {}),
@@ -98,7 +116,10 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
   const model = await LlamaModel.open(dir);
   // Killed or interrupted: the work folders stay for --resume.
   let current: string | null = null;
+  let parallel = false;
   const interrupted = () => {
+    stopWorkers();
+    if (parallel) process.stderr.write('\ninterrupted; the workers were stopped: rerun with --resume to continue each branch from its last checkpoint\n');
     if (current) process.stderr.write(`\ninterrupted during ${current}; rerun with --resume to continue from its last finished layer\n`);
     process.exit(130);
   };
@@ -106,6 +127,8 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
   process.once('SIGTERM', interrupted);
   try {
     if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
+    // --devices: the workers (each device checked) before anything else.
+    let slots = flags.devices ? workerSlots(flags.devices, flags.device ?? chooseDevice(undefined), flags.maxWorkers, branches.length) : null;
     const devices = new Map<string, Device>();
     for (const b of branches) {
       try {
@@ -149,6 +172,16 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       plan.push({ b, resume: !!flags.resume && !flags.force, skip: st.kind === 'finished' && !flags.force, replace: st.kind === 'finished' });
     }
 
+    const toBuild = plan.filter((p) => !p.skip).map((p) => p.b);
+    if (slots) {
+      slots = slots.slice(0, Math.max(1, toBuild.length));
+      const footprints = toBuild.map((b) => {
+        const s = settingsOf(b);
+        return { device: devices.get(b.name)!, nsamples: b.nsamples, seqlen: b.seqlen, bits: s.bits, groupSize: s.groupSize, qep: s.qep !== undefined, rtn: !!s.rtn };
+      });
+      await checkHostLimits(`--devices ${devicesText(flags.devices!)}`, slots.length, model.config, footprints, out);
+    }
+
     const base = { model: modelSpec, revision: flags.revision ?? null, fingerprint };
     // Calibration of every recipe (each once), before the first branch: a missing or unreadable
     // dataset of any branch is reported now. Skipped branches are checked too: a finished branch
@@ -159,7 +192,8 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       const key = keyOf(b);
       if (calibrations.has(key)) continue;
       try {
-        calibrations.set(key, await loadCalibration(dir, b.dataset, { split: b.split, nsamples: b.nsamples, seqlen: b.seqlen, seed: b.seed, revision: undefined }));
+        const recipe = { split: b.split, nsamples: b.nsamples, seqlen: b.seqlen, seed: b.seed, revision: undefined };
+        calibrations.set(key, flags.worker && flags.calibrationFrom ? await readSharedCalibration(flags.calibrationFrom, recipe) : await loadCalibration(dir, b.dataset, recipe));
       } catch (e) {
         throw e instanceof UserError ? new UserError(`branch ${b.name}: ${e.message}`) : e;
       }
@@ -194,6 +228,9 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       throw new UserError(`--out ${out}: cannot create the folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
 
+    parallel = slots !== null;
+    if (slots) return await buildOnWorkers(plan, slots, (b) => calibration(b), modelSpec, out, flags);
+
     const outcomes: BranchOutcome[] = [];
     for (const [i, { b, resume, skip, replace }] of plan.entries()) {
       const branchDir = path.join(out, b.name);
@@ -206,7 +243,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
       current = b.name;
       const t0 = Date.now();
       const calib = calibration(b);
-      const progress = createProgress(tag, { quiet: flags.quiet });
+      const progress = flags.worker ? workerProgress(b.name) : createProgress(tag, { quiet: flags.quiet });
       let resumedAt = 0;
       await buildBranch({
         model, base, branch: b.name, settings: settingsOf(b), device: devices.get(b.name)!, calib, dataset: b.dataset, split: b.split,
@@ -220,10 +257,12 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
           onWarning: (m) => process.stderr.write(`warning: ${b.name}: ${m}\n`),
           onResume: (done, total) => {
             resumedAt = done;
+            if (flags.worker) sendToParent({ t: 'resume', branch: b.name, done, total });
             if (!flags.quiet) process.stderr.write(`${tag}: resuming after ${done}/${total} finished layers\n`);
           },
           onStage: (what) => {
             progress.stop();
+            if (flags.worker) sendToParent({ t: 'stage', branch: b.name, what });
             if (!flags.quiet) process.stderr.write(`${tag}: ${what}\n`);
           },
         },

@@ -27,6 +27,8 @@ import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-c
 import { Report, ReportEval, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
+import { DevicesSpec, parseDevices, workerSlots } from './devices';
+import { EvalJob, evaluateOnWorkers } from './report-workers';
 
 interface ReportFlags {
   base?: string;
@@ -41,6 +43,8 @@ interface ReportFlags {
   json?: boolean;
   quiet?: boolean;
   device?: Device;
+  devices?: DevicesSpec;
+  maxWorkers?: number;
 }
 
 export const BASELINES_DIR = '.baselines';
@@ -58,6 +62,8 @@ export function registerReport(program: Command): void {
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')
     .addOption(deviceOption('perplexity engine'))
+    .option('--devices <all|N|ids>', 'measure in parallel, one gptq eval process per device: all GPUs, N workers, or device ids like 0,1,3', parseDevices)
+    .option('--max-workers <n>', 'with --devices: at most this many workers', positiveInt)
     .option('--remeasure', 'measure every row again instead of reusing the last report\'s')
     .option('--json', 'print report.json on stdout')
     .option('--quiet', 'no progress output')
@@ -75,6 +81,8 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   const twice = datasets.find((d, k) => datasets.indexOf(d) !== k);
   if (twice !== undefined) throw new UsageError(`--dataset ${twice} is given twice`);
   const device = chooseDevice(flags.device);
+  if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
+  const slots = flags.devices ? workerSlots(flags.devices, device, flags.maxWorkers, Infinity) : null;
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   // every branch's quantize_config against its config.json before anything is measured
@@ -106,12 +114,18 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   // A row is keyed by the content it was measured on (report-content.ts), never by what a
   // manifest or the last report says about it.
   type Measured = Pick<ReportRow, 'perplexity' | 'extraPerplexity' | 'weightsId'> & { files: FileStamp[] };
-  const measure = async (name: string, modelDir: string): Promise<Measured> => {
+  // With --devices: what each worker measured, by model folder and column (taken before measuring here).
+  const measured = new Map<string, number>();
+  const reused = async (name: string, modelDir: string) => {
     const last = previous?.rows.find((r) => r.name === name);
     const files = await contentStamps(modelDir, last?.files);
     const weightsId = contentId(files);
     const same = last !== undefined && last.weightsId === weightsId;
-    const values = reuse.map((c) => (same && c ? c.value(last) : undefined));
+    const values = reuse.map((c, k) => (same && c ? c.value(last) : measured.get(`${k}\0${modelDir}`)));
+    return { files, weightsId, values };
+  };
+  const measure = async (name: string, modelDir: string): Promise<Measured> => {
+    const { files, weightsId, values } = await reused(name, modelDir);
     if (values.some((v) => v === undefined)) {
       const model = await LlamaModel.open(modelDir);
       try {
@@ -133,6 +147,21 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     const extra = evals.slice(1).map((e, k) => [e.info.dataset, values[k + 1]!] as const);
     return { perplexity: values[0]!, ...(extra.length > 0 ? { extraPerplexity: Object.fromEntries(extra) } : {}), weightsId, files };
   };
+
+  // --devices: the baselines first (they are measured too), then every measurement on the workers.
+  const baselines = slots && flags.rtn ? await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet) : undefined;
+  if (slots) {
+    const models: [string, string][] = [['fp16', baseDir], ...(baselines ?? []).map((m): [string, string] => [m.branch, path.join(dir, BASELINES_DIR, m.branch)]),
+      ...manifests.map((m): [string, string] => [m.branch, path.join(dir, m.branch)])];
+    const todo: EvalJob[] = [];
+    for (const [name, modelDir] of models) {
+      const { values } = await reused(name, modelDir);
+      values.forEach((v, k) => v === undefined && todo.push({ name, modelDir, column: k, dataset: evals[k].info.dataset }));
+    }
+    for (const [key, ppl] of await evaluateOnWorkers(slots, todo, { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet })) {
+      measured.set(key, ppl);
+    }
+  }
 
   const rows: ReportRow[] = [];
   const c = base.config;
@@ -159,7 +188,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     };
   };
   if (flags.rtn) {
-    for (const m of await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet)) {
+    for (const m of baselines ?? (await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet))) {
       rows.push(await branchRow(m, path.join(dir, BASELINES_DIR, m.branch)));
     }
   }

@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { BranchWork, WorkState, WORK_SUFFIX } from './branch-work';
+import { SHARED_CALIBRATION_DIR } from './calibration-set';
 import { Manifest, MANIFEST_FILE, readManifest } from './manifest';
 import { MatrixBranch } from './matrix';
 import { applyRecipe } from './recipes';
@@ -86,6 +87,7 @@ export async function scanBranchesDir(dir: string): Promise<{ branches: Finished
   const branches: FinishedBranch[] = [];
   const skipped: SkippedFolder[] = [];
   for (const d of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (d.name === SHARED_CALIBRATION_DIR) continue; // the windows a --devices run shares with its workers
     if (d.name.endsWith(WORK_SUFFIX)) {
       skipped.push({ name: d.name, reason: 'unfinished (.partial)' });
       continue;

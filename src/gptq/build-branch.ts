@@ -6,6 +6,7 @@
  * most `checkpointEvery` seconds apart, the activations (8.6 GB for Llama-2-70B at 128 × 4096).
  */
 import * as path from 'node:path';
+import { deviceRecord } from '../device';
 import { atomicWriteFile } from '../io/atomic';
 import { LlamaModel } from '../model/llama-model';
 import { SafetensorsFile } from '../io/safetensors-reader';
@@ -107,7 +108,7 @@ export async function buildBranch(o: BuildOptions): Promise<BuildResult> {
       work.addTimings({ assemble: now() - assemble, seconds: now() - assemble });
       manifest = {
         format: MANIFEST_FORMAT, branch: o.branch, tool: { name: 'gptq-forge', version: VERSION }, base: o.base,
-        settings: o.settings, calibration: init.calibration, device: o.device, files: hashes.files, tensors: hashes.tensors,
+        settings: o.settings, calibration: init.calibration, device: o.device, builtOn: deviceRecord(o.device), files: hashes.files, tensors: hashes.tensors,
         timings: roundTimings(work.timings), resumes: work.resumes, createdAt: new Date().toISOString(),
       };
       await atomicWriteFile(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);

@@ -4,7 +4,7 @@
  * calibration, base model, tool version) and how long it took. A branch folder without a valid
  * manifest is not a finished `gptq branches` output.
  */
-import type { Device } from '../device';
+import type { Device, DeviceRecord } from '../device';
 import * as path from 'node:path';
 import { UserError } from '../errors';
 import { resolveModel } from '../hub/resolve';
@@ -42,7 +42,7 @@ export interface CalibrationRef {
   digest: string;
 }
 
-export type { Device };
+export type { Device, DeviceRecord };
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -55,6 +55,11 @@ export interface Manifest {
   calibration: CalibrationRef | null;
   /** The engine that quantized it (files are bit-identical only from the same engine). */
   device: Device;
+  /**
+   * The card (cuda: its index on the host and name) or cpu that built it; absent in manifests
+   * written before `--devices` existed.
+   */
+  builtOn?: DeviceRecord;
   /** Every file of the branch folder except manifest.json itself, sorted by path. */
   files: ManifestFile[];
   /** sha256 of each tensor's data bytes in the weights file, by tensor name. */

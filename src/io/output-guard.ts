@@ -12,6 +12,7 @@
  *     right before the output is swapped in by rename.
  */
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { promises as fsp, Stats } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -188,9 +189,17 @@ export async function checkReplaceableFolder(flag: string, out: string, force: b
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A zombie (exited, not yet reaped: a --devices worker orphaned by a SIGKILLed parent, in a
+  // container whose init does not reap) answers signal 0 but holds nothing.
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch (e) {
+    // gone meanwhile, or no /proc (not Linux: signal 0 is the answer)
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync('/proc/self/stat');
   }
 }
 
