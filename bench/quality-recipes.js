@@ -36,6 +36,9 @@ const VARIANTS = {
   qep: { qep: 0.5 },
   static: { staticGroups: true },
   'damp0.1': { damp: 0.1 },
+  // QEP's α with the MSE grid: which α the best recipe takes
+  'mse-qep0.75': { mse: true, qep: 0.75 },
+  'mse-qep1': { mse: true, qep: 1 },
 };
 
 const shared = sharedDir();
