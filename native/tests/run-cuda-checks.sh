@@ -7,9 +7,11 @@
 #     gptq_check also on the GPTQ golden of $SHARED/reference/golden);
 #  2. runs the GPU correctness scripts of test/cuda through the addon (dist/ + build/Release):
 #     cuda-golden.js, cuda-pipeline-check.js (input made by make-cuda-check-model.js),
-#     eval-cuda-check.js, eval-cuda-errors.sh; cuda-ppl-check.js with --with-ppl only (a few
-#     minutes, and its ±0.3 % bar is recorded as not met on llama2-s: README, "Perplexity,
-#     CPU-built vs GPU-built branch");
+#     qep-cpu-vs-cuda.js (QEP on both engines: per-linear losses, perplexity, --resume from a
+#     CUDA QEP checkpoint; about a minute, mostly the CPU build), eval-cuda-check.js,
+#     eval-cuda-errors.sh; cuda-ppl-check.js with --with-ppl only (a few minutes, and its
+#     ±0.3 % bar is recorded as not met on llama2-s: README, "Perplexity, CPU-built vs
+#     GPU-built branch");
 #  3. runs the CUDA-gated jest tests where jest is installed (not in the offline bundle: there
 #     test/cuda/cuda-golden.js carries the golden test's checks);
 #  4. prints a summary; exit 0 when nothing failed, 1 otherwise, 3 without a CUDA toolkit.
@@ -111,6 +113,9 @@ else
     fi
   fi
   raw="$shared/datasets/wikitext-2-raw-v1/wiki.test.raw"
+  need qep-cpu-vs-cuda "$shared/models/llama2-s/model.safetensors" "$shared/datasets/wikitext-2-v1/valid.txt" "$raw" &&
+    run_step qep-cpu-vs-cuda "$node" test/cuda/qep-cpu-vs-cuda.js --work "$work/qep" --nsamples 16 --seqlen 512 --eval-windows 8 \
+      "$shared/models/llama2-s" "$shared/datasets/wikitext-2-v1/valid.txt" "$raw"
   need eval-cuda-check "$raw" "$shared/models/llama2-s/config.json" "$shared/models/llama2-m/config.json" &&
     run_step eval-cuda-check "$node" test/cuda/eval-cuda-check.js --dataset "$raw" --seqlen 4096 --max-windows 16 --json "$work/eval-cuda-check.json" \
       "$shared/models/llama2-s" "$shared/models/llama2-m"
