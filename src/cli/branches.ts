@@ -25,7 +25,7 @@ import { LlamaModel } from '../model/llama-model';
 import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
 import { buildOnWorkers, devicesText, workerProgress } from './branches-workers';
-import { DevicesSpec, parseDevices, workerSlots } from './devices';
+import { DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
 import { sendToParent, watchParent } from './worker-channel';
 import { stopWorkers } from './workers';
 
@@ -129,6 +129,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
     if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
     // --devices: the workers (each device checked) before anything else.
     let slots = flags.devices ? workerSlots(flags.devices, flags.device ?? chooseDevice(undefined), flags.maxWorkers, branches.length) : null;
+    if (slots) slots = processSlots(slots);
     const devices = new Map<string, Device>();
     for (const b of branches) {
       try {

@@ -27,7 +27,7 @@ import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-c
 import { Report, ReportEval, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
-import { DevicesSpec, parseDevices, workerSlots } from './devices';
+import { DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
 import { EvalJob, evaluateOnWorkers } from './report-workers';
 
 interface ReportFlags {
@@ -82,7 +82,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   if (twice !== undefined) throw new UsageError(`--dataset ${twice} is given twice`);
   const device = chooseDevice(flags.device);
   if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
-  const slots = flags.devices ? workerSlots(flags.devices, device, flags.maxWorkers, Infinity) : null;
+  const slots = flags.devices ? processSlots(workerSlots(flags.devices, device, flags.maxWorkers, Infinity)) : null;
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   // every branch's quantize_config against its config.json before anything is measured
