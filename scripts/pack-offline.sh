@@ -31,6 +31,14 @@ npm ls --omit=dev --all --parseable 2>/dev/null | grep '/node_modules/' | sed "s
     mkdir -p "$stage/$(dirname "$dir")"
     cp -r "$dir" "$stage/$dir"
   done
+# OFFLINE_ONNX=1: also the ONNX engine (gptq eval --engine onnx), with onnxruntime-node's Linux
+# x86-64 CPU binaries only (44 MB of its 290 MB), for the ONNX cross-check on a GPU host.
+if [ "${OFFLINE_ONNX:-0}" = 1 ]; then
+  mkdir -p "$stage/node_modules/onnxruntime-node/bin/napi-v6/linux"
+  (cd node_modules/onnxruntime-node && cp -r README.md dist lib package.json "$stage/node_modules/onnxruntime-node/")
+  cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$stage/node_modules/onnxruntime-node/bin/napi-v6/linux/"
+  cp -r node_modules/onnxruntime-common "$stage/node_modules/"
+fi
 tar -C "$(dirname "$stage")" -cf - gptq-forge | xz -T0 -6 > offline/gptq-forge-offline.tar.xz
 rm -rf "$(dirname "$stage")"
 ls -l offline/gptq-forge-offline.tar.xz
