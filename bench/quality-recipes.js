@@ -10,7 +10,7 @@
  *   node bench/quality-recipes.js [--recipes default,best,mse,qep,static,damp0.1] [--seeds 0,1,2]
  *     [--jobs 1] [--threads T] [--device cpu|cuda] [--work DIR] [--out bench/results/quality-recipes-<device>.json]
  *     [--matrix configs/llama-2-70b-gptq.json] [--only name,…] [--model DIR] [--dataset FILE]
- *     [--nsamples 128] [--seqlen 4096] [--eval-seqlen 4096] [--max-windows K] [--verify] [--onnx N]
+ *     [--nsamples 128] [--seqlen 4096] [--eval-seqlen 4096] [--max-windows K] [--verify] [--onnx N] [--onnx-recipes r,…]
  *     [--reference FILE] [--shared ../shared]
  *
  * Each (recipe, seed) is one `gptq branches` child with its own folder under --work; --jobs of
@@ -20,7 +20,8 @@
  * bench-only single-option variants below (written as matrix keys on every branch, skipped
  * where the option does not apply, by the recipes' own rule).
  * --verify: `gptq verify` on every branch, pass/fail recorded. --onnx N: `gptq eval --engine
- * onnx` against the native engine on N windows, for one branch per recipe (seed of the first).
+ * onnx` against the native engine (CPU) on N windows, at the first seed: every branch of the
+ * recipes named by --onnx-recipes (e.g. best), one branch of each other recipe.
  */
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -61,6 +62,7 @@ const seqlen = arg('--seqlen', '4096');
 const evalSeqlen = arg('--eval-seqlen', '4096');
 const maxWindows = arg('--max-windows', undefined);
 const onnxWindows = arg('--onnx', undefined);
+const onnxAll = list(arg('--onnx-recipes', ''));
 const only = arg('--only', undefined);
 const referenceFile = path.resolve(arg('--reference', path.join(shared, 'reference/quality-llama2-m-4096.json')));
 const reference = JSON.parse(fs.readFileSync(referenceFile, 'utf8'));
@@ -161,16 +163,19 @@ async function runOne(recipe, seed) {
     save();
     console.error(`${recipe} seed ${seed} ${b.name}: ${row.perplexity.toFixed(4)} (${row.buildSeconds.toFixed(1)} s)`);
   }
-  if (onnxWindows !== undefined && seed === seeds[0] && results.onnx[recipe] === undefined && built.length > 0) {
-    const b = built[0];
-    const args = ['eval', '--model', b.dir, '--dataset', evalText, '--seqlen', evalSeqlen, '--max-windows', onnxWindows];
-    const native = await must([...args, '--device', 'cpu']);
-    const onnx = await must([...args, '--engine', 'onnx']);
-    results.onnx[recipe] = {
-      branch: b.name, seed, windows: Number(onnxWindows), native: native.perplexity, onnx: onnx.perplexity,
-      relativeDifference: Math.abs(onnx.perplexity - native.perplexity) / native.perplexity,
-    };
-    save();
+  if (onnxWindows !== undefined && seed === seeds[0] && built.length > 0) {
+    const checked = (results.onnx[recipe] ??= {});
+    for (const b of onnxAll.includes(recipe) ? built : built.slice(0, 1)) {
+      if (checked[b.name] !== undefined) continue;
+      const args = ['eval', '--model', b.dir, '--dataset', evalText, '--seqlen', evalSeqlen, '--max-windows', onnxWindows];
+      const native = await must([...args, '--device', 'cpu']);
+      const onnx = await must([...args, '--engine', 'onnx']);
+      checked[b.name] = {
+        seed, windows: Number(onnxWindows), native: native.perplexity, onnx: onnx.perplexity,
+        relativeDifference: Math.abs(onnx.perplexity - native.perplexity) / native.perplexity,
+      };
+      save();
+    }
   }
 }
 
@@ -215,7 +220,8 @@ function summarize() {
       `${f(r.gapClosed, 3)} | ${f(r.buildSeconds, 1)} | ${f(r.buildRelative, 2)} | ${r.verify.length ? r.verify.join(',') : '–'} |`),
     '',
     ...(Object.keys(results.onnx).length ? ['ONNX engine against the native one:', '',
-      ...Object.entries(results.onnx).map(([r, o]) => `- ${r} ${o.branch} (seed ${o.seed}, ${o.windows} windows): native ${f(o.native)}, onnx ${f(o.onnx)}, relative difference ${o.relativeDifference.toExponential(2)}`), ''] : []),
+      ...Object.entries(results.onnx).flatMap(([r, byBranch]) => Object.entries(byBranch).map(([name, o]) =>
+        `- ${r} ${name} (seed ${o.seed}, ${o.windows} windows): native ${f(o.native)}, onnx ${f(o.onnx)}, relative difference ${o.relativeDifference.toExponential(2)}`)), ''] : []),
   ];
   fs.writeFileSync(outMd, md.join('\n'));
   process.stdout.write(md.join('\n'));
