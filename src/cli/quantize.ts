@@ -10,7 +10,7 @@ import { Device, MANIFEST_FORMAT } from '../gptq/manifest';
 import { pickDevice } from '../gptq/device';
 import { loadCalibration } from '../gptq/calibration-set';
 import { StageTimes } from '../gptq/engine';
-import { QEP_DEFAULT_ALPHA, QuantizeSettings, validateSettings } from '../gptq/settings';
+import { GPTAQ_DEFAULT_ALPHA, QEP_DEFAULT_ALPHA, QuantizeSettings, validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
@@ -30,6 +30,7 @@ interface QuantizeFlags {
   staticGroups?: boolean;
   mse?: boolean;
   qep?: number;
+  gptaq?: number;
   trueSequential: boolean;
   dataset: string;
   split: Split;
@@ -79,6 +80,8 @@ export function registerQuantize(program: Command): void {
     .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .addOption(new Option('--qep [alpha]', `quantization error propagation (QEP): quantize each linear toward the fp16 model's outputs, W* = W + α·W·C·H⁻¹; α in (0, 1], ${QEP_DEFAULT_ALPHA} without a value (CPU engine; twice the activation memory)`)
       .preset(String(QEP_DEFAULT_ALPHA)).argParser(fraction))
+    .addOption(new Option('--gptaq [alpha]', `GPTAQ asymmetric calibration: each GPTQ solve fits the fp16 model's outputs W·X̃ (a term α·triu(ΔX·Xᵀ·Uᵀ)·U in its column updates); α in (0, 1], ${GPTAQ_DEFAULT_ALPHA} without a value (CPU engine; twice the activation memory; not with --qep)`)
+      .preset(String(GPTAQ_DEFAULT_ALPHA)).argParser(fraction))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
     .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
@@ -114,6 +117,7 @@ async function runQuantize(flags: QuantizeFlags): Promise<QuantizeSummary> {
     bits: flags.bits, groupSize: flags.groupSize, actOrder: flags.actOrder && !flags.rtn, staticGroups: !!flags.staticGroups,
     sym: flags.sym, mse: !!flags.mse, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
     ...(flags.qep !== undefined ? { qep: flags.qep } : {}),
+    ...(flags.gptaq !== undefined ? { gptaq: flags.gptaq } : {}),
   };
   const dir = await resolveModel(flags.model, { revision: flags.revision });
   const model = await LlamaModel.open(dir);
@@ -191,7 +195,7 @@ function printSummary(s: QuantizeSummary): void {
   const g = s.settings;
   process.stdout.write(
     `wrote ${s.out}: ${g.bits}-bit, group ${g.groupSize}, act-order ${g.actOrder}, damp ${g.dampPercent}` +
-      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}\n` +
+      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.gptaq !== undefined ? `, GPTAQ α ${g.gptaq}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}\n` +
       `${s.linears} linears${g.rtn ? '' : `, summed loss ${s.loss.toPrecision(6)}`}, ${s.seconds.toFixed(1)} s ` +
       `(load ${t.load.toFixed(1)}, forward ${t.forward.toFixed(1)}, hessian ${t.hessian.toFixed(1)}, ` +
       `solve ${t.solve.toFixed(1)}, pack+write ${t.sink.toFixed(1)})\n`,

@@ -68,11 +68,12 @@ export class BranchWriter {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
       }
-      // AutoGPTQ's config has no field for the MSE grid search nor for QEP; the file's metadata
-      // records them (the format itself is unchanged: QEP only changes which weights GPTQ fits).
+      // AutoGPTQ's config has no field for the MSE grid search nor for QEP or GPTAQ; the file's metadata
+      // records them (the format itself is unchanged: QEP and GPTAQ only change which weights GPTQ fits).
       const metadata = {
         ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}),
         ...(s.qep !== undefined ? { gptq_forge_qep_alpha: String(s.qep), gptq_forge_qep_linears: QEP_CORRECTED.join(',') } : {}),
+        ...(s.gptaq !== undefined ? { gptq_forge_gptaq_alpha: String(s.gptaq) } : {}),
       };
       const writer = await SafetensorsWriter.create(path.join(tmp, WEIGHTS_FILE), specs, metadata);
       const bw = new BranchWriter(out, tmp, model, config, writer);

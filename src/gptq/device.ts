@@ -8,6 +8,9 @@ export function cudaRefusal(s: QuantizeSettings): string | null {
   // The CUDA engine would need the fp16 path's activations on the GPU beside the quantized
   // path's, the cross term next to its Hessian kernel and the correction's solve (docs/gptq.md, "QEP").
   if (s.qep !== undefined) return '--device cuda does not do --qep yet; use --device cpu';
+  // The CUDA solver takes GPTAQ's cross term (cuda/gptq.h), but the CUDA layer does not gather
+  // it yet (it needs QEP's fp16 path on the GPU first).
+  if (s.gptaq !== undefined) return '--device cuda does not do --gptaq yet; use --device cpu';
   if (!s.trueSequential) return '--device cuda is true-sequential only; use --device cpu for --no-true-sequential';
   return null;
 }

@@ -11,7 +11,7 @@ import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
 import { SUPPORTED_BITS } from './format';
-import { settingProblem } from './settings';
+import { comboProblem, settingProblem } from './settings';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -31,6 +31,8 @@ export interface MatrixBranch extends CalibrationSpec {
   mse: boolean;
   /** QEP's α (src/gptq/settings.ts `qep`); absent: plain GPTQ. */
   qep?: number;
+  /** GPTAQ's α (src/gptq/settings.ts `gptaq`); absent: plain GPTQ. */
+  gptaq?: number;
 }
 
 export interface BranchMatrix {
@@ -40,7 +42,7 @@ export interface BranchMatrix {
 }
 
 const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'branches'];
-const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
+const BRANCH_KEYS = ['name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'gptaq', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description'];
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
 
@@ -120,6 +122,14 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       const problem = settingProblem('qep', qep, `${source}: ${at}.qep`);
       if (problem !== undefined) throw new UserError(problem);
     }
+    const gptaq = b.gptaq;
+    if (gptaq !== undefined) {
+      const problem = settingProblem('gptaq', gptaq, `${source}: ${at}.gptaq`);
+      if (problem !== undefined) throw new UserError(problem);
+    }
+    // The refused combinations of settings.ts (here: gptaq with qep), worded with the matrix's keys.
+    const combo = comboProblem({ groupSize: groupSize as number, qep: qep as number | undefined, gptaq: gptaq as number | undefined }, (k) => `${at}.${k}`);
+    if (combo !== undefined) throw new UserError(`${source}: ${combo}`);
     if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
     if (typeof dataset !== 'string' || dataset.length === 0) {
@@ -137,6 +147,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     return {
       name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
       ...(qep !== undefined ? { qep: qep as number } : {}),
+      ...(gptaq !== undefined ? { gptaq: gptaq as number } : {}),
       dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
     };
   });
