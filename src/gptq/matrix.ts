@@ -128,7 +128,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       if (problem !== undefined) throw new UserError(problem);
     }
     // The refused combinations of settings.ts (here: gptaq with qep), worded with the matrix's keys.
-    const combo = comboProblem({ groupSize: groupSize as number, qep: qep as number | undefined, gptaq: gptaq as number | undefined }, (k) => `${at}.${k}`);
+    const combo = comboProblem({ groupSize, qep: qep as number | undefined, gptaq: gptaq as number | undefined }, (k) => `${at}.${k}`);
     if (combo !== undefined) throw new UserError(`${source}: ${combo}`);
     if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
