@@ -17,6 +17,7 @@
         "native/kernels/cpu/peak.cc",
         "native/kernels/cpu/hessian.cc",
         "native/kernels/cpu/gptq.cc",
+        "native/kernels/cpu/gptaq.cc",
         "native/kernels/cpu/layer_quant.cc",
         "native/kernels/cpu/qep.cc",
         "native/kernels/cpu/linalg.cc",

@@ -56,7 +56,7 @@ libdirs=$({ "$nvcc" -dryrun -o "$out/probe" "$probe" -lcublas -lcusolver 2>&1 ||
   for d in $libdirs; do echo "-L$d"; echo "-Wl,-rpath,$d"; done
   echo "-lcublas -lcusolver -lcudart"
 } | tr '\n' ' ' > "$out/link-flags.txt"
-cpu_srcs=(native/kernels/cpu/linalg.cc native/kernels/cpu/gptq.cc native/kernels/cpu/pack.cc native/kernels/cpu/qep.cc native/kernels/cpu/gemm.cc)
+cpu_srcs=(native/kernels/cpu/linalg.cc native/kernels/cpu/gptq.cc native/kernels/cpu/gptaq.cc native/kernels/cpu/pack.cc native/kernels/cpu/qep.cc native/kernels/cpu/gemm.cc)
 cpu_objs=()
 for src in "${cpu_srcs[@]}"; do cpu_objs+=("$out/obj/cpu_$(basename "$src" .cc).o"); done
 # --checks after a build (e.g. by build-standalone.sh): keep the library when nothing is newer.

@@ -6,7 +6,9 @@
 //       scratch; with config.qep also xf, attf, h1f: the same for QEP's fp16 path (xf in: the
 //       fp16 model's activations entering the layer, out: leaving the unquantized layer);
 //     options: the solver's (gptqQuantize's); config: { rtn, trueSequential, qep?: null |
-//       { alpha (≥ 0), linears: names of the linears whose W is corrected } };
+//       { alpha (≥ 0), linears: names of the linears whose W is corrected }, gptaq?: null |
+//       { alpha in [0, 1] } (GPTAQ: every linear's solve takes its group's cross term; not with
+//       qep; needs xf, attf, h1f as qep does) };
 //     plan: the layer plan (src/model/layer-plan.ts; checked, bindings/layer.cc).
 //   → { linears: [{ name, n, k, codes, scales, zeros, gIdx, perm, loss, dampPercent,
 //        dampRaises, deadColumns, seconds }] in the plan's order,
@@ -46,6 +48,16 @@ class CpuQuantizeLayer : public PromiseWorker {
       for (gf::Linear l : linears_at(env, qo.Get("linears"), "config.qep.linears")) o_.qep_correct[(int)l] = true;
       if (o_.rtn) throw Napi::TypeError::New(env, "config.qep: expected null with rtn (QEP needs calibration windows)");
     }
+    const Napi::Value ga = c.Get("gptaq");
+    if (!ga.IsUndefined() && !ga.IsNull()) {
+      Napi::Object go = object_value(env, ga, "config.gptaq");
+      const double alpha = num_arg(env, go, "alpha", "config.gptaq");
+      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
+      o_.gptaq = true;
+      o_.gptaq_alpha = (float)alpha;
+      if (o_.rtn) throw Napi::TypeError::New(env, "config.gptaq: expected null with rtn (GPTAQ needs calibration windows)");
+      if (o_.qep) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
+    }
     if (o_.rtn) {
       if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn, got " + describe(info[2]));
       return;
@@ -66,7 +78,7 @@ class CpuQuantizeLayer : public PromiseWorker {
       win_.att.push_back(att_[i].data);
       win_.h1.push_back(h1_[i].data);
     }
-    if (!o_.qep) return;
+    if (!o_.qep && !o_.gptaq) return;
     xf_ = windows_arg(env, w.Get("xf"), S * H);
     attf_ = windows_arg(env, w.Get("attf"), S * qd);
     h1f_ = windows_arg(env, w.Get("h1f"), S * H);
@@ -92,9 +104,9 @@ class CpuQuantizeLayer : public PromiseWorker {
       lin_[i].assign(src[i], src[i] + count[i]);
       w.lin[i] = lin_[i].data();
     }
-    // QEP's fp16 path reads the caller's weights, which stay unquantized.
+    // The fp16 path (QEP, GPTAQ) reads the caller's weights, which stay unquantized.
     fp_.w = layer_.w;
-    gf::quantize_layer(d_, plan_, w, o_, o_.rtn ? nullptr : &win_, o_.qep ? &fp_ : nullptr, out_, t_);
+    gf::quantize_layer(d_, plan_, w, o_, o_.rtn ? nullptr : &win_, o_.qep || o_.gptaq ? &fp_ : nullptr, out_, t_);
   }
 
   Napi::Value Result(Napi::Env env) override {

@@ -50,7 +50,7 @@ export function recipesHelpText(): string {
 
 /**
  * Checks the parsed options of `command` that are settings with a rule in src/gptq/settings.ts
- * (bits, group size, damping, QEP's α, seqlen, nsamples, seed, max windows) and the refused
+ * (bits, group size, damping, QEP's and GPTAQ's α, seqlen, nsamples, seed, max windows) and the refused
  * combinations; throws a UsageError (exit 2) naming the flag as the user typed it. Options left
  * undefined (optional overrides) are not checked. Runs before every command's action.
  */
@@ -68,6 +68,7 @@ export function checkOptionSettings(command: Command): void {
       staticGroups: flagOf('staticGroups') !== undefined ? !!opts.staticGroups : undefined,
       sym: flagOf('sym') !== undefined ? opts.sym !== false : undefined,
       qep: typeof opts.qep === 'number' ? opts.qep : undefined,
+      gptaq: typeof opts.gptaq === 'number' ? opts.gptaq : undefined,
       rtn: flagOf('rtn') !== undefined ? !!opts.rtn : undefined,
     });
     if (problem !== undefined) throw new UsageError(problem);

@@ -11,7 +11,7 @@ import { pickDevice } from '../gptq/device';
 import { loadCalibration } from '../gptq/calibration-set';
 import { StageTimes } from '../gptq/engine';
 import { applyRecipe, recipeContext } from '../gptq/recipes';
-import { QEP_DEFAULT_ALPHA, QuantizeSettings, validateSettings } from '../gptq/settings';
+import { GPTAQ_DEFAULT_ALPHA, QEP_DEFAULT_ALPHA, QuantizeSettings, validateSettings } from '../gptq/settings';
 import { resolveModel } from '../hub/resolve';
 import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
@@ -32,6 +32,7 @@ interface QuantizeFlags {
   mse?: boolean;
   qep?: number;
   recipe?: string;
+  gptaq?: number;
   trueSequential: boolean;
   dataset: string;
   split: Split;
@@ -81,6 +82,8 @@ export function registerQuantize(program: Command): void {
     .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .addOption(new Option('--qep [alpha]', `quantization error propagation (QEP): quantize each linear toward the fp16 model's outputs, W* = W + α·W·C·H⁻¹; α in (0, 1], ${QEP_DEFAULT_ALPHA} without a value (twice the activation memory)`)
       .preset(String(QEP_DEFAULT_ALPHA)).argParser(fraction))
+    .addOption(new Option('--gptaq [alpha]', `GPTAQ asymmetric calibration: each GPTQ solve fits the fp16 model's outputs W·X̃ (a term α·triu(ΔX·Xᵀ·Uᵀ)·U in its column updates); α in (0, 1], ${GPTAQ_DEFAULT_ALPHA} without a value (twice the activation memory; not with --qep)`)
+      .preset(String(GPTAQ_DEFAULT_ALPHA)).argParser(fraction))
     .addOption(recipeOption('on top of --bits, --group-size and --act-order'))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
     .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
@@ -119,6 +122,7 @@ async function runQuantize(flags: QuantizeFlags, explicit: (key: string) => bool
     bits: flags.bits, groupSize: flags.groupSize, actOrder: flags.actOrder && !flags.rtn, staticGroups: !!flags.staticGroups,
     sym: flags.sym, mse: !!flags.mse, dampPercent: flags.damp, trueSequential: flags.trueSequential, rtn: !!flags.rtn,
     ...(flags.qep !== undefined ? { qep: flags.qep } : {}),
+    ...(flags.gptaq !== undefined ? { gptaq: flags.gptaq } : {}),
   };
   // The recipe keys are the quantize flags' attribute names (mse, qep, damp, staticGroups).
   const settings = applyRecipe(flags.recipe, own, explicit);
@@ -205,7 +209,7 @@ function printSummary(s: QuantizeSummary): void {
   const g = s.settings;
   process.stdout.write(
     `wrote ${s.out}: ${g.bits}-bit, group ${g.groupSize}, act-order ${g.actOrder}, damp ${g.dampPercent}` +
-      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}` +
+      `${g.mse ? ', mse grid' : ''}${g.qep !== undefined ? `, QEP α ${g.qep}` : ''}${g.gptaq !== undefined ? `, GPTAQ α ${g.gptaq}` : ''}${g.rtn ? ' (round-to-nearest)' : ''}` +
       `${g.recipe !== undefined ? `, recipe ${g.recipe}${g.recipeSkipped !== undefined ? ` (skipped: ${g.recipeSkipped})` : ''}` : ''}\n` +
       `${s.linears} linears${g.rtn ? '' : `, summed loss ${s.loss.toPrecision(6)}`}, ${s.seconds.toFixed(1)} s ` +
       `(load ${t.load.toFixed(1)}, forward ${t.forward.toFixed(1)}, hessian ${t.hessian.toFixed(1)}, ` +

@@ -68,11 +68,13 @@ export class BranchWriter {
         const info = model.checkpoint.info(t);
         specs.push({ name: t, dtype: info.dtype, shape: info.shape });
       }
-      // AutoGPTQ's config has no field for the MSE grid search, QEP nor recipes; the file's metadata
-      // records them (the format itself is unchanged: QEP only changes which weights GPTQ fits).
+      // AutoGPTQ's config has no field for the MSE grid search, QEP, GPTAQ nor recipes; the file's
+      // metadata records them (the format itself is unchanged: QEP and GPTAQ only change which
+      // weights GPTQ fits).
       const metadata = {
         ...safetensorsMetadata(config), ...(s.mse ? { gptq_forge_mse_grid: 'True' } : {}),
         ...(s.qep !== undefined ? { gptq_forge_qep_alpha: String(s.qep), gptq_forge_qep_linears: QEP_CORRECTED.join(',') } : {}),
+        ...(s.gptaq !== undefined ? { gptq_forge_gptaq_alpha: String(s.gptaq) } : {}),
         // The recipe (src/gptq/recipes.ts) it was made with; none for the default recipe.
         ...(s.recipe !== undefined ? { gptq_forge_recipe: s.recipe } : {}),
         ...(s.recipeSkipped !== undefined ? { gptq_forge_recipe_skipped: s.recipeSkipped } : {}),

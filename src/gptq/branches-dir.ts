@@ -26,6 +26,7 @@ export function settingsOf(b: MatrixBranch): QuantizeSettings {
     bits: b.bits, groupSize: b.groupSize, actOrder: b.actOrder, staticGroups: b.staticGroups, sym: true,
     mse: b.mse, dampPercent: b.damp, trueSequential: true, rtn: false,
     ...(b.qep !== undefined ? { qep: b.qep } : {}),
+    ...(b.gptaq !== undefined ? { gptaq: b.gptaq } : {}),
   };
   return applyRecipe(b.recipe, own, (k) => b.explicit?.includes(k) ?? false);
 }
@@ -176,7 +177,7 @@ export async function branchStatus(dir: string, name: string): Promise<BranchSta
 export function matchesMatrix(m: Manifest, b: MatrixBranch): boolean {
   const c = m.calibration;
   const want = settingsOf(b);
-  // Over the keys of both: an optional setting (qep) in the manifest but not in the matrix differs.
+  // Over the keys of both: an optional setting (qep, gptaq) in the manifest but not in the matrix differs.
   const keys = new Set([...Object.keys(m.settings ?? {}), ...Object.keys(want)]) as Set<keyof QuantizeSettings>;
   const same = [...keys].every((k) => (m.settings?.[k] ?? false) === (want[k] ?? false));
   return same && c !== null &&

@@ -3,7 +3,7 @@
  * steps, gathers every Hessian and solves every linear in the plan's order; the Hessians and
  * the weights never come into JS. The calibration activations are fp32 windows held here (fp16
  * values: round16), replaced by each layer's outputs. Every mode: rtn (no windows), mse,
- * static groups, act-order, trueSequential on or off, resume from a layer, and QEP: a second
+ * static groups, act-order, trueSequential on or off, resume from a layer, and QEP or GPTAQ: a second
  * set of windows, the fp16 model's activations, carried through each unquantized layer beside
  * the quantized path's (twice the activation memory; outputs() gives both, for checkpoints).
  */
@@ -12,7 +12,7 @@ import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import { cpuQuantizeLayer, CpuLayerWindows, embed } from '../native';
 import { activationWindows, EngineLinear, LayerEngine, LayerRange } from './engine';
-import { qepConfig, QuantizeSettings, solverOptions } from './settings';
+import { gptaqConfig, qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -23,8 +23,10 @@ export async function cpuEngine(
   const c = model.config;
   const dims = model.dims(true);
   const opts = solverOptions(s);
-  const qep = qepConfig(s);
-  const cfg = { rtn: !!s.rtn, trueSequential: s.trueSequential, ...(qep ? { qep } : {}) };
+  const qep = qepConfig(s), gptaq = gptaqConfig(s);
+  const cfg = { rtn: !!s.rtn, trueSequential: s.trueSequential, ...(qep ? { qep } : {}), ...(gptaq ? { gptaq } : {}) };
+  // QEP and GPTAQ both need the fp16 model's activations beside the quantized path's.
+  const fpPath = qep !== null || gptaq !== null;
   let windows: CpuLayerWindows | null = null;
   if (!s.rtn) {
     const n = calib.length / seqlen, per = seqlen * c.hiddenSize;
@@ -34,13 +36,13 @@ export async function cpuEngine(
     if (range.startLayer === 0) {
       x = alloc(c.hiddenSize);
       await embed(calib, await model.embedding(), c.vocabSize, x);
-      if (qep) xf = x.map((a) => a.slice()); // both paths enter layer 0 with the embeddings
+      if (fpPath) xf = x.map((a) => a.slice()); // both paths enter layer 0 with the embeddings
     } else {
       const who = `quantizeLayers: layer ${range.startLayer}`;
       x = await activationWindows(range.x, n, per, who);
-      if (qep) {
-        if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (QEP)`);
-        xf = await activationWindows(range.x.fp, n, per, `${who} (QEP's fp16 path)`);
+      if (fpPath) {
+        if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (${qep ? 'QEP' : 'GPTAQ'})`);
+        xf = await activationWindows(range.x.fp, n, per, `${who} (the fp16 path)`);
       }
     }
     windows = { x, att: alloc(c.numHeads * c.headDim), h1: alloc(c.hiddenSize), seqlen };

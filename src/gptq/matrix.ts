@@ -14,7 +14,7 @@ import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
 import { SUPPORTED_BITS } from './format';
 import { RECIPE_OPTIONS, RecipeKey, recipeProblem } from './recipes';
-import { settingProblem } from './settings';
+import { comboProblem, settingProblem } from './settings';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -34,6 +34,8 @@ export interface MatrixBranch extends CalibrationSpec {
   mse: boolean;
   /** QEP's α (src/gptq/settings.ts `qep`); absent: plain GPTQ. */
   qep?: number;
+  /** GPTAQ's α (src/gptq/settings.ts `gptaq`); absent: plain GPTQ. */
+  gptaq?: number;
   /**
    * The recipe (src/gptq/recipes.ts) of this branch: its own `recipe`, else the top-level one;
    * absent: none. The fields above are the matrix's own values: settingsOf (branches-dir.ts)
@@ -52,7 +54,7 @@ export interface BranchMatrix {
 
 const TOP_KEYS = ['$schema', 'description', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'recipe', 'branches'];
 const BRANCH_KEYS = [
-  'name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'recipe', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description',
+  'name', 'bits', 'groupSize', 'actOrder', 'damp', 'staticGroups', 'mse', 'qep', 'gptaq', 'recipe', 'dataset', 'split', 'seqlen', 'nsamples', 'seed', 'description',
 ];
 const DEFAULTS = { split: 'train' as Split, nsamples: 128, seed: 0, staticGroups: false, mse: false };
 
@@ -133,6 +135,14 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       const problem = settingProblem('qep', qep, `${source}: ${at}.qep`);
       if (problem !== undefined) throw new UserError(problem);
     }
+    const gptaq = b.gptaq;
+    if (gptaq !== undefined) {
+      const problem = settingProblem('gptaq', gptaq, `${source}: ${at}.gptaq`);
+      if (problem !== undefined) throw new UserError(problem);
+    }
+    // The refused combinations of settings.ts (here: gptaq with qep), worded with the matrix's keys.
+    const combo = comboProblem({ groupSize, qep: qep as number | undefined, gptaq: gptaq as number | undefined }, (k) => `${at}.${k}`);
+    if (combo !== undefined) throw new UserError(`${source}: ${combo}`);
     if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
     if (typeof dataset !== 'string' || dataset.length === 0) {
@@ -155,6 +165,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     return {
       name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
       ...(qep !== undefined ? { qep: qep as number } : {}),
+      ...(gptaq !== undefined ? { gptaq: gptaq as number } : {}),
       ...(recipe !== undefined ? { recipe: recipe as string } : {}),
       explicit: (Object.keys(RECIPE_OPTIONS) as RecipeKey[]).filter((k) => b[k] !== undefined),
       dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),

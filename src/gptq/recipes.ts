@@ -19,6 +19,7 @@ import { QuantizeSettings } from './settings';
 export interface RecipeValues {
   mse?: boolean;
   qep?: number;
+  gptaq?: number;
   damp?: number;
   staticGroups?: boolean;
 }
@@ -52,6 +53,10 @@ export const RECIPE_OPTIONS: Readonly<Record<RecipeKey, RecipeOption>> = {
   mse: { flag: '--mse', setting: 'mse' },
   qep: {
     flag: '--qep', setting: 'qep',
+    notApplicable: (s) => (s.rtn ? 'round-to-nearest has no calibration' : undefined),
+  },
+  gptaq: {
+    flag: '--gptaq', setting: 'gptaq',
     notApplicable: (s) => (s.rtn ? 'round-to-nearest has no calibration' : undefined),
   },
   damp: { flag: '--damp', setting: 'dampPercent' },

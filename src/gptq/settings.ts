@@ -14,7 +14,7 @@ import { GptqOptions } from '../native';
 export const SUPPORTED_BITS: readonly number[] = [2, 3, 4, 8];
 
 /** The names of the checked settings: the CLI's option attribute names (commander camelCase). */
-export type SettingName = 'bits' | 'groupSize' | 'damp' | 'qep' | 'seqlen' | 'nsamples' | 'seed' | 'maxWindows';
+export type SettingName = 'bits' | 'groupSize' | 'damp' | 'qep' | 'gptaq' | 'seqlen' | 'nsamples' | 'seed' | 'maxWindows';
 
 export interface SettingRule {
   /** The CLI flag. */
@@ -48,6 +48,12 @@ export const SETTING_RULES: Readonly<Record<SettingName, SettingRule>> = {
     // QEP's propagation strength α (Arai & Ichikawa's perccorr): 0 would be plain GPTQ, 1 the
     // full correction; the authors' code uses 0.5. Not part of AutoGPTQ's format.
     flag: '--qep', matrixKey: 'qep', expected: 'a number in (0, 1] (QEP\'s α, e.g. 0.5)',
+    ok: (v) => typeof v === 'number' && v > 0 && v <= 1,
+  },
+  gptaq: {
+    // GPTAQ's α (Li et al.'s fasterquant(alpha)): the scale of its asymmetric term P; 0 would be
+    // plain GPTQ; the authors' code uses 0.25. Not part of AutoGPTQ's format.
+    flag: '--gptaq', matrixKey: 'gptaq', expected: 'a number in (0, 1] (GPTAQ\'s α, e.g. 0.25)',
     ok: (v) => typeof v === 'number' && v > 0 && v <= 1,
   },
   seqlen: {
@@ -90,13 +96,22 @@ export interface SettingCombo {
   sym?: boolean;
   rtn?: boolean;
   qep?: number;
+  gptaq?: number;
 }
 
-type ComboKey = 'staticGroups' | 'sym' | 'groupSize' | 'qep' | 'rtn';
+type ComboKey = 'staticGroups' | 'sym' | 'groupSize' | 'qep' | 'gptaq' | 'rtn';
 
 export function comboProblem(s: SettingCombo, label: (key: ComboKey) => string = cliLabel): string | undefined {
   if (s.qep !== undefined && s.rtn) {
     return `${label('qep')} needs calibration (it corrects GPTQ's target from the fp16 model's activations); ${label('rtn')} has none`;
+  }
+  if (s.gptaq !== undefined && s.rtn) {
+    return `${label('gptaq')} needs calibration (its solve fits the fp16 model's activations); ${label('rtn')} has none`;
+  }
+  if (s.gptaq !== undefined && s.qep !== undefined) {
+    // Both fit Ŵ X to W X̃: QEP by moving W to the least-squares target first, GPTAQ inside the
+    // solve. Together the same mismatch would be corrected twice (no reference does that).
+    return `${label('gptaq')} and ${label('qep')} both fit the quantized model to the fp16 model's activations (QEP moves W first, GPTAQ changes the solve); use one of them`;
   }
   if (s.sym === false) {
     // AutoGPTQ stores zero − 1 in the v1 ('gptq') format and refuses asymmetric grids for it
@@ -110,7 +125,7 @@ export function comboProblem(s: SettingCombo, label: (key: ComboKey) => string =
 }
 
 function cliLabel(key: ComboKey): string {
-  return { staticGroups: '--static-groups', sym: '--no-sym', groupSize: '--group-size', qep: '--qep', rtn: '--rtn' }[key];
+  return { staticGroups: '--static-groups', sym: '--no-sym', groupSize: '--group-size', qep: '--qep', gptaq: '--gptaq', rtn: '--rtn' }[key];
 }
 
 /**
@@ -160,6 +175,20 @@ export interface QuantizeSettings extends Omit<GptqOptions, 'blockSize'> {
    */
   recipe?: string;
   recipeSkipped?: string;
+  /**
+   * GPTAQ's α (docs/gptq.md, "GPTAQ"): every linear's GPTQ solve also takes C = 2/n Σ (X̃ − X)ᵀ X
+   * through P = α triu₁(C Uᵀ) U, fitting Ŵ X to the fp16 model's W X̃. Absent: plain GPTQ (the
+   * key is then left out of manifests and work states). Not with qep.
+   */
+  gptaq?: number;
+}
+
+/** GPTAQ's α when `--gptaq` is given without a value (the authors' fasterquant default). */
+export const GPTAQ_DEFAULT_ALPHA = 0.25;
+
+/** The CPU layer call's GPTAQ config for these settings (null: plain GPTQ). */
+export function gptaqConfig(s: QuantizeSettings): { alpha: number } | null {
+  return s.gptaq === undefined ? null : { alpha: s.gptaq };
 }
 
 /** QEP's α when `--qep` is given without a value (the authors' code's perccorr default). */
@@ -200,6 +229,7 @@ export function validateSettings(s: QuantizeSettings, c: LlamaConfig): void {
   checkSetting('groupSize', s.groupSize);
   checkSetting('damp', s.dampPercent);
   if (s.qep !== undefined) checkSetting('qep', s.qep);
+  if (s.gptaq !== undefined) checkSetting('gptaq', s.gptaq);
   const combo = comboProblem(s);
   if (combo !== undefined) throw new UsageError(combo);
   const shape = shapeProblem(s.groupSize, c);

@@ -44,6 +44,7 @@ export function describeBranch(m: Manifest): string {
   if (s.staticGroups) d += ' Static groups.';
   if (s.mse) d += ' MSE-shrunk grids.';
   if (s.qep !== undefined) d += ` QEP (quantization error propagation) with α ${s.qep}.`;
+  if (s.gptaq !== undefined) d += ` GPTAQ (asymmetric calibration) with α ${s.gptaq}.`;
   if (s.recipe !== undefined) {
     d += ` Recipe \`${s.recipe}\`${s.recipeSkipped !== undefined ? ` (not applicable here, skipped: ${s.recipeSkipped})` : ''}.`;
   }
@@ -63,6 +64,7 @@ export function commitTitle(m: Manifest): string {
   if (s.staticGroups) parts.push('static groups');
   if (s.mse) parts.push('mse grid');
   if (s.qep !== undefined) parts.push(`QEP α ${s.qep}`);
+  if (s.gptaq !== undefined) parts.push(`GPTAQ α ${s.gptaq}`);
   if (s.recipe !== undefined) parts.push(`recipe ${s.recipe}`);
   parts.push(s.rtn || !c ? 'round-to-nearest' : `${c.dataset} ${c.nsamples}×${c.seqlen}`);
   return `Upload GPTQ branch ${m.branch}: ${parts.join(', ')}`;

@@ -29,7 +29,7 @@ export interface CpuLayerWindows {
   /** Scratch [seqlen × hidden] (the residual after attention). */
   h1: Float32Array[];
   /**
-   * With cfg.qep, QEP's fp16 path, as x, att, h1: xf in, the fp16 model's activations entering
+   * With cfg.qep or cfg.gptaq, the fp16 path, as x, att, h1: xf in, the fp16 model's activations entering
    * the layer; out, the unquantized layer's outputs.
    */
   xf?: Float32Array[];
@@ -48,6 +48,11 @@ export interface CpuLayerConfig {
    * before the solve; null or absent: plain GPTQ. Needs the fp16 path's windows.
    */
   qep?: { alpha: number; linears: readonly string[] } | null;
+  /**
+   * GPTAQ (native/kernels/cpu/gptaq.h): α in [0, 1]; every linear's solve takes its group's cross
+   * term C = 2/n Σ (X̃ − X)ᵀ X. Null or absent: plain GPTQ. Needs the fp16 path's windows; not with qep.
+   */
+  gptaq?: { alpha: number } | null;
 }
 
 /** One linear of a CPU layer call: gptqQuantize's result less q, with its name, shape and solve time. */
@@ -84,12 +89,19 @@ export async function cpuQuantizeLayer(
     check(typeof qep.alpha === 'number' && qep.alpha >= 0 && qep.alpha <= 1, 'config.qep.alpha', 'a number in [0, 1]', qep.alpha);
     check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
   }
+  const gptaq = cfg.gptaq ?? null;
+  if (gptaq !== null) {
+    check(!cfg.rtn, 'config.gptaq', 'null with rtn (GPTAQ needs calibration windows)', gptaq);
+    check(qep === null, 'config.gptaq', 'null with config.qep (one correction toward the fp16 path at a time)', gptaq);
+    check(typeof gptaq.alpha === 'number' && gptaq.alpha >= 0 && gptaq.alpha <= 1, 'config.gptaq.alpha', 'a number in [0, 1]', gptaq.alpha);
+  }
+  const fpPath = qep !== null || gptaq !== null;
   if (windows !== null) {
     checkSeqlen(windows.seqlen);
     const n = windows.x.length;
     check(n > 0, 'windows.x', 'at least one window', n);
     const widths = { x: dims.hidden, att: dims.heads * dims.headDim, h1: dims.hidden, xf: dims.hidden, attf: dims.heads * dims.headDim, h1f: dims.hidden };
-    for (const key of qep !== null ? ['x', 'att', 'h1', 'xf', 'attf', 'h1f'] as const : ['x', 'att', 'h1'] as const) {
+    for (const key of fpPath ? ['x', 'att', 'h1', 'xf', 'attf', 'h1f'] as const : ['x', 'att', 'h1'] as const) {
       const ws = windows[key];
       check(Array.isArray(ws) && ws.length === n, `windows.${key}`, `${n} windows (as x)`, Array.isArray(ws) ? ws.length : ws);
       ws!.forEach((a, i) => checkLength(a, `windows.${key}[${i}]`, windows.seqlen * widths[key]));

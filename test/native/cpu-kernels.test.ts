@@ -20,7 +20,7 @@ beforeAll(() => {
 }, 600_000);
 
 test('there are CPU kernel checks to run', () => {
-  expect(checks).toEqual(expect.arrayContaining(['gemm_check', 'llama_check', 'qep_check']));
+  expect(checks).toEqual(expect.arrayContaining(['gemm_check', 'gptaq_check', 'llama_check', 'qep_check']));
 });
 
 for (const name of checks) {

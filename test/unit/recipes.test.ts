@@ -86,7 +86,7 @@ test('matrix "recipe": per branch or top level, validated with the file, branch 
 test('matrix keys the branch writes override its recipe (damp always: every branch writes it)', () => {
   const name = named[0];
   const keys = Object.keys(RECIPES[name].set) as RecipeKey[];
-  const own = { mse: false, staticGroups: false, qep: 0.25, damp: 0.02 };
+  const own: Record<RecipeKey, number | boolean> = { mse: false, staticGroups: false, qep: 0.25, gptaq: 0.5, damp: 0.02 };
   const m = matrix({ recipe: name, ...Object.fromEntries(keys.map((k) => [k, own[k]])) });
   const got = settingsOf(m.branches[1]);
   for (const k of keys) expect(got[RECIPE_OPTIONS[k].setting]).toBe(own[k]);

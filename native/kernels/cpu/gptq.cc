@@ -37,9 +37,16 @@ void rtn_quantize(int64_t N, int64_t K, float* W, const GptqOptions& o, uint8_t*
 // step; the "fasterquant:" comments quote the reference line each part computes.
 GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o,
                          uint8_t* codes, float* scales, int32_t* zeros, int32_t* g_idx,
-                         int32_t* perm) {
+                         int32_t* perm, const GptaqInput* gptaq) {
   check_gptq_options(K, o, Engine::cpu);
   GptqResult res;
+  if (gptaq) {
+    if (!gptaq->C) throw std::invalid_argument("gptq_quantize: GPTAQ needs its cross term C");
+    if (!(std::isfinite(gptaq->alpha) && gptaq->alpha >= 0))
+      throw std::invalid_argument("gptq_quantize: GPTAQ's alpha must be a finite number >= 0");
+    for (int64_t i = 0; i < K * K; ++i)
+      if (!std::isfinite(gptaq->C[i])) throw std::runtime_error("GPTAQ's cross term has NaN or Inf entries");
+  }
   const float maxq = (float)((1 << o.bits) - 1);
   const bool grouped = o.group_size != -1;
   const int64_t g = grouped ? o.group_size : K, G = K / g;
@@ -55,9 +62,11 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
 
   // fasterquant: dead = torch.diag(H) == 0; H[dead, dead] = 1; W[:, dead] = 0
   std::vector<double> Hd(H, H + K * K);
+  std::vector<uint8_t> dead((size_t)K, 0);
   for (int64_t i = 0; i < K; ++i)
     if (Hd[i * K + i] == 0) {
       Hd[i * K + i] = 1;
+      dead[i] = 1;
       for (int64_t r = 0; r < N; ++r) W[r * K + i] = 0;
       ++res.dead_columns;
     }
@@ -96,6 +105,11 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
   res.damp_raises = damp.raises;
   std::vector<float> U((size_t)(K * K));
   for (int64_t i = 0; i < K * K; ++i) U[i] = (float)Ud[i];
+  // gptaq_utils.py: P = alpha * ((self.dXXT @ Hinv.T).triu_(diagonal=1)) @ Hinv (permuted, dead
+  // columns of dXXT zeroed; gptaq.h). Without GPTAQ there is no P and the loops below are GPTQ's.
+  std::vector<float> Pm(gptaq ? (size_t)(K * K) : 0);
+  if (gptaq) gptaq_p(K, gptaq->C, perm, dead.data(), Ud.data(), gptaq->alpha, Pm.data());
+  const float* P = gptaq ? Pm.data() : nullptr;
 
   // AutoGPTQ's g_idx, in original column order.
   g_idx_of(K, o.group_size, o.act_order, o.static_groups, perm, g_idx);
@@ -105,7 +119,7 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
   const int64_t B = o.block_size;
   std::vector<double> row_loss(N, 0.0);
   parallel_for(N, [&](int64_t r) {
-    std::vector<float> w(K), w1(B), err(B);
+    std::vector<float> w(K), w1(B), err(B), q1(P ? B : 0);
     for (int64_t c = 0; c < K; ++c) w[c] = W[r * K + perm[c]];
     Grid gr = grouped ? Grid{0, 0} : row_grid[r];
     double loss = 0;
@@ -146,6 +160,13 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
         // fasterquant: W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
         const float* u = U.data() + c * K;
         for (int64_t j = i + 1; j < count; ++j) w1[j] -= e * u[i1 + j];
+        if (P) {
+          // gptaq: W1[:, i:] -= ... - w.unsqueeze(1).matmul(P1[i, i:].unsqueeze(0)), w the column
+          // before quantization (its own entry P[c, c] is 0). A loop of its own: GPTQ's stays as is.
+          const float* p = P + c * K;
+          for (int64_t j = i + 1; j < count; ++j) w1[j] += x * p[i1 + j];
+          q1[i] = q;
+        }
       }
       // fasterquant: W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])   (the lazy batch update)
       for (int64_t b = 0; b < count; ++b) {
@@ -153,6 +174,14 @@ GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const G
         const float* u = U.data() + (i1 + b) * K;
         for (int64_t j = i2; j < K; ++j) w[j] -= e * u[j];
       }
+      // gptaq: W[:, i2:] -= ... - W1.matmul(P[i1:i2, i2:]). The authors' W1 then holds each
+      // column's w − err·d, i.e. its q (up to their fp32 rounding): Q1 is used.
+      if (P)
+        for (int64_t b = 0; b < count; ++b) {
+          const float s = q1[b];
+          const float* p = P + (i1 + b) * K;
+          for (int64_t j = i2; j < K; ++j) w[j] += s * p[j];
+        }
     }
     row_loss[r] = loss / 2;
   });

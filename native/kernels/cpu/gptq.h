@@ -22,11 +22,15 @@
 //                CUDA solve (cuda/gptq.cu) so both engines follow one rule.
 //   percdamp, blocksize, groupsize, actorder, static_groups: the fields of gf::GptqOptions
 //                (common/gptq_math.h; checked by gf::gptq_options_problem).
+//   GPTAQ        (optional, gptaq.h) the cross term C and α: P = α triu₁(Cp Uᵀ) U is built after
+//                Hinv, and each column's update gains + x_c ⊗ P[c, :] inside its block, the lazy
+//                update + Q1 · P[i1:i2, i2:] (docs/gptq.md, "GPTAQ").
 #pragma once
 #include <cstdint>
 #include <string>
 
 #include "../common/gptq_math.h"
+#include "gptaq.h"
 
 namespace gf {
 
@@ -41,10 +45,12 @@ struct GptqResult {
 // H [K, K] row-major symmetric (not modified). Outputs, G = K / group_size (1 without groups):
 //   codes [N, K] integer codes (original order), scales [G, N], zeros [G, N] (integer zero
 //   points, not minus one), g_idx [K], perm [K] (identity without act-order).
-// Throws std::runtime_error on bad options or when H stays non-PD after raising damping.
+// gptaq: null for plain GPTQ (every output as without the argument); else GPTAQ's C [K, K] and α.
+// Throws std::runtime_error on bad options or when H stays non-PD after raising damping, and
+// std::invalid_argument for a GPTAQ C with NaN/Inf or a negative or non-finite α.
 GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o,
                          uint8_t* codes, float* scales, int32_t* zeros, int32_t* g_idx,
-                         int32_t* perm);
+                         int32_t* perm, const GptaqInput* gptaq = nullptr);
 
 // Round-to-nearest with the same grid (the baseline GPTQ is measured against): no error
 // feedback, groups in natural order. Same outputs as gptq_quantize.

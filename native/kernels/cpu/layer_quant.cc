@@ -12,7 +12,8 @@
 
 namespace gf {
 
-GptqResult solve_linear(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o, LinearCodes& out) {
+GptqResult solve_linear(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o, LinearCodes& out,
+                        const GptaqInput* gptaq) {
   const int64_t G = o.group_size == -1 ? 1 : K / std::max<int64_t>(o.group_size, 1);
   out.codes.resize(N * K);
   out.scales.resize(G * N);
@@ -21,12 +22,13 @@ GptqResult solve_linear(int64_t N, int64_t K, float* W, const float* H, const Gp
   out.perm.resize(K);
   GptqResult res;
   if (!H) {
+    if (gptaq) throw std::invalid_argument("solve_linear: GPTAQ needs a Hessian (not round-to-nearest)");
     rtn_quantize(N, K, W, o, out.codes.data(), out.scales.data(), out.zeros.data(), out.g_idx.data());
     for (int64_t i = 0; i < K; ++i) out.perm[i] = (int32_t)i;
     res.damp_percent = 0;
   } else {
     res = gptq_quantize(N, K, W, H, o, out.codes.data(), out.scales.data(), out.zeros.data(), out.g_idx.data(),
-                        out.perm.data());
+                        out.perm.data(), gptaq);
   }
   for (int64_t i = 0; i < N * K; ++i)
     if (!std::isfinite(W[i])) throw std::runtime_error("the quantized weights contain NaN or Inf");
@@ -164,12 +166,16 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
                     LayerWindows* win, FpPath* fp, std::vector<LinearResult>& out, LayerQuantTimes& t) {
   check_plan(plan);
   if (o.rtn != (win == nullptr)) throw std::invalid_argument("quantize_layer: windows are needed unless rtn");
-  if (o.qep != (fp != nullptr)) throw std::invalid_argument("quantize_layer: the fp16 path is needed exactly with qep");
+  if (o.qep && o.gptaq) throw std::invalid_argument("quantize_layer: qep and gptaq both correct toward the fp16 path; one at a time");
+  if ((o.qep || o.gptaq) != (fp != nullptr))
+    throw std::invalid_argument("quantize_layer: the fp16 path is needed exactly with qep or gptaq");
   if (fp && (o.rtn || fp->win.S != win->S || fp->win.x.size() != win->x.size() ||
              fp->win.att.size() != win->x.size() || fp->win.h1.size() != win->x.size()))
     throw std::invalid_argument("quantize_layer: the fp16 path's windows must match the quantized path's");
   if (!(std::isfinite(o.qep_alpha) && o.qep_alpha >= 0))
     throw std::invalid_argument("quantize_layer: qep alpha must be a finite number >= 0");
+  if (!(std::isfinite(o.gptaq_alpha) && o.gptaq_alpha >= 0))
+    throw std::invalid_argument("quantize_layer: gptaq alpha must be a finite number >= 0");
   // One linear: with QEP (and a corrected linear), W ← W* rounded to fp16, then the GPTQ solve.
   auto solve = [&](Linear l, const GroupStats* g) {
     LinearResult r;
@@ -181,7 +187,9 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
       qep_correct(r.n, r.k, W, g->H.data(), g->C.data(), o.qep_alpha, o.gptq.damp_percent);
       round_to_half_inplace(W, r.n * r.k);  // the reference keeps W* in the model's dtype
     }
-    r.res = solve_linear(r.n, r.k, W, g ? g->H.data() : nullptr, o.gptq, r.codes);
+    // GPTAQ: every linear's solve takes its group's C (α = 0 included: the same solve with P = 0).
+    const GptaqInput ga{g && o.gptaq && !g->C.empty() ? g->C.data() : nullptr, o.gptaq_alpha};
+    r.res = solve_linear(r.n, r.k, W, g ? g->H.data() : nullptr, o.gptq, r.codes, ga.C ? &ga : nullptr);
     r.seconds = since(t0);
     t.solve_s += r.seconds;
     out.push_back(std::move(r));
@@ -194,10 +202,10 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
   LayerForward fwd(d, view_of(w), *win, t);
   std::unique_ptr<LayerForward> fpf;
   if (fp) fpf = std::make_unique<LayerForward>(d, fp->w, fp->win, t);
-  // Whether a group needs QEP's cross term: one of its linears is corrected (down_proj is not,
-  // by default: the widest C of the layer is then never formed).
+  // Whether a group needs the cross term: GPTAQ's every group; QEP's where one of its linears is
+  // corrected (down_proj is not, by default: the widest C of the layer is then never formed).
   auto wants_c = [&](const PlanGroup& g) {
-    bool any = false;
+    bool any = o.gptaq;
     for (Linear l : g.linears) any |= o.qep && o.qep_correct[(int)l] && o.qep_alpha > 0;
     return any;
   };

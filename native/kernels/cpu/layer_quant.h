@@ -20,7 +20,9 @@ struct LinearCodes {
   std::vector<float> scales;
   std::vector<int32_t> zeros, g_idx, perm;
 };
-GptqResult solve_linear(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o, LinearCodes& out);
+// gptaq: GPTAQ's cross term and α for gptq_quantize (gptaq.h), or null.
+GptqResult solve_linear(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o, LinearCodes& out,
+                        const GptaqInput* gptaq = nullptr);
 
 // The calibration activations of a layer call, one pointer per window of S tokens:
 // x [S, hidden] (in: the layer's inputs; out: its outputs), att [S, heads·D] and h1 [S, hidden]
@@ -48,9 +50,13 @@ struct LayerQuantOptions {
   bool qep = false;
   float qep_alpha = 0;           // α ≥ 0 (src/gptq/settings.ts: (0, 1])
   bool qep_correct[kLinears] = {};
+  // GPTAQ (kernels/cpu/gptaq.h): with gptaq, each group gathers C as QEP does (FpPath), and every
+  // linear's solve takes it: P = α triu₁(Cp Uᵀ) U in its column updates. Not with qep.
+  bool gptaq = false;
+  float gptaq_alpha = 0;         // α ≥ 0 (src/gptq/settings.ts: (0, 1])
 };
 
-// QEP's fp16 path through the layer: the unquantized layer's weights (never modified) and its
+// QEP's (and GPTAQ's) fp16 path through the layer: the unquantized layer's weights (never modified) and its
 // own windows, as LayerWindows: x [S, hidden] in, the fp16 model's activations entering the
 // layer; out, leaving it. Doubles the activations kept.
 struct FpPath {
@@ -72,7 +78,7 @@ struct LayerQuantTimes {
 
 // Quantizes the layer: linears come back in the plan's order. `win` is null with rtn (and
 // required otherwise); x then holds the outputs of the layer with every linear quantized.
-// `fp` is required exactly with o.qep (same window count and S as win); its x then holds the
+// `fp` is required exactly with o.qep or o.gptaq (same window count and S as win); its x then holds the
 // unquantized layer's outputs. Throws std::invalid_argument for a plan the layer cannot run
 // (check_plan) or windows that do not match.
 void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& w, const LayerQuantOptions& o,

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gptq_grid.cuh"
@@ -27,7 +29,22 @@ struct SolveArgs {
   float* scales;                  // [G, N] out (dynamic groups)
   int32_t* zeros;
   double* row_loss;               // [N] Σ (w − q)² / d² / 2 per row (zeroed first)
+  const uint8_t* dead;            // [K] device, original order: 1 where diag H = 0
 };
+
+// GPTAQ: Cp [K, K] = C[perm][:, perm] with the dead columns zeroed (gptaq_utils.py:
+// dXXT[:, dead] = 0; dXXT = dXXT[perm][:, perm]). Grid (⌈K/256⌉, K): y is the row.
+__global__ void gptaq_permute_kernel(int64_t K, const float* C, const int32_t* perm, const uint8_t* dead, float* Cp) {
+  const int64_t i = blockIdx.y, j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= K) return;
+  Cp[i * K + j] = dead[perm[j]] ? 0.0f : C[(int64_t)perm[i] * K + perm[j]];
+}
+
+// A [K, K] row-major: A[i, k] = 0 for k ≤ i (torch's triu_(diagonal=1)). Grid (⌈K/256⌉, K).
+__global__ void triu1_kernel(int64_t K, float* A) {
+  const int64_t i = blockIdx.y, k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (k < K && k <= i) A[i * K + k] = 0.0f;
+}
 
 // The grid of x[0..n) by the calling warp: find_params without or with (MSE) the mse search.
 template <bool MSE>
@@ -97,16 +114,19 @@ __global__ void unpermute_kernel(int64_t N, int64_t K, const T* in, const int32_
 // the later columns apply W1[:, j] −= err · Hinv1[i, j]. Q (permuted order) replaces the
 // block's columns of Wp, the codes go to Cp, the errors to Err [N, B] for the trailing GEMM.
 // Hinv1 is staged once per thread block (WARPS · ROWS rows share it). MSE: dynamic group grids
-// with the mse search (warp_grid_mse).
-template <int ROWS, bool MSE>
+// with the mse search (warp_grid_mse). GPTAQ: P1 = P[i1:i2, i1:i2] staged beside it (P [K, K]),
+// and W1[:, j] += x · P1[i, j] after GPTQ's update (x: column i before quantization).
+template <int ROWS, bool MSE, bool GPTAQ>
 __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int64_t i1, int count,
                                                                  float* Wp, const float* U,
-                                                                 uint8_t* Cp, float* Err, int ldE) {
-  extern __shared__ float Ub[];  // [B][B] = U[i1 + i, i1 + j]
+                                                                 uint8_t* Cp, float* Err, int ldE, const float* P) {
+  extern __shared__ float Ub[];  // [B][B] = U[i1 + i, i1 + j]; GPTAQ: then Pb [B][B] = P[i1 + i, i1 + j]
+  float* Pb = Ub + B * B;
   const int lane = threadIdx.x % 32;
   for (int idx = threadIdx.x; idx < B * B; idx += blockDim.x) {
     const int i = idx / B, j = idx % B;
     Ub[idx] = (i < count && j < count) ? U[(i1 + i) * a.K + i1 + j] : 0.0f;
+    if constexpr (GPTAQ) Pb[idx] = (i < count && j < count) ? P[(i1 + i) * a.K + i1 + j] : 0.0f;
   }
   __syncthreads();
   const int64_t r0 = ((int64_t)blockIdx.x * WARPS + threadIdx.x / 32) * ROWS;
@@ -172,6 +192,15 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_block_kernel(SolveArgs a, int
         for (int s2 = s; s2 < 4; ++s2) {
           const int j = s2 * 32 + lane;
           if (j > i) w[k][s2] -= err * Ub[i * B + j];
+        }
+        if constexpr (GPTAQ) {
+          // gptaq: W1[:, i:] -= ... - w.unsqueeze(1).matmul(P1[i, i:].unsqueeze(0)); its own loop,
+          // so that P = 0 leaves GPTQ's values as they are.
+#pragma unroll
+          for (int s2 = s; s2 < 4; ++s2) {
+            const int j = s2 * 32 + lane;
+            if (j > i) w[k][s2] += x * Pb[i * B + j];
+          }
         }
       }
     }
@@ -304,7 +333,7 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
   permute_kernel<<<dim3(blocks_for(K, 256), (unsigned)N), 256, 0, ctx.stream>>>(N, K, W, dperm.get(), dead.get(), Wp.get());
   CUDA_LAUNCH_CHECK();
   SolveArgs a{N, K, g, maxq, o.sym, grouped, o.static_groups, o.act_order, dperm.get(),
-              row_scale.get(), row_zero.get(), st_scale.get(), st_zero.get(), scales, zeros, loss.get()};
+              row_scale.get(), row_zero.get(), st_scale.get(), st_zero.get(), scales, zeros, loss.get(), dead.get()};
   solve(a, Wp.get(), U.get(), Cp.get());
   unpermute_kernel<float><<<dim3(blocks_for(K, 256), (unsigned)N), 256, 0, ctx.stream>>>(N, K, Wp.get(), inv.get(), W);
   CUDA_LAUNCH_CHECK();
@@ -348,15 +377,42 @@ gf::GptqResult run_solve(Context& ctx, int64_t N, int64_t K, float* W, const flo
 gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const float* H,
                              const gf::GptqOptions& o, uint8_t* codes, float* scales,
                              int32_t* zeros, int32_t* g_idx, int32_t* perm, const SolveConfig& cfg,
-                             SolveTimes* times, std::vector<double>* row_loss) {
+                             SolveTimes* times, std::vector<double>* row_loss, const GptaqDevice* gptaq) {
   const bool tf32 = cfg.tf32;
+  if (gptaq && (!gptaq->C || !(std::isfinite(gptaq->alpha) && gptaq->alpha >= 0)))
+    throw std::invalid_argument("gptq_quantize: GPTAQ needs its cross term C and a finite alpha >= 0");
   return run_solve(ctx, N, K, W, H, o, codes, scales, zeros, g_idx, perm, false, cfg.chol_fp32, times, row_loss,
                    [&](const SolveArgs& a, float* Wp, const float* U, uint8_t* Cp) {
-    const int smem = B * B * sizeof(float);
+    const float minus = -1, one = 1, zero = 0;
+    // GPTAQ: P = alpha * ((dXXT @ Hinv.T).triu_(diagonal=1)) @ Hinv, in fp32 (the authors' torch),
+    // row-major buffers read by cuBLAS as their transposes (column-major).
+    DevBuf<float> P;
+    if (gptaq) {
+      DevBuf<float> Cperm(K * K), A(K * K);
+      P.alloc(K * K);
+      const dim3 grid(blocks_for(K, 256), (unsigned)K);
+      gptaq_permute_kernel<<<grid, 256, 0, ctx.stream>>>(K, gptaq->C, a.perm, a.dead, Cperm.get());
+      CUDA_LAUNCH_CHECK();
+      CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH));
+      // A = Cp · Uᵀ  ⇔  Aᵀ = U · Cpᵀ (column-major: op(Uᵀ) = U, times Cpᵀ)
+      CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)K, (int)K, (int)K, &one, U, (int)K, Cperm.get(),
+                               (int)K, &zero, A.get(), (int)K));
+      triu1_kernel<<<grid, 256, 0, ctx.stream>>>(K, A.get());
+      CUDA_LAUNCH_CHECK();
+      // P = α · A · U  ⇔  Pᵀ = α · Uᵀ · Aᵀ
+      CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)K, (int)K, (int)K, &gptaq->alpha, U, (int)K, A.get(),
+                               (int)K, &zero, P.get(), (int)K));
+    }
+    const float* Pd = gptaq ? P.get() : nullptr;
+    const int smem = (gptaq ? 2 : 1) * B * B * (int)sizeof(float);
     // 4 rows per warp where there are enough rows to fill the GPU, else 1.
     const bool wide = cfg.rows_per_warp ? cfg.rows_per_warp == 4 : N >= 4 * WARPS * 132;
-    auto kernel = o.mse ? (wide ? gptq_block_kernel<4, true> : gptq_block_kernel<1, true>)
-                        : (wide ? gptq_block_kernel<4, false> : gptq_block_kernel<1, false>);
+    auto pick = [&](auto gptaq_tag) {
+      constexpr bool GA = decltype(gptaq_tag)::value;
+      return o.mse ? (wide ? gptq_block_kernel<4, true, GA> : gptq_block_kernel<1, true, GA>)
+                   : (wide ? gptq_block_kernel<4, false, GA> : gptq_block_kernel<1, false, GA>);
+    };
+    auto kernel = gptaq ? pick(std::true_type{}) : pick(std::false_type{});
     const int rows_per_block = WARPS * (wide ? 4 : 1);
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     // Two levels of lazy batching: within a superblock of SB = 4·B columns, each block's
@@ -368,25 +424,32 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
     const int SB = !dyn || (a.g <= 4 * B && (4 * B) % a.g == 0) ? 4 * B : B;
     DevBuf<float> Err(N * SB);
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    const float minus = -1, one = 1;
     for (int64_t s1 = 0; s1 < K; s1 += SB) {
       const int64_t s2 = std::min<int64_t>(s1 + SB, K);
       for (int64_t i1 = s1; i1 < s2; i1 += B) {
         const int64_t i2 = std::min<int64_t>(i1 + B, K);
         const int count = (int)(i2 - i1);
         float* E = Err.get() + (i1 - s1);
-        kernel<<<blocks_for(N, rows_per_block), WARPS * 32, smem, ctx.stream>>>(a, i1, count, Wp, U, Cp, E, SB);
+        kernel<<<blocks_for(N, rows_per_block), WARPS * 32, smem, ctx.stream>>>(a, i1, count, Wp, U, Cp, E, SB, Pd);
         CUDA_LAUNCH_CHECK();
         // Wp[:, i2:s2] −= E[:, :count] · U[i1:i2, i2:s2]  (column-major view: m = s2 − i2, n = N, k = count)
         if (i2 < s2)
           CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(s2 - i2), (int)N, count, &minus,
                                    U + i1 * K + i2, (int)K, E, SB, &one, Wp + i2, (int)K));
+        // gptaq: W[:, i2:] -= ... - W1.matmul(P[i1:i2, i2:]), W1 = the block's Q, now in Wp[:, i1:i2]
+        if (Pd && i2 < s2)
+          CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(s2 - i2), (int)N, count, &one,
+                                   Pd + i1 * K + i2, (int)K, Wp + i1, (int)K, &one, Wp + i2, (int)K));
       }
       // fasterquant: W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:]), for the superblock's blocks at once:
       // Wp[:, s2:] −= Err[:, :s2−s1] · U[s1:s2, s2:]
       if (s2 < K)
         CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(K - s2), (int)N, (int)(s2 - s1), &minus,
                                  U + s1 * K + s2, (int)K, Err.get(), SB, &one, Wp + s2, (int)K));
+      // gptaq: Wp[:, s2:] += Q[:, s1:s2] · P[s1:s2, s2:]
+      if (Pd && s2 < K)
+        CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(K - s2), (int)N, (int)(s2 - s1), &one,
+                                 Pd + s1 * K + s2, (int)K, Wp + s1, (int)K, &one, Wp + s2, (int)K));
     }
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH));
   });

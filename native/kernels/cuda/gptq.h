@@ -14,6 +14,10 @@
 //   the blocks of blocksize 128: gptq_block_kernel (in-block error feedback W1 −= err ⊗ Hinv1[i, i:],
 //     group grids by warp_grid, gptq_grid.cuh) + cublasSgemm for W[:, i2:] −= Err1 · Hinv[i1:i2, i2:]
 //     (fp32, or TF32 by SolveConfig::tf32); Q = Q[:, invperm]: unpermute_kernel; g_idx: gf::g_idx_of.
+//   GPTAQ (optional GptaqDevice: docs/gptq.md, "GPTAQ"; the CPU's is cpu/gptaq.h): P = α triu₁(Cp Uᵀ) U
+//     by gptaq_permute_kernel, cublasSgemm, triu1_kernel, cublasSgemm (fp32, as the authors' torch);
+//     the block kernel adds x ⊗ P1[i, i:] (P's block in shared memory beside Hinv's), and each
+//     trailing GEMM gets a second one, W[:, i2:] += Q1 · P[i1:i2, i2:].
 // The grid, code, damping, g_idx and option rules are the shared native/kernels/common/gptq_math.h.
 #pragma once
 #include <cstdint>
@@ -38,6 +42,13 @@ struct SolveConfig {
   int rows_per_warp = 0;   // fused block kernel: 1 or 4 rows per warp; 0 = by N
 };
 
+// GPTAQ's input (device): C [K, K] fp32 row-major in the original column order, the cross term
+// 2/n Σ (X̃ − X)ᵀ X with H's scale (cpu/hessian.h add_batch_cross); α ≥ 0 (finite).
+struct GptaqDevice {
+  const float* C = nullptr;
+  float alpha = 0;
+};
+
 // W [N, K] fp32 row-major (device): in, the weights; out, the dequantised Q in the original
 // column order. H [K, K] fp32 row-major symmetric (device, not modified).
 // Outputs (device): codes [N, K] (original order), scales [G, N], zeros [G, N] (integer zero
@@ -48,7 +59,8 @@ gf::GptqResult gptq_quantize(Context& ctx, int64_t N, int64_t K, float* W, const
                              const gf::GptqOptions& o, uint8_t* codes, float* scales,
                              int32_t* zeros, int32_t* g_idx, int32_t* perm,
                              const SolveConfig& cfg = SolveConfig(), SolveTimes* times = nullptr,
-                             std::vector<double>* row_loss = nullptr);  // [N] per-row losses
+                             std::vector<double>* row_loss = nullptr,   // [N] per-row losses
+                             const GptaqDevice* gptaq = nullptr);       // null: plain GPTQ
 
 // Reference: the same results from the simplest kernel (one thread per row walking the CPU
 // engine's loops in global memory, U from the CPU engine's fp64 routine). Small sizes only.

@@ -4,7 +4,9 @@
 // GPU reference gptq_quantize_ref; then on the GPTQ golden (the authors' fasterquant outputs,
 // ../shared/reference/golden) with the bar of test/golden/gptq-golden.test.ts; the mse grids
 // alone, device (warp and serial) against the host (gf::find_params); the refusal of a block
-// size other than 128; timings per variant, and --mse against the default on an 8192 × 8192 linear.
+// size other than 128; timings per variant, and --mse against the default on an 8192 × 8192 linear;
+// GPTAQ (a cross term C with α): the GPU solve against the CPU engine's GPTAQ solve with the bars
+// of the plain cases, GPTAQ really changing the codes, and α = 0 giving the GPU's plain GPTQ.
 //   build/cuda/checks/gptq_check [gptq-golden.safetensors gptq-golden.json]
 // Exit code 0 only when every case passes (the golden cases only run with both paths given).
 #include <cuda_fp16.h>
@@ -116,6 +118,81 @@ void check_solves(Context& ctx) {
                   v.name, (long long)c.N, (long long)c.K, c.o.bits, (long long)c.o.group_size, c.o.act_order, c.o.static_groups, c.o.sym,
                   c.o.mse, c.dead, f_cpu, f_ref, fmin, l_cpu, l_ref, lmax, gpu.res.damp_percent, cpu.res.damp_percent, gidx ? "equal" : "DIFFER",
                   rows_ok ? "add up" : "DO NOT ADD UP", rel_err(gpu.q, cpu.q), grids.c_str()));
+    }
+  }
+}
+
+// GPTAQ's H and C from X [T, K] and X̃ = X (I + E) + noise: H = 2/T·XᵀX, C = 2/T·(X̃ − X)ᵀX (fp64
+// sums, rounded to fp32; the scale cancels in P). `dead`: that many columns of X set to 0.
+void gptaq_stats(std::mt19937& rng, int64_t K, int64_t T, int dead, std::vector<float>& H, std::vector<float>& C) {
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> X(T * K), D(T * K), colscale(K), E(K * K);
+  for (auto& c : colscale) c = std::exp(0.5f * nd(rng));
+  for (auto& e : E) e = 0.2f / std::sqrt((float)K) * nd(rng);
+  for (int64_t t = 0; t < T; ++t) {
+    const float common = nd(rng);
+    for (int64_t k = 0; k < K; ++k) X[t * K + k] = colscale[k] * (nd(rng) + 0.3f * common);
+  }
+  for (int d = 0; d < dead; ++d) {
+    const int64_t k = (int64_t)(rng() % K);
+    for (int64_t t = 0; t < T; ++t) X[t * K + k] = 0;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < K; ++j) {
+      double s = 0.05 * nd(rng);
+      for (int64_t m = 0; m < K; ++m) s += (double)X[t * K + m] * E[m * K + j];
+      D[t * K + j] = (float)s;  // X̃ − X
+    }
+  H.assign(K * K, 0.0f);
+  C.assign(K * K, 0.0f);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < K; ++j) {
+      double h = 0, c = 0;
+      for (int64_t t = 0; t < T; ++t) { h += (double)X[t * K + i] * X[t * K + j]; c += (double)D[t * K + i] * X[t * K + j]; }
+      H[i * K + j] = (float)(2.0 * h / T);
+      C[i * K + j] = (float)(2.0 * c / T);
+    }
+}
+
+// The GPU's GPTAQ (P by cuBLAS in fp32, in-block x·P1, a second GEMM per trailing update) against
+// the CPU engine's (P in fp64): the same rule summed in another order, P's fp32 products adding
+// ~K·u32 relative to its entries: the bars of the plain solves (strict variants ≥ 99 % codes and
+// 0.5 % loss; fp32 Cholesky / tf32 ≥ 95 % and 1 %). GPTAQ must change ≥ 1 % of the codes (else
+// these cases would test plain GPTQ), and α = 0 must give the GPU's plain solve's codes and loss
+// (P = 0: every added term is an exact zero).
+void check_gptaq(Context& ctx) {
+  std::mt19937 rng(2025);
+  struct Case { int64_t N, K; gf::GptqOptions o; int dead; };
+  const std::vector<Case> cases = {
+      {96, 512, {4, 128, true, false, true, false, 0.01f, 128}, 2},
+      {64, 384, {4, 32, true, false, true, false, 0.01f, 128}, 0},
+      {64, 256, {3, -1, true, false, true, false, 0.01f, 128}, 1},
+      {64, 512, {4, 64, true, true, true, false, 0.01f, 128}, 0},
+      {72, 1536, {4, 128, true, false, true, false, 0.01f, 128}, 2},  // superblocks and their deferred P updates
+      {48, 1152, {3, 384, false, false, false, false, 0.01f, 128}, 1}, // groups don't tile 512
+      {33, 224, {2, 32, true, false, true, true, 0.01f, 128}, 0},      // mse grids, odd N, K not a multiple of 128
+  };
+  for (const auto& c : cases) {
+    std::vector<float> H, C;
+    gptaq_stats(rng, c.K, c.K + 256, c.dead, H, C);
+    std::normal_distribution<float> nd(0, 0.02f);
+    std::vector<float> W(c.N * c.K);
+    for (auto& w : W) w = nd(rng);
+    const SolveOut cpu = solve_cpu(c.N, c.K, W, H, c.o, C, 0.25f);
+    const SolveOut cpu_plain = solve_cpu(c.N, c.K, W, H, c.o);
+    const double changed = 1 - same_codes(cpu, cpu_plain);
+    for (const Variant& v : variants()) {
+      const SolveOut gpu = solve_gpu(ctx, c.N, c.K, W, H, c.o, false, v.cfg, C, 0.25f);
+      const SolveOut plain = solve_gpu(ctx, c.N, c.K, W, H, c.o, false, v.cfg);
+      const SolveOut zero = solve_gpu(ctx, c.N, c.K, W, H, c.o, false, v.cfg, C, 0.0f);
+      const double f_cpu = same_codes(gpu, cpu), l_cpu = gpu.res.loss / cpu.res.loss - 1;
+      const double fmin = v.strict ? 0.99 : 0.95, lmax = v.strict ? 5e-3 : 1e-2;
+      const bool alpha0 = zero.codes == plain.codes && zero.res.loss == plain.res.loss;
+      report(f_cpu >= fmin && std::fabs(l_cpu) < lmax && changed >= 0.01 && alpha0 && gpu.g_idx == cpu.g_idx,
+             strf("gptaq [%s] N=%lld K=%lld bits=%d g=%lld act=%d static=%d mse=%d dead=%d: codes = CPU GPTAQ %.4f (bar %.2f); loss vs CPU %+.2e "
+                  "(bar %.0e); GPTAQ changes %.4f of the codes (bar ≥ 0.01); alpha 0 %s the GPU's plain GPTQ; Q rel err vs CPU %.2e",
+                  v.name, (long long)c.N, (long long)c.K, c.o.bits, (long long)c.o.group_size, c.o.act_order, c.o.static_groups, c.o.mse,
+                  c.dead, f_cpu, fmin, l_cpu, lmax, changed, alpha0 ? "=" : "DIFFERS FROM", rel_err(gpu.q, cpu.q)));
     }
   }
 }
@@ -326,6 +403,7 @@ void check_golden(Context& ctx, const std::string& st_path, const std::string& j
 int main(int argc, char** argv) {
   return run_check("gptq_check", [&](Context& ctx) {
     check_solves(ctx);
+    check_gptaq(ctx);
     check_mse_grids(ctx);
     check_refusals(ctx);
     if (argc >= 3)

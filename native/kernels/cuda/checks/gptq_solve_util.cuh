@@ -45,8 +45,10 @@ struct SolveOut {
   SolveTimes times;
 };
 
+// C (GPTAQ's cross term [K, K], empty: plain GPTQ) and alpha: the fast solve only.
 inline SolveOut solve_gpu(Context& ctx, int64_t N, int64_t K, const std::vector<float>& W, const std::vector<float>& H,
-                   const gf::GptqOptions& o, bool reference, const SolveConfig& cfg = SolveConfig()) {
+                   const gf::GptqOptions& o, bool reference, const SolveConfig& cfg = SolveConfig(),
+                   const std::vector<float>& C = {}, float alpha = 0) {
   const int64_t G = o.group_size == -1 ? 1 : K / o.group_size;
   auto dW = upload(ctx, W);
   auto dH = upload(ctx, H);
@@ -56,9 +58,15 @@ inline SolveOut solve_gpu(Context& ctx, int64_t N, int64_t K, const std::vector<
   SolveOut s;
   s.g_idx.resize(K);
   std::vector<int32_t> perm(K);
+  DevBuf<float> dC;
+  GptaqDevice ga;
+  if (!C.empty()) {
+    dC = upload(ctx, C);
+    ga = GptaqDevice{dC.get(), alpha};
+  }
   s.res = reference ? gptq_quantize_ref(ctx, N, K, dW.get(), dH.get(), o, codes.get(), scales.get(), zeros.get(), s.g_idx.data(), perm.data())
                     : gptq_quantize(ctx, N, K, dW.get(), dH.get(), o, codes.get(), scales.get(), zeros.get(), s.g_idx.data(), perm.data(), cfg,
-                                    &s.times, &s.row_loss);
+                                    &s.times, &s.row_loss, C.empty() ? nullptr : &ga);
   s.q = download(ctx, dW.get(), N * K);
   s.codes = download(ctx, codes.get(), N * K);
   s.scales = download(ctx, scales.get(), G * N);
@@ -66,7 +74,8 @@ inline SolveOut solve_gpu(Context& ctx, int64_t N, int64_t K, const std::vector<
   return s;
 }
 
-inline SolveOut solve_cpu(int64_t N, int64_t K, std::vector<float> W, const std::vector<float>& H, const gf::GptqOptions& o) {
+inline SolveOut solve_cpu(int64_t N, int64_t K, std::vector<float> W, const std::vector<float>& H, const gf::GptqOptions& o,
+                          const std::vector<float>& C = {}, float alpha = 0) {
   const int64_t G = o.group_size == -1 ? 1 : K / o.group_size;
   SolveOut s;
   s.codes.resize(N * K);
@@ -74,7 +83,9 @@ inline SolveOut solve_cpu(int64_t N, int64_t K, std::vector<float> W, const std:
   s.zeros.resize(G * N);
   s.g_idx.resize(K);
   std::vector<int32_t> perm(K);
-  s.res = gf::gptq_quantize(N, K, W.data(), H.data(), o, s.codes.data(), s.scales.data(), s.zeros.data(), s.g_idx.data(), perm.data());
+  const gf::GptaqInput ga{C.empty() ? nullptr : C.data(), alpha};
+  s.res = gf::gptq_quantize(N, K, W.data(), H.data(), o, s.codes.data(), s.scales.data(), s.zeros.data(), s.g_idx.data(), perm.data(),
+                            C.empty() ? nullptr : &ga);
   s.q = W;
   return s;
 }
