@@ -40,6 +40,9 @@ const VARIANTS = {
   // QEP's α with the MSE grid: which α the best recipe takes
   'mse-qep0.75': { mse: true, qep: 0.75 },
   'mse-qep1': { mse: true, qep: 1 },
+  // GPTAQ (the authors' α 0.25), alone and with the MSE grid
+  gptaq: { gptaq: 0.25 },
+  'mse-gptaq': { mse: true, gptaq: 0.25 },
 };
 
 const shared = sharedDir();
