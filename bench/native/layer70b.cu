@@ -5,10 +5,13 @@
 // FLOPs and achieved rates against measured ceilings, peak GPU memory and host RSS, disk rates,
 // and the projected end-to-end time of eight Llama-2-70B branches. Writes a JSON result.
 //   layer70b [--windows 128] [--seqlen 4096] [--chunk-windows 4] [--qc 1024] [--tf32] [--mse]
-//            [--qep [alpha]] [--disk-gb 8] [--disk-dir .] [--out bench/results]
+//            [--qep [alpha] | --gptaq [alpha]] [--disk-gb 8] [--disk-dir .] [--out bench/results]
 // --qep: QEP (alpha 0.5 without a value; q, k, v, o, gate, up corrected as the branch builder's
 // default): the fp16 path's activations Xf beside X and its forward, the cross terms and the
 // corrections (the "qep" stage); its JSON is layer70b-<card>-qep.json.
+// --gptaq: GPTAQ (alpha 0.25 without a value): the same fp16 path, every group's cross term
+// (down_proj's ffn × ffn one included; in the "hessian" stage) and each solve's P (in "solve");
+// its JSON is layer70b-<card>-gptaq.json. Not with --qep.
 // --mse: the same layer with the reference Quantizer's mse grid search (gptq --mse); its JSON
 // (layer70b-<card>-mse.json) beside the default's gives the recipe's build time relative to it.
 #include <algorithm>
@@ -37,6 +40,7 @@ struct Args {
   int64_t windows = 128, seqlen = 4096, chunk_windows = 4, qc = 1024;
   bool tf32 = false, chol_fp32 = false, mse = false;
   float qep = -1;  // QEP's alpha; < 0: no QEP
+  float gptaq = -1;  // GPTAQ's alpha; < 0: no GPTAQ
   double disk_gb = 8, mem_budget_gb = 40, disk_w = 0, disk_r = 0;
   std::string disk_dir = ".", out = "bench/results";
 };
@@ -105,6 +109,7 @@ int main(int argc, char** argv) try {
     else if (k == "--chol-fp32") a.chol_fp32 = true;
     else if (k == "--mse") a.mse = true;
     else if (k == "--qep") a.qep = i + 1 < argc && argv[i + 1][0] != '-' ? std::stof(next()) : 0.5f;
+    else if (k == "--gptaq") a.gptaq = i + 1 < argc && argv[i + 1][0] != '-' ? std::stof(next()) : 0.25f;
     else if (k == "--mem-budget-gb") a.mem_budget_gb = std::stod(next());
     else if (k == "--disk-rates") { const std::string v = next(); a.disk_w = std::stod(v); a.disk_r = std::stod(v.substr(v.find(',') + 1)); }
     else if (k == "--disk-gb") a.disk_gb = std::stod(next());
@@ -112,12 +117,14 @@ int main(int argc, char** argv) try {
     else if (k == "--out") a.out = next();
     else throw std::runtime_error("unknown option " + k);
   }
+  if (a.qep >= 0 && a.gptaq >= 0) throw std::runtime_error("--qep and --gptaq: one at a time");
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   Context ctx;
   const double base_gb = device_used_gb();
-  std::printf("device: %s, %d SMs, %.1f GB; GPTQ 4-bit g128 act-order%s%s\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9,
-              a.mse ? ", --mse grid search" : "", a.qep >= 0 ? bench_qep_text(a.qep).c_str() : "");
+  std::printf("device: %s, %d SMs, %.1f GB; GPTQ 4-bit g128 act-order%s%s%s\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1e9,
+              a.mse ? ", --mse grid search" : "", a.qep >= 0 ? bench_qep_text(a.qep).c_str() : "",
+              a.gptaq >= 0 ? (", GPTAQ alpha " + std::to_string(a.gptaq)).c_str() : "");
   const double peak_tflops = measure_gemm_tflops(ctx), copy_gbs = measure_copy_gbs(ctx);
   std::printf("measured ceilings: fp16 GEMM 8192³ %.0f TFLOP/s, device copy %.0f GB/s (read+write)\n", peak_tflops, copy_gbs);
 
@@ -125,7 +132,7 @@ int main(int argc, char** argv) try {
   // Calibration activations (the layer's input), resident: X [T, HID] fp16.
   DevBuf<float> chs(HID);
   bench::channel_scale_kernel<<<blocks_for(HID, 256), 256, 0, ctx.stream>>>(HID, 7, chs.get());
-  DevBuf<__half> X(T * HID), Xf(a.qep >= 0 ? T * HID : 0);  // Xf: QEP's fp16 path
+  DevBuf<__half> X(T * HID), Xf(a.qep >= 0 || a.gptaq >= 0 ? T * HID : 0);  // Xf: the fp16 path (QEP, GPTAQ)
   DevBuf<__half> Wqkv(QKV * HID), Wo(HID * HEADS * HD), Wgu(2 * FFN * HID), Wd(HID * FFN), n1w(HID), n2w(HID);
   // Random inputs N(0, 0.5²) per channel scaled (outlier channels), weights N(0, 0.02²) (Llama-2
   // scale), norm weights around 1. Drawn again before the timed pass (the warm-up pass replaces
@@ -163,6 +170,10 @@ int main(int argc, char** argv) try {
     lo.qep = true;
     lo.qep_alpha = a.qep;
     for (Linear l : {Linear::q, Linear::k, Linear::v, Linear::o, Linear::gate, Linear::up}) lo.qep_correct[(int)l] = true;
+  }
+  if (a.gptaq >= 0) {
+    lo.gptaq = true;
+    lo.gptaq_alpha = a.gptaq;
   }
   const LayerDims dims{HID, FFN, HEADS, KVH, HD, EPS, THETA};
   const LayerDev w{Wqkv.get(), Wo.get(), Wgu.get(), Wd.get(), n1w.get(), n2w.get()};
@@ -217,6 +228,8 @@ int main(int argc, char** argv) try {
   std::printf("%-18s %7.3f  %7.1f   %8.1f  (fp32%s trailing GEMMs)\n", "solve", tot["solve"], g_solve_gemm_flops / 1e12, g_solve_gemm_flops / 1e12 / tot["solve"], a.tf32 ? "/tf32" : "");
   std::printf("%-18s %7.3f  (GPU packing + copies of the packed tensors to the host)\n", "pack", tot["pack"]);
   if (a.qep >= 0) row("qep", tot["qep"], lt.qep_flops);  // the corrections; the cross terms are in hessian
+  if (a.gptaq >= 0)  // GPTAQ has no stage of its own: the fp path's forward, its cross terms, each solve's P
+    std::printf("%-18s (in the stages above: the fp16 path in forward, the cross terms in hessian, P in solve)\n", "gptaq");
   std::printf("%-18s %7.3f  (wall clock, the number used below; the stages sum to %.3f s)\n", "layer total", wall_s, stage_sum);
   // Peak: the largest of what the device buffers reached (counted at every allocation) and the
   // sampled device-wide use; library workspaces (cuBLAS, cuSOLVER) are in the latter only.
@@ -250,7 +263,7 @@ int main(int argc, char** argv) try {
 
   // JSON result.
   const std::string slug = card_slug(prop.name);
-  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "") + (a.qep >= 0 ? "-qep" : "");
+  const std::string variant = std::string(a.chol_fp32 ? "-cholfp32" : "") + (a.tf32 ? "-tf32" : "") + (a.mse ? "-mse" : "") + (a.qep >= 0 ? "-qep" : "") + (a.gptaq >= 0 ? "-gptaq" : "");
   const std::string path = a.out + "/layer70b-" + slug + variant + (T == 128 * 4096 ? "" : "-small") + ".json";
   std::error_code mkdir_error;
   std::filesystem::create_directories(a.out, mkdir_error);  // a fresh --out folder is made
@@ -258,7 +271,7 @@ int main(int argc, char** argv) try {
   if (!f) throw std::runtime_error("cannot write " + path);
   std::fprintf(f, "{\n \"card\": \"%s\",\n \"shape\": \"Llama-2-70B decoder layer (synthetic)\",\n \"windows\": %lld,\n \"seqlen\": %lld,\n",
                prop.name, (long long)a.windows, (long long)S);
-  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"mse\": %s, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s, \"qep\": %s},\n", a.mse ? "true" : "false", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false", a.qep >= 0 ? std::to_string(a.qep).c_str() : "null");
+  std::fprintf(f, " \"options\": {\"bits\": 4, \"groupSize\": 128, \"actOrder\": true, \"sym\": true, \"dampPercent\": 0.01, \"trueSequential\": true, \"mse\": %s, \"tf32TrailingUpdates\": %s, \"cholFp32\": %s, \"qep\": %s, \"gptaq\": %s},\n", a.mse ? "true" : "false", a.tf32 ? "true" : "false", a.chol_fp32 ? "true" : "false", a.qep >= 0 ? std::to_string(a.qep).c_str() : "null", a.gptaq >= 0 ? std::to_string(a.gptaq).c_str() : "null");
   std::fprintf(f, " \"forward_attention_s\": %.4f,\n \"act_cached_fraction\": %.4f,\n \"mem_budget_gb\": %.1f,\n \"chol_parts_s\": {\"potrf\": %.4f, \"trtri\": %.4f, \"build\": %.4f},\n",
                tot["forward.attention"], (double)cached_tokens / T, a.mem_budget_gb, tot["chol.potrf"], tot["chol.trtri"], tot["chol.build"]);
   std::fprintf(f, " \"chunk_windows\": %lld,\n \"attention_query_chunk\": %lld,\n", (long long)a.chunk_windows, (long long)a.qc);

@@ -4,7 +4,7 @@
 //                                                  object as gptqQuantize)
 //   cudaSessionCreate(x, tokens, seqlen, hidden, xf?)
 //                                                  calibration activations (fp16 bits) → GPU;
-//                                                  xf (QEP): the fp16 path's, the same size
+//                                                  xf (QEP, GPTAQ): the fp16 path's, the same size
 //   cudaSessionLoad(session, slot, shape, entries) a layer's weights → a pinned host slot
 //                                                  (cuda_weights.cc; runs beside a layer call)
 //   cudaQuantizeLayer(session, slot, dims, options, config, plan)
@@ -12,9 +12,9 @@
 //                                                  slot), true-sequential along the plan
 //                                                  (src/model/layer-plan.ts); the session's
 //                                                  activations become its outputs (with
-//                                                  config.qep also the fp16 path's)
+//                                                  config.qep or config.gptaq also the fp16 path's)
 //   cudaSessionRead(session, dst, firstToken, fp?) activations back (fp16 bits) into dst; fp:
-//                                                  the fp16 path's (QEP)
+//                                                  the fp16 path's (QEP, GPTAQ)
 //   cudaSessionFree(session)                       (sync) frees the GPU memory now
 // Calls on one session are serialised by the TypeScript wrapper, except that a load into one
 // slot runs beside the layer call on the other.
@@ -236,8 +236,9 @@ class CudaSessionRead : public PromiseWorker {
 // slot: the session's host slot holding the layer's weights (cudaSessionLoad), stacks as in
 // layer_quant.h; dims: { hidden, ffn, heads, kvHeads, headDim, eps, ropeTheta };
 // config: { tf32, cholFp32, memBudgetGb, wantCodes (default true), wantPacked, qep?: null |
-// { alpha in [0, 1], linears: names of the corrected linears, not mlp.down_proj } } (qep exactly
-// when the session holds the fp16 path); plan: the layer plan (bindings/layer.cc: plan_arg;
+// { alpha in [0, 1], linears: names of the corrected linears, not mlp.down_proj }, gptaq?: null |
+// { alpha in [0, 1] } (GPTAQ: every stack's solve takes its group's cross term; not with qep) }
+// (qep or gptaq exactly when the session holds the fp16 path); plan: the layer plan (bindings/layer.cc: plan_arg;
 // linears come back in its order).
 class CudaQuantizeLayer : public PromiseWorker {
  public:
@@ -273,10 +274,21 @@ class CudaQuantizeLayer : public PromiseWorker {
         o_.qep_correct[(int)l] = true;
       }
     }
+    const Napi::Value ga = c.Get("gptaq");
+    if (!ga.IsUndefined() && !ga.IsNull()) {
+      Napi::Object go = object_value(env, ga, "config.gptaq");
+      const double alpha = num_arg(env, go, "alpha", "config.gptaq");
+      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
+      if (o_.qep) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
+      o_.gptaq = true;
+      o_.gptaq_alpha = (float)alpha;
+    }
     if (o_.qep && !s_->xf.get())
       throw Napi::Error::New(env, "config.qep: this session has no fp16 path (create it with xf for QEP)");
-    if (!o_.qep && s_->xf.get())
-      throw Napi::Error::New(env, "config.qep: this session holds an fp16 path (created with xf): the layer call needs config.qep");
+    if (o_.gptaq && !s_->xf.get())
+      throw Napi::Error::New(env, "config.gptaq: this session has no fp16 path (create it with xf for GPTAQ)");
+    if (!o_.qep && !o_.gptaq && s_->xf.get())
+      throw Napi::Error::New(env, "config.qep: this session holds an fp16 path (created with xf): the layer call needs config.qep or config.gptaq");
   }
   void Run() override {
     std::lock_guard<std::mutex> lock(g_mu);
@@ -289,7 +301,7 @@ class CudaQuantizeLayer : public PromiseWorker {
     };
     auto qkv = up(kQkv), o = up(kO), gu = up(kGateUp), down = up(kDown), n1 = up(kInputNorm), n2 = up(kPostNorm);
     const gfc::LayerDev w{qkv.get(), o.get(), gu.get(), down.get(), n1.get(), n2.get()};
-    gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), o_.qep ? s_->xf.get() : nullptr, w, o_, out_, &t_);
+    gfc::quantize_layer(ctx, d_, s_->seqlen, s_->tokens, s_->x.get(), o_.qep || o_.gptaq ? s_->xf.get() : nullptr, w, o_, out_, &t_);
     ctx.sync();
   }
   Napi::Value Result(Napi::Env env) override {

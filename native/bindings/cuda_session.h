@@ -59,7 +59,7 @@ struct HostSlot {
 
 struct Session {
   gfc::DevBuf<__half> x;
-  gfc::DevBuf<__half> xf;  // QEP's fp16 path [tokens, hidden] (the fp16 model's activations); empty without QEP
+  gfc::DevBuf<__half> xf;  // the fp16 path (QEP, GPTAQ) [tokens, hidden] (the fp16 model's activations); empty without
   int64_t tokens = 0, seqlen = 0, hidden = 0;
   HostSlot slots[2];
 };

@@ -7,9 +7,7 @@ export function cudaRefusal(s: QuantizeSettings): string | null {
   if (s.rtn) return '--device cuda does not do round-to-nearest (--rtn); use --device cpu';
   // --qep runs on the GPU (docs/gptq.md, "QEP"); its corrected linears never include down_proj
   // (QEP_CORRECTED), which the CUDA layer call refuses (checkCudaQep, src/native/cuda.ts).
-  // The CUDA solver takes GPTAQ's cross term (cuda/gptq.h), but the CUDA layer does not gather
-  // it yet.
-  if (s.gptaq !== undefined) return '--device cuda does not do --gptaq yet; use --device cpu';
+  // --gptaq runs on the GPU too (every group's cross term, down_proj's included: layer_quant.h).
   if (!s.trueSequential) return '--device cuda is true-sequential only; use --device cpu for --no-true-sequential';
   return null;
 }

@@ -8,7 +8,8 @@
  * device.ts): rtn, trueSequential = false (--mse runs here: the grids' search on the GPU). QEP
  * (--qep) runs here as on the CPU engine: the session also holds the fp16 model's activations
  * (both paths start as the embeddings; 8.6 GB more for 70B at 128 × 4096), carried through each
- * unquantized layer in the same call; outputs() gives both, for checkpoints and --resume.
+ * unquantized layer in the same call; outputs() gives both, for checkpoints and --resume. GPTAQ
+ * (--gptaq) keeps the same fp16 path, every stack's solve taking its group's cross term.
  * Activations are fp16 throughout, as an fp16
  * model runs in transformers (the CPU engine's round16 mode); the solve uses an fp64 Cholesky
  * and fp32 updates like the CPU engine.
@@ -20,7 +21,7 @@ import { LinearName } from '../model/weights';
 import { CudaLayerConfig, CudaLinear, CudaSession, embed, f32ArrayToF16 } from '../native';
 import { checkCudaSettings } from './device';
 import { Activations, activationWindows, EngineLinear, LayerEngine, LayerRange, QuantizedLinear } from './engine';
-import { qepConfig, QuantizeSettings, solverOptions } from './settings';
+import { gptaqConfig, qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -48,8 +49,10 @@ export async function cudaEngine(
   const start = range.startLayer;
   const opts = solverOptions(s);
   const packed = !config.wantCodes;
-  const qep = qepConfig(s);
-  const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, ...(qep ? { qep } : {}) };
+  const qep = qepConfig(s), gptaq = gptaqConfig(s);
+  const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, ...(qep ? { qep } : {}), ...(gptaq ? { gptaq } : {}) };
+  // QEP and GPTAQ both need the fp16 model's activations beside the quantized path's.
+  const fpPath = qep !== null || gptaq !== null;
   const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;
   // Activations of all windows as fp16 bits (8.6 GB for 70B at 128 × 4096), made a window at a
   // time from fp32 ones: no fp32 copy of them all.
@@ -60,7 +63,7 @@ export async function cudaEngine(
     for (let w = 0; w < windows; w++) bits.set((await f32ArrayToF16(x[w])).bits, w * per);
     return bits;
   };
-  // The activations entering `start`, and with QEP the fp16 path's.
+  // The activations entering `start`, and with QEP or GPTAQ the fp16 path's.
   let xh: Uint16Array | null;
   let xfh: Uint16Array | null = null;
   if (start === 0) {
@@ -71,13 +74,14 @@ export async function cudaEngine(
       await embed(calib.subarray(w * seqlen, (w + 1) * seqlen), table, c.vocabSize, [x]);
       xh.set((await f32ArrayToF16(x)).bits, w * per);
     }
-    if (qep) xfh = xh.slice(); // both paths enter layer 0 with the embeddings
+    if (fpPath) xfh = xh.slice(); // both paths enter layer 0 with the embeddings
   } else {
     const who = `quantizeLayersCuda: layer ${start}`;
     xh = await asF16(range.x, who);
-    if (qep) {
-      if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (QEP)`);
-      xfh = await asF16(range.x.fp, `${who} (QEP's fp16 path)`);
+    if (fpPath) {
+      const method = qep ? 'QEP' : 'GPTAQ';
+      if (!range.x?.fp) throw new Error(`${who} needs the fp16 path's activations too (${method})`);
+      xfh = await asF16(range.x.fp, `${who} (${method}'s fp16 path)`);
     }
   }
   const session = await CudaSession.create(xh, tokens, seqlen, c.hiddenSize, xfh);
@@ -112,7 +116,7 @@ export async function cudaEngine(
     // next layer replaces them.
     outputs: (): Activations => {
       const x = { windows, perWindow: per, read: (first: number, count: number) => session.read(first, count) };
-      if (!qep) return x;
+      if (!fpPath) return x;
       return { ...x, fp: { windows, perWindow: per, read: (first: number, count: number) => session.read(first, count, true) } };
     },
     async close() {

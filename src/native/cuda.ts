@@ -40,6 +40,12 @@ export interface CudaLayerConfig extends CudaSolveConfig {
    * was created with the fp16 path (xf); the layer call then also carries it through the layer.
    */
   qep?: { alpha: number; linears: readonly string[] } | null;
+  /**
+   * GPTAQ (docs/gptq.md, "GPTAQ"; native/kernels/cuda/gptq.h GptaqDevice): α in [0, 1]; every
+   * stack's solve takes its group's cross term (down_proj's included). Not with qep; exactly when
+   * the session was created with the fp16 path (xf), as qep.
+   */
+  gptaq?: { alpha: number } | null;
 }
 
 /** Linears the CUDA engine cannot correct with QEP (its ffn × ffn cross term is never formed). */
@@ -123,7 +129,7 @@ function checkSolveConfig(c: CudaSolveConfig, what = 'config'): void {
   for (const key of ['tf32', 'cholFp32'] as const) checkOptionalBoolean(c[key], `${what}.${key}`);
 }
 
-/** A CUDA layer call's config (exported for tests): solve precision, memBudgetGb, wantCodes/wantPacked, qep. */
+/** A CUDA layer call's config (exported for tests): solve precision, memBudgetGb, wantCodes/wantPacked, qep, gptaq. */
 export function checkLayerConfig(c: CudaLayerConfig): void {
   checkSolveConfig(c);
   for (const key of ['wantCodes', 'wantPacked'] as const) checkOptionalBoolean(c[key], `config.${key}`);
@@ -138,6 +144,12 @@ export function checkLayerConfig(c: CudaLayerConfig): void {
     check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
     const bad = qep.linears.find((l) => CUDA_QEP_UNCORRECTED.includes(l));
     check(bad === undefined, 'config.qep.linears', 'linears the CUDA engine corrects (not mlp.down_proj)', bad);
+  }
+  const gptaq = c.gptaq ?? null;
+  if (gptaq !== null) {
+    checkObject(gptaq, 'config.gptaq');
+    check(qep === null, 'config.gptaq', 'null with config.qep (one correction toward the fp16 path at a time)', gptaq);
+    check(typeof gptaq.alpha === 'number' && gptaq.alpha >= 0 && gptaq.alpha <= 1, 'config.gptaq.alpha', 'a number in [0, 1]', gptaq.alpha);
   }
 }
 
@@ -197,13 +209,14 @@ export class CudaSession {
 
   private constructor(
     private handle: CudaSessionHandle, readonly tokens: number, readonly seqlen: number, readonly hidden: number,
-    /** Whether the session holds QEP's fp16 path (created with xf). */
+    /** Whether the session holds the fp16 path of QEP or GPTAQ (created with xf). */
     readonly qep: boolean,
   ) {}
 
   /**
-   * x: fp16 bits [tokens × hidden], tokens a whole number of windows of seqlen. xf (QEP): the
-   * fp16 model's activations at the same point, the same size (its layer calls need config.qep).
+   * x: fp16 bits [tokens × hidden], tokens a whole number of windows of seqlen. xf (QEP, GPTAQ):
+   * the fp16 model's activations at the same point, the same size (its layer calls need
+   * config.qep or config.gptaq).
    */
   static async create(x: Uint16Array, tokens: number, seqlen: number, hidden: number, xf: Uint16Array | null = null): Promise<CudaSession> {
     check(Number.isInteger(seqlen) && seqlen >= 2, 'seqlen', 'an integer ≥ 2', seqlen);
@@ -269,7 +282,10 @@ export class CudaSession {
     checkCudaDims(d);
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     checkLayerConfig(cfg);
-    check((cfg.qep ?? null) !== null === this.qep, 'config.qep', this.qep ? 'QEP settings (the session holds the fp16 path)' : 'null (the session has no fp16 path)', cfg.qep);
+    const fpPath = (cfg.qep ?? null) !== null || (cfg.gptaq ?? null) !== null;
+    if (this.qep) check(fpPath, 'config.qep', 'QEP or GPTAQ settings (the session holds the fp16 path)', cfg.qep);
+    else if ((cfg.gptaq ?? null) !== null) check(false, 'config.gptaq', 'null (the session has no fp16 path)', cfg.gptaq);
+    else check((cfg.qep ?? null) === null, 'config.qep', 'null (the session has no fp16 path)', cfg.qep);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
@@ -289,7 +305,7 @@ export class CudaSession {
 
   /**
    * The activations now held of `count` windows from window `first` (fp16 bits [count·seqlen ×
-   * hidden]); with fp, QEP's fp16 path's (the session must hold it).
+   * hidden]); with fp, the fp16 path's (QEP, GPTAQ: the session must hold it).
    */
   read(first = 0, count = this.tokens / this.seqlen, fp = false): Promise<Uint16Array> {
     const windows = this.tokens / this.seqlen;

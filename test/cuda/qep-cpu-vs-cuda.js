@@ -4,7 +4,9 @@
  *   node test/cuda/qep-cpu-vs-cuda.js [options] [<model dir> <calibration text> <evaluation text>]
  * Defaults: $SHARED/models/llama2-s, $SHARED/datasets/wikitext-2-v1/valid.txt,
  * $SHARED/datasets/wikitext-2-raw-v1/wiki.test.raw (SHARED: default ../shared beside the checkout).
- * Options: --alpha <a> (0.5), --nsamples <n> (16), --seqlen <n> (512), --eval-windows <k> (8),
+ * Options: --method qep|gptaq (qep; gptaq: the same comparison for GPTAQ, `--gptaq [alpha]`,
+ * docs/gptq.md "GPTAQ": its branches, names and bars are QEP's with "gptaq" for "qep"),
+ * --alpha <a> (0.5 for qep, 0.25 for gptaq), --nsamples <n> (16), --seqlen <n> (512), --eval-windows <k> (8),
  * --work <dir> (scratch, kept; default a fresh /tmp folder, removed on success),
  * --cpu-only (dry run without a GPU: every step on the CPU engine, bars that compare the two
  * engines become INFO lines; checks the script, the CPU half and the resume logic).
@@ -32,7 +34,8 @@
  * check's 2 % is kept where QEP cannot move it and as the typical (median) figure, with a looser
  * ceiling for the worst linear:
  *  - layer 0's k/v/q: inputs identical on both engines and X̃ = X (both paths start as the
- *    embeddings), so C = 0, W* = W and the solve is plain GPTQ's: each within 2 %, as plain;
+ *    embeddings), so C = 0, W* = W and the solve is plain GPTQ's: each within 2 %, as plain
+ *    (GPTAQ: C = 0 gives P = 0, plain GPTQ's solve too);
  *  - all linears: median |GPU/CPU − 1| ≤ 2 % and max ≤ 10 %.
  * Perplexity ±1 %: two valid builds of plain GPTQ land 0.57-0.65 % apart on llama2-s (CPU vs
  * reversed windows, CPU vs GPU: cuda-parity.md), and the build's differences are what is measured
@@ -48,7 +51,7 @@ const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'bin/gptq.js');
 
 function parseArgs(argv) {
-  const o = { alpha: 0.5, nsamples: 16, seqlen: 512, evalWindows: 8, work: null, cpuOnly: false, files: [] };
+  const o = { method: 'qep', alpha: null, nsamples: 16, seqlen: 512, evalWindows: 8, work: null, cpuOnly: false, files: [] };
   const num = (flag, v, ok) => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || !ok(n)) throw new Error(`${flag}: bad value ${JSON.stringify(v)}`);
@@ -57,6 +60,7 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cpu-only') o.cpuOnly = true;
+    else if (a === '--method') { o.method = argv[++i]; if (o.method !== 'qep' && o.method !== 'gptaq') throw new Error(`--method: expected qep or gptaq, got ${JSON.stringify(o.method)}`); }
     else if (a === '--alpha') o.alpha = num(a, argv[++i], (n) => n > 0 && n <= 1);
     else if (a === '--nsamples') o.nsamples = num(a, argv[++i], (n) => Number.isInteger(n) && n > 0);
     else if (a === '--seqlen') o.seqlen = num(a, argv[++i], (n) => Number.isInteger(n) && n > 0);
@@ -66,6 +70,7 @@ function parseArgs(argv) {
     else if (a.startsWith('--')) throw new Error(`unknown option ${a}`);
     else o.files.push(a);
   }
+  o.alpha ??= o.method === 'gptaq' ? 0.25 : 0.5;
   if (o.files.length !== 0 && o.files.length !== 3) throw new Error('expected <model dir> <calibration text> <evaluation text>, or none');
   const shared = process.env.SHARED ?? path.join(root, '../shared');
   [o.model, o.calibText, o.evalText] = o.files.length ? o.files.map((f) => path.resolve(f)) : [
@@ -94,7 +99,7 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
 (async () => {
   const o = parseArgs(process.argv.slice(2));
   if (o.help) {
-    console.log('usage: qep-cpu-vs-cuda.js [--cpu-only] [--alpha a] [--nsamples n] [--seqlen n] [--eval-windows k] [--work dir] [<model> <calib text> <eval text>]');
+    console.log('usage: qep-cpu-vs-cuda.js [--cpu-only] [--method qep|gptaq] [--alpha a] [--nsamples n] [--seqlen n] [--eval-windows k] [--work dir] [<model> <calib text> <eval text>]');
     return 0;
   }
   for (const f of [path.join(o.model, 'model.safetensors'), o.calibText, o.evalText]) {
@@ -109,9 +114,10 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
   const gpu = o.cpuOnly ? 'cpu' : 'cuda';
   const tag = o.cpuOnly ? 'cpu2' : 'cuda'; // the second build's name (with --cpu-only, a second CPU build)
   if (!o.cpuOnly && !cudaAvailable()) throw new Error('the addon has no usable CUDA device (run with --cpu-only for a dry run)');
+  const m = o.method, M = m.toUpperCase(); // the branch names' prefix, and the method's name in messages
   const work = path.resolve(o.work ?? fs.mkdtempSync(path.join(os.tmpdir(), 'qep-cpu-vs-cuda-')));
   fs.mkdirSync(work, { recursive: true });
-  console.log(`qep-cpu-vs-cuda: ${o.model}, α ${o.alpha}, ${o.nsamples} × ${o.seqlen} of ${o.calibText}, ` +
+  console.log(`qep-cpu-vs-cuda: ${M}, ${o.model}, α ${o.alpha}, ${o.nsamples} × ${o.seqlen} of ${o.calibText}, ` +
     `eval ${o.evalWindows} × ${o.seqlen} of ${o.evalText}; second engine ${gpu}${o.cpuOnly ? ' (--cpu-only dry run)' : ''}; work ${work}`);
   let failures = 0;
   const verdict = (ok, what) => {
@@ -125,8 +131,8 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
   const model = await LlamaModel.open(o.model);
   const calib = await loadCalibration(o.model, o.calibText, { split: 'train', nsamples: o.nsamples, seqlen: o.seqlen, seed: 0 });
   const base = { bits: 4, groupSize: 128, actOrder: true, staticGroups: false, sym: true, mse: false, dampPercent: 0.01, trueSequential: true };
-  const qep = { ...base, qep: o.alpha };
-  validateSettings(qep, model.config);
+  const method = { ...base, [m]: o.alpha };
+  validateSettings(method, model.config);
   const build = async (name, device, s) => {
     const out = path.join(work, name);
     fs.rmSync(out, { recursive: true, force: true });
@@ -145,8 +151,8 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
     console.log(`${name}: built on ${device} in ${((Date.now() - t0) / 1e3).toFixed(1)} s, ${r.linears.length} linears, Σ loss ${loss.toPrecision(6)}, stages ${JSON.stringify(r.times)}`);
     return { out, linears: new Map(r.linears.map((l) => [`${l.layer} ${l.name}`, l.loss])) };
   };
-  const cpu = await build('qep-cpu', 'cpu', qep);
-  const cuda = await build(`qep-${tag}`, gpu, qep);
+  const cpu = await build(`${m}-cpu`, 'cpu', method);
+  const cuda = await build(`${m}-${tag}`, gpu, method);
   const plain = await build(`plain-${tag}`, gpu, base);
   await model.close();
 
@@ -168,24 +174,24 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
   verdict(med <= 0.02, `per-linear loss, ${gpu} vs CPU: median |ratio − 1| ${pct(med)} (bar ≤ 2 %)`);
   verdict(max <= 0.10, `per-linear loss, ${gpu} vs CPU: max |ratio − 1| ${pct(max)} (bar ≤ 10 %); ${rels.filter((r) => r <= 0.02).length}/${rels.length} within 2 %`);
 
-  // 3-4. Perplexity, both QEP builds and plain GPTQ, by the same CPU evaluation.
+  // 3-4. Perplexity, both QEP (GPTAQ) builds and plain GPTQ, by the same CPU evaluation.
   const ppl = {};
-  for (const [name, dir] of [['fp16', o.model], ['qep-cpu', cpu.out], [`qep-${tag}`, cuda.out], [`plain-${tag}`, plain.out]]) {
+  for (const [name, dir] of [['fp16', o.model], [`${m}-cpu`, cpu.out], [`${m}-${tag}`, cuda.out], [`plain-${tag}`, plain.out]]) {
     const t0 = Date.now();
     ppl[name] = perplexity(dir, o);
     console.log(`${name.padEnd(12)} perplexity ${ppl[name].toFixed(4)} (${o.evalWindows} × ${o.seqlen}, ${((Date.now() - t0) / 1e3).toFixed(1)} s)`);
   }
-  const prel = ppl[`qep-${tag}`] / ppl['qep-cpu'] - 1;
-  verdict(Math.abs(prel) <= 0.01, `QEP perplexity, ${gpu}-built vs CPU-built: ${(100 * prel).toFixed(3)} % (bar ±1 %)`);
-  const gain = ppl[`qep-${tag}`] / ppl[`plain-${tag}`] - 1;
-  console.log(`INFO QEP α ${o.alpha} vs plain GPTQ (${gpu}, one seed, no bar): perplexity ${ppl[`qep-${tag}`].toFixed(4)} vs ${ppl[`plain-${tag}`].toFixed(4)}, ` +
-    `${(100 * gain).toFixed(3)} %: QEP is ${gain < 0 ? 'lower' : 'not lower'}`);
+  const prel = ppl[`${m}-${tag}`] / ppl[`${m}-cpu`] - 1;
+  verdict(Math.abs(prel) <= 0.01, `${M} perplexity, ${gpu}-built vs CPU-built: ${(100 * prel).toFixed(3)} % (bar ±1 %)`);
+  const gain = ppl[`${m}-${tag}`] / ppl[`plain-${tag}`] - 1;
+  console.log(`INFO ${M} α ${o.alpha} vs plain GPTQ (${gpu}, one seed, no bar): perplexity ${ppl[`${m}-${tag}`].toFixed(4)} vs ${ppl[`plain-${tag}`].toFixed(4)}, ` +
+    `${(100 * gain).toFixed(3)} %: ${M} is ${gain < 0 ? 'lower' : 'not lower'}`);
 
-  // 5. --resume from a QEP checkpoint of the CLI's resumable build.
+  // 5. --resume from a QEP (GPTAQ) checkpoint of the CLI's resumable build.
   const matrix = path.join(work, 'matrix.json');
   fs.writeFileSync(matrix, `${JSON.stringify({
     description: 'qep-cpu-vs-cuda.js: resume check', dataset: o.calibText, split: 'train', seqlen: o.seqlen, nsamples: o.nsamples, seed: 0,
-    branches: [{ name: 'qep', bits: 4, groupSize: 128, actOrder: true, damp: 0.01, qep: o.alpha }],
+    branches: [{ name: m, bits: 4, groupSize: 128, actOrder: true, damp: 0.01, [m]: o.alpha }],
   }, null, 2)}\n`);
   const numLayers = JSON.parse(fs.readFileSync(path.join(o.model, 'config.json'), 'utf8')).num_hidden_layers;
   const branchArgs = (out) => ['branches', '--matrix', matrix, '--model', o.model, '--out', out, '--device', gpu, '--checkpoint-every', '0', '--quiet'];
@@ -194,7 +200,7 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
   // the uninterrupted reference, and the kill is tried again (up to 5 times).
   const attempt = (out) => new Promise((resolve, reject) => {
     fs.rmSync(out, { recursive: true, force: true });
-    const state = path.join(out, 'qep.partial', 'state.json');
+    const state = path.join(out, `${m}.partial`, 'state.json');
     const child = spawn(process.execPath, [cli, ...branchArgs(out)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '', killedAt = null;
     child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
@@ -219,19 +225,19 @@ const perplexity = (dir, o) => JSON.parse(gptq(['eval', '--model', dir, '--datas
     else if (!reference) { fs.rmSync(refOut, { recursive: true, force: true }); fs.renameSync(resumeOut, refOut); reference = refOut; }
   }
   if (!killed) {
-    must(false, `resume: could not SIGKILL the ${gpu} QEP build between two checkpoints in 5 attempts (it finished first)`);
+    must(false, `resume: could not SIGKILL the ${gpu} ${M} build between two checkpoints in 5 attempts (it finished first)`);
   } else {
-    const st = JSON.parse(fs.readFileSync(path.join(resumeOut, 'qep.partial', 'state.json'), 'utf8'));
-    const x = fs.readdirSync(path.join(resumeOut, 'qep.partial')).filter((f) => /^x-\d+\.safetensors$/.test(f));
+    const st = JSON.parse(fs.readFileSync(path.join(resumeOut, `${m}.partial`, 'state.json'), 'utf8'));
+    const x = fs.readdirSync(path.join(resumeOut, `${m}.partial`)).filter((f) => /^x-\d+\.safetensors$/.test(f));
     console.log(`resume: killed after layer ${killed.killedAt - 1} was committed (layersDone ${st.layersDone}/${numLayers}, activations ${x.join(', ') || 'none'})`);
     gptq([...branchArgs(resumeOut), '--resume']);
     if (!reference) { gptq(branchArgs(refOut)); reference = refOut; }
-    const mr = JSON.parse(fs.readFileSync(path.join(resumeOut, 'qep', 'manifest.json'), 'utf8'));
-    must(mr.resumes >= 1, `resume: the resumed ${gpu} QEP branch's manifest records ${mr.resumes} resume(s)`);
-    const hr = sha256(path.join(resumeOut, 'qep', 'model.safetensors')), hu = sha256(path.join(reference, 'qep', 'model.safetensors'));
-    must(hr === hu, `resume: ${gpu} QEP model.safetensors resumed ${hr.slice(0, 16)}… ${hr === hu ? '=' : '≠'} uninterrupted ${hu.slice(0, 16)}…`);
+    const mr = JSON.parse(fs.readFileSync(path.join(resumeOut, m, 'manifest.json'), 'utf8'));
+    must(mr.resumes >= 1, `resume: the resumed ${gpu} ${M} branch's manifest records ${mr.resumes} resume(s)`);
+    const hr = sha256(path.join(resumeOut, m, 'model.safetensors')), hu = sha256(path.join(reference, m, 'model.safetensors'));
+    must(hr === hu, `resume: ${gpu} ${M} model.safetensors resumed ${hr.slice(0, 16)}… ${hr === hu ? '=' : '≠'} uninterrupted ${hu.slice(0, 16)}…`);
     const hl = sha256(path.join(cuda.out, 'model.safetensors'));
-    console.log(`INFO the library-built ${gpu} QEP branch's model.safetensors ${hl === hu ? 'equals' : 'differs from'} the CLI's (${hl.slice(0, 16)}…; not checked)`);
+    console.log(`INFO the library-built ${gpu} ${M} branch's model.safetensors ${hl === hu ? 'equals' : 'differs from'} the CLI's (${hl.slice(0, 16)}…; not checked)`);
   }
 
   console.log(`${failures ? 'FAILED' : 'ALL PASSED'}: ${failures} failure(s)${o.cpuOnly ? ' (--cpu-only: the engine comparisons were not checked)' : ''}`);

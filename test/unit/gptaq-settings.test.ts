@@ -37,8 +37,8 @@ test('the layer call\'s config: α alone; null without gptaq', () => {
   expect(gptaqConfig({ ...s, gptaq: 0.5 })).toEqual({ alpha: 0.5 });
 });
 
-test('--device cuda --gptaq is refused until the CUDA layer gathers the cross term', () => {
-  expect(cudaRefusal({ ...s, gptaq: 0.25 })).toBe('--device cuda does not do --gptaq yet; use --device cpu');
+test('--device cuda runs --gptaq (its layer gathers every group\'s cross term)', () => {
+  expect(cudaRefusal({ ...s, gptaq: 0.25 })).toBeNull();
   expect(cudaRefusal(s)).toBeNull();
 });
 

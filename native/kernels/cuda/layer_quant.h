@@ -51,9 +51,15 @@ struct LayerQuantOptions {
   bool qep = false;
   float qep_alpha = 0;          // α ≥ 0; 0 gives plain GPTQ bit for bit (the fp path still runs)
   bool qep_correct[gf::kLinears] = {};
+  // GPTAQ (gptq.h GptaqDevice; docs/gptq.md, "GPTAQ"; the CPU engine's cpu/layer_quant.h): with
+  // gptaq, the fp16 path runs as with QEP and every group gathers its cross term C (down_proj's
+  // too: C_down ffn × ffn fp32 in step 4, from the fp path's swiglu activations), each stack's
+  // solve taking its group's C with α. Not with qep.
+  bool gptaq = false;
+  float gptaq_alpha = 0;        // α ≥ 0 (src/gptq/settings.ts: (0, 1]); 0: the solve with P = 0
 };
 
-// What is wrong with the QEP fields of `o` for the CUDA layer, or an empty string.
+// What is wrong with the QEP and GPTAQ fields of `o` for the CUDA layer, or an empty string.
 std::string qep_options_problem(const LayerQuantOptions& o);
 
 struct LinearOut {
@@ -80,9 +86,9 @@ struct LayerTimes {
 };
 
 // X [T, hidden] fp16 (device): in, the layer's inputs for T = windows·S tokens; out, its outputs.
-// Xf [T, hidden] fp16 (device), exactly with o.qep (else null): in, the fp16 model's activations
+// Xf [T, hidden] fp16 (device), exactly with o.qep or o.gptaq (else null): in, the fp16 model's activations
 // entering the layer (QEP's fp16 path); out, the unquantized layer's outputs. w's linears are
-// copied on the device first with QEP (the fp16 path computes with the originals).
+// copied on the device first with QEP/GPTAQ (the fp16 path computes with the originals).
 // Linears come back in the order of o.plan (the reference's: k, v, q, o, up, gate, down).
 // Throws std::invalid_argument for a plan the layer cannot run (gf::check_plan) or QEP options
 // it cannot honour (qep_options_problem).
@@ -95,6 +101,11 @@ struct LayerTimes {
 // + 4 (chunk buffers) + 1.6 (H, C, correction) ≈ 35 GB, within 48 GB. Step 4 allocates nothing
 // for QEP; its activation cache is sized from the memory in use (device_used_gb), so Xf and the
 // weight copies shrink it within mem_budget_gb.
+// GPTAQ adds, at 70B: C of every group (0.27 GB beside H in steps 1-3, the solve's P and its
+// two K² temporaries, 0.8 GB), and in step 4 C_down 3.3 GB, the fp path's activations of one
+// chunk (0.94 GB; the difference D reuses the gate/up buffer) and the down solve's P with its
+// temporaries (9.9 GB at its peak): the step-4 cache's estimate counts them, so with GPTAQ it
+// keeps fewer of step 5's activations.
 void quantize_layer(Context& ctx, const LayerDims& d, int64_t S, int64_t T, __half* X, __half* Xf,
                     const LayerDev& w, const LayerQuantOptions& o, std::vector<LinearOut>& out,
                     LayerTimes* times = nullptr);
