@@ -57,8 +57,9 @@ test('host memory and disk that the workers would exceed: one line naming the ne
   const disk = runCli(branches(out, '--devices', '2', '--device', 'cpu'), { env: { GPTQ_FORGE_DISK_FREE_BYTES: '1000' } });
   expectOneError(disk, 1, /^gptq: error: --devices 2: 2 workers need about \S+ GB of free disk for .*limits, 0\.00 GB free \(one worker needs about \S+ GB\)$/);
   expect(fs.existsSync(out)).toBe(false);
-  // Fewer workers pass the memory check (the bad disk knob then stops the run before any work)
-  const ok = runCli(branches(out, '--devices', '3', '--max-workers', '2', '--device', 'cpu', '--only', 'main'), { env: { GPTQ_FORGE_HOST_MEM_BYTES: String(Math.ceil(2.5 * need.memory)), GPTQ_FORGE_DISK_FREE_BYTES: 'x' } });
+  // Fewer workers pass the memory check (the bad disk knob then stops the run before any work;
+  // two branches, so that two workers start: one would build in this process, unchecked)
+  const ok = runCli(branches(out, '--devices', '3', '--max-workers', '2', '--device', 'cpu', '--only', 'main,gptq-4bit-32g-actorder_True'), { env: { GPTQ_FORGE_HOST_MEM_BYTES: String(Math.ceil(2.5 * need.memory)), GPTQ_FORGE_DISK_FREE_BYTES: 'x' } });
   expectOneError(ok, 1, /GPTQ_FORGE_DISK_FREE_BYTES: expected a number of bytes, got x/);
   expect(fs.existsSync(out)).toBe(false);
 });
