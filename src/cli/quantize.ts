@@ -82,7 +82,7 @@ export function registerQuantize(program: Command): void {
     .option('--mse', 'shrink each grid to minimise Σ|q − w|^2.4 (the GPTQ reference Quantizer\'s mse option; AutoGPTQ does not use it)')
     .addOption(new Option('--qep [alpha]', `quantization error propagation (QEP): quantize each linear toward the fp16 model's outputs, W* = W + α·W·C·H⁻¹; α in (0, 1], ${QEP_DEFAULT_ALPHA} without a value (twice the activation memory)`)
       .preset(String(QEP_DEFAULT_ALPHA)).argParser(fraction))
-    .addOption(new Option('--gptaq [alpha]', `GPTAQ asymmetric calibration: each GPTQ solve fits the fp16 model's outputs W·X̃ (a term α·triu(ΔX·Xᵀ·Uᵀ)·U in its column updates); α in (0, 1], ${GPTAQ_DEFAULT_ALPHA} without a value (CPU and CUDA engines; twice the activation memory; not with --qep)`)
+    .addOption(new Option('--gptaq [alpha]', `GPTAQ asymmetric calibration: each GPTQ solve fits the fp16 model's outputs W·X̃ (a term α·triu(ΔX·Xᵀ·Uᵀ)·U in its column updates); α in (0, 1], ${GPTAQ_DEFAULT_ALPHA} without a value (CPU and CUDA engines; twice the activation memory; not with --qep; more than 2× the cost of plain GPTQ: 2.5× on a 70B-shaped layer, H200)`)
       .preset(String(GPTAQ_DEFAULT_ALPHA)).argParser(fraction))
     .addOption(recipeOption('on top of --bits, --group-size and --act-order'))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
