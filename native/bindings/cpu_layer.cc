@@ -38,25 +38,18 @@ class CpuQuantizeLayer : public PromiseWorker {
     o_.rtn = bool_arg(env, c, "rtn", false, "config");
     o_.true_sequential = bool_arg(env, c, "trueSequential", false, "config");
     plan_ = plan_arg(env, info[5]);
-    const Napi::Value q = c.Get("qep");
-    if (!q.IsUndefined() && !q.IsNull()) {
-      Napi::Object qo = object_value(env, q, "config.qep");
-      const double alpha = num_arg(env, qo, "alpha", "config.qep");
-      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
+    const QepArg qep = qep_arg(env, c);
+    if (qep.on) {
       o_.qep = true;
-      o_.qep_alpha = (float)alpha;
-      for (gf::Linear l : linears_at(env, qo.Get("linears"), "config.qep.linears")) o_.qep_correct[(int)l] = true;
+      o_.qep_alpha = qep.alpha;
+      for (gf::Linear l : qep.linears) o_.qep_correct[(int)l] = true;
       if (o_.rtn) throw Napi::TypeError::New(env, "config.qep: expected null with rtn (QEP needs calibration windows)");
     }
-    const Napi::Value ga = c.Get("gptaq");
-    if (!ga.IsUndefined() && !ga.IsNull()) {
-      Napi::Object go = object_value(env, ga, "config.gptaq");
-      const double alpha = num_arg(env, go, "alpha", "config.gptaq");
-      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
+    const GptaqArg gptaq = gptaq_arg(env, c, o_.qep);
+    if (gptaq.on) {
       o_.gptaq = true;
-      o_.gptaq_alpha = (float)alpha;
+      o_.gptaq_alpha = gptaq.alpha;
       if (o_.rtn) throw Napi::TypeError::New(env, "config.gptaq: expected null with rtn (GPTAQ needs calibration windows)");
-      if (o_.qep) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
     }
     if (o_.rtn) {
       if (!info[2].IsNull()) throw Napi::TypeError::New(env, "windows: expected null with rtn, got " + describe(info[2]));

@@ -261,28 +261,19 @@ class CudaQuantizeLayer : public PromiseWorker {
     o_.want_packed = bool_arg(env, c, "wantPacked", false, "config");
     o_.want_codes = bool_arg(env, c, "wantCodes", o_.want_codes, "config");
     o_.plan = plan_arg(env, info[5]);
-    const Napi::Value q = c.Get("qep");
-    if (!q.IsUndefined() && !q.IsNull()) {
-      Napi::Object qo = object_value(env, q, "config.qep");
-      const double alpha = num_arg(env, qo, "alpha", "config.qep");
-      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
+    const QepArg qep = qep_arg(env, c);
+    if (qep.on) {
       o_.qep = true;
-      o_.qep_alpha = (float)alpha;
-      for (gf::Linear l : linears_at(env, qo.Get("linears"), "config.qep.linears")) {
+      o_.qep_alpha = qep.alpha;
+      for (gf::Linear l : qep.linears) {
         if (l == gf::Linear::down)
           range_error(env, "config.qep.linears", "linears the CUDA engine corrects (not mlp.down_proj)", gf::linear_name(l));
         o_.qep_correct[(int)l] = true;
       }
     }
-    const Napi::Value ga = c.Get("gptaq");
-    if (!ga.IsUndefined() && !ga.IsNull()) {
-      Napi::Object go = object_value(env, ga, "config.gptaq");
-      const double alpha = num_arg(env, go, "alpha", "config.gptaq");
-      if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
-      if (o_.qep) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
-      o_.gptaq = true;
-      o_.gptaq_alpha = (float)alpha;
-    }
+    const GptaqArg gptaq = gptaq_arg(env, c, o_.qep);
+    o_.gptaq = gptaq.on;
+    o_.gptaq_alpha = gptaq.alpha;
     if (o_.qep && !s_->xf.get())
       throw Napi::Error::New(env, "config.qep: this session has no fp16 path (create it with xf for QEP)");
     if (o_.gptaq && !s_->xf.get())

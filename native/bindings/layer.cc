@@ -107,4 +107,30 @@ gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v) {
   return p;
 }
 
+QepArg qep_arg(const Napi::Env& env, const Napi::Object& config) {
+  QepArg a;
+  const Napi::Value q = config.Get("qep");
+  if (q.IsUndefined() || q.IsNull()) return a;
+  Napi::Object qo = object_value(env, q, "config.qep");
+  const double alpha = num_arg(env, qo, "alpha", "config.qep");
+  if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
+  a.on = true;
+  a.alpha = (float)alpha;
+  a.linears = linears_at(env, qo.Get("linears"), "config.qep.linears");
+  return a;
+}
+
+GptaqArg gptaq_arg(const Napi::Env& env, const Napi::Object& config, bool qep_on) {
+  GptaqArg a;
+  const Napi::Value g = config.Get("gptaq");
+  if (g.IsUndefined() || g.IsNull()) return a;
+  Napi::Object go = object_value(env, g, "config.gptaq");
+  const double alpha = num_arg(env, go, "alpha", "config.gptaq");
+  if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
+  if (qep_on) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
+  a.on = true;
+  a.alpha = (float)alpha;
+  return a;
+}
+
 }  // namespace gfb

@@ -29,4 +29,20 @@ std::vector<gf::Linear> linears_at(const Napi::Env& env, const Napi::Value& v, c
 // stacks: { qkv, gateUp } } of names; checked (gf::check_plan), a JS error naming the problem.
 gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v);
 
+// The layer calls' corrections toward the fp16 path (both engines read them alike; each engine
+// then adds its own refusals). config.qep: null/undefined, or { alpha in [0, 1], linears: names }.
+struct QepArg {
+  bool on = false;
+  float alpha = 0;
+  std::vector<gf::Linear> linears;
+};
+QepArg qep_arg(const Napi::Env& env, const Napi::Object& config);
+
+// config.gptaq: null/undefined, or { alpha in [0, 1] }; refused beside config.qep (`qep_on`).
+struct GptaqArg {
+  bool on = false;
+  float alpha = 0;
+};
+GptaqArg gptaq_arg(const Napi::Env& env, const Napi::Object& config, bool qep_on);
+
 }  // namespace gfb
