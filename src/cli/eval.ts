@@ -44,9 +44,9 @@ export function registerEval(program: Command): void {
     .description('perplexity of an fp16 Llama model or GPTQ branch (local folder or Hub repo) on a dataset')
     .requiredOption('--model <path-or-repo>', 'local model folder or Hugging Face repo id')
     .option('--revision <rev>', 'Hub branch, tag or commit (with a repo id)')
-    .requiredOption('--dataset <name-or-file>', 'wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
+    .requiredOption('--dataset <name-or-file>', 'wikitext2, wikitext2-v1, c4 (the get_c4 eval), c4-new (the get_c4_new eval), or a .txt/.raw/.parquet file')
     .addOption(
-      new Option('--split <split>', 'split of a named dataset (default: test; validation for c4)').choices(['train', 'validation', 'test']),
+      new Option('--split <split>', 'split of a named dataset (default: test; validation for c4 and c4-new)').choices(['train', 'validation', 'test']),
     )
     .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)

@@ -86,7 +86,7 @@ export function registerQuantize(program: Command): void {
       .preset(String(GPTAQ_DEFAULT_ALPHA)).argParser(fraction))
     .addOption(recipeOption('on top of --bits, --group-size and --act-order'))
     .option('--no-true-sequential', 'gather all Hessians of a layer before quantizing any of it')
-    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4, or a .txt/.raw/.parquet file')
+    .requiredOption('--dataset <name-or-file>', 'calibration text: wikitext2, wikitext2-v1, c4 (or c4-new, the same), or a .txt/.raw/.parquet file')
     .addOption(new Option('--split <split>', 'split of a named dataset').choices(['train', 'validation', 'test']).default('train'))
     .option('--nsamples <n>', 'calibration windows', positiveInt, 128)
     .option('--seqlen <n>', 'tokens per calibration window', positiveInt, 4096)

@@ -57,7 +57,7 @@ export function registerReport(program: Command): void {
     .option('--base <path-or-repo>', 'the fp16 model (default: the one the branches\' manifests name)')
     .option('--revision <rev>', 'Hub revision of --base')
     .option('--dataset <name-or-file>', 'evaluation text, one perplexity column each; repeat for more columns (default: wikitext2)', (v: string, all: string[]) => [...all, v], [] as string[])
-    .addOption(new Option('--split <split>', 'split of the named datasets (default: test; validation for c4)').choices(['train', 'validation', 'test']))
+    .addOption(new Option('--split <split>', 'split of the named datasets (default: test; validation for c4 and c4-new)').choices(['train', 'validation', 'test']))
     .option('--seqlen <n>', 'tokens per evaluation window', positiveInt, 4096)
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')

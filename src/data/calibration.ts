@@ -11,10 +11,15 @@
  *           i = random.randint(0, len(traindata) - 1); ids = tokenizer(traindata[i]['text'])
  *           if len(ids) >= seqlen: break
  *       j = random.randint(0, len(ids) - seqlen - 1); window = ids[j:j + seqlen]
+ * get_c4's evaluation windows (its valenc: 256 windows from the validation shard after
+ * random.seed(0)) are the same loop over the validation documents, so `--dataset c4`'s eval
+ * (src/data/eval-set.ts) draws them with sampleDocumentCalibration too.
  */
 import { createHash } from 'crypto';
 import { UserError } from '../errors';
 import { PythonRandom } from './python-random';
+import { TextRows } from './rows';
+import { TextTokenizer } from './tokenizer';
 
 export interface CalibrationSample {
   /** Start offset of each window in the token stream (in its document), in draw order. */
@@ -61,12 +66,19 @@ export function sampleCalibration(ids: Int32Array, nsamples: number, seqlen: num
  * `randint(0, -1)` (ValueError); here it is drawn past like a shorter one, so every seed that the
  * reference completes gives its windows. When every document has been drawn and none is longer
  * than seqlen, the reference loops forever; this is a UserError.
+ *
+ * `opts.bound(i)`, when given, is an upper bound on `encode(i).length` that is cheap to compute: a
+ * document whose bound is at most seqlen cannot pass the test, so it is drawn past without
+ * being tokenized. The random draws are the same either way (the document index is drawn before
+ * the test, and nothing else is drawn for a document that fails it), so the windows are too.
  */
 export function sampleDocumentCalibration(
   count: number, encode: (i: number) => Int32Array, nsamples: number, seqlen: number, seed: number,
+  opts: { bound?: (i: number) => number; what?: string } = {},
 ): CalibrationSample {
   checkArgs(nsamples, seqlen, seed);
-  if (!Number.isSafeInteger(count) || count <= 0) throw new UserError('the calibration dataset has no documents');
+  const { bound, what = 'the calibration dataset' } = opts;
+  if (!Number.isSafeInteger(count) || count <= 0) throw new UserError(`${what} has no documents`);
   const rng = new PythonRandom(seed);
   const tooShort = new Set<number>();
   const offsets: number[] = [];
@@ -78,11 +90,13 @@ export function sampleDocumentCalibration(
     for (;;) {
       i = rng.randint(0, count - 1);
       if (tooShort.has(i)) continue; // the same draw; tokenizing it again would give the same length
-      ids = encode(i);
-      if (ids.length > seqlen) break;
+      if (bound === undefined || bound(i) > seqlen) {
+        ids = encode(i);
+        if (ids.length > seqlen) break;
+      }
       tooShort.add(i);
       if (tooShort.size === count) {
-        throw new UserError(`no document of the ${count} in the calibration dataset has more than --seqlen ${seqlen} tokens`);
+        throw new UserError(`no document of the ${count} in ${what} has more than --seqlen ${seqlen} tokens`);
       }
     }
     const j = rng.randint(0, ids.length - seqlen - 1);
@@ -91,6 +105,25 @@ export function sampleDocumentCalibration(
     tokens.set(ids.subarray(j, j + seqlen), s * seqlen);
   }
   return { offsets, documents, tokens };
+}
+
+/**
+ * The get_c4 sampler over the rows of a dataset split, each tokenized alone with BOS, with the
+ * tokenizer's length bound (tokenizer.ts idsBound: UTF-8 bytes + 2 for Llama) as the pre-filter.
+ * `what` names the rows in the error when none is long enough.
+ */
+export function sampleDocuments(
+  rows: TextRows, tokenizer: TextTokenizer, nsamples: number, seqlen: number, seed: number, what?: string,
+): CalibrationSample {
+  let at = -1;
+  let atText = '';
+  const text = (i: number): string => {
+    if (i !== at) [at, atText] = [i, rows.text(i)]; // the bound and then encode read the same row
+    return atText;
+  };
+  const idsBound = tokenizer.idsBound;
+  const bound = idsBound === undefined ? undefined : (i: number) => idsBound(text(i), { addBos: true });
+  return sampleDocumentCalibration(rows.count, (i) => tokenizer.encode(text(i), { addBos: true }), nsamples, seqlen, seed, { bound, what });
 }
 
 /** sha256 (hex) identifying a calibration set: seqlen, the offsets and the tokens. */

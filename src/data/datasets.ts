@@ -36,11 +36,13 @@ export interface DatasetEntry {
   /** Default `text`. */
   calibration?: CalibrationKind;
   /**
-   * The evaluation protocol when it is not "all rows of the test split": the default split, the
-   * number of leading rows joined (`valdata[:1100]`), and the most windows evaluated
-   * (`valenc[:, :(256 * seqlen)]`).
+   * The evaluation protocol when it is not "all rows of the test split": the default split, and
+   * either the joined text cut into windows — the number of leading rows joined (`valdata[:1100]`)
+   * and the most windows evaluated (`valenc[:, :(256 * seqlen)]`, get_c4_new) — or, with
+   * `sample: "documents"`, `windows` windows each drawn from a document of the split by the
+   * get_c4 sampler after `random.seed(seed)` (get_c4's valenc; src/data/calibration.ts).
    */
-  eval?: { split?: Split; rows?: number; windows?: number };
+  eval?: { split?: Split; rows?: number; windows?: number; sample?: 'documents'; seed?: number };
 }
 
 export interface LoadDatasetOptions {
@@ -88,6 +90,11 @@ export function entryProblem(e: DatasetEntry): string | undefined {
   if (e.eval !== undefined) {
     if (e.eval.split !== undefined && typeof e.files[e.eval.split] !== 'string') return `has no file for its eval split "${e.eval.split}"`;
     if (!isCount(e.eval.rows) || !isCount(e.eval.windows)) return 'has eval rows/windows that are not positive integers';
+    if (e.eval.sample !== undefined) {
+      if (e.eval.sample !== 'documents') return `has an unknown eval sample "${String(e.eval.sample)}"`;
+      if (e.eval.windows === undefined || e.eval.rows !== undefined) return 'has an eval sample of documents without windows, or with rows';
+      if (!Number.isSafeInteger(e.eval.seed)) return 'has an eval sample of documents without an integer seed';
+    } else if (e.eval.seed !== undefined) return 'has an eval seed without an eval sample';
   }
   return undefined;
 }
@@ -135,8 +142,10 @@ async function loadRegistryDataset(name: string, e: DatasetEntry, opts: LoadData
   return { text: parts.join(e.joiner), source };
 }
 
-/** The rows of one split of a registry dataset (downloaded through `opts.download`), with where they came from. */
-export async function loadDatasetRows(name: string, e: DatasetEntry, opts: LoadDatasetOptions = {}): Promise<{ rows: TextRows; source: string }> {
+/** The local file of one split of a registry dataset (downloaded through `opts.download`), with where it came from. */
+export async function locateDatasetFile(
+  name: string, e: DatasetEntry, opts: LoadDatasetOptions = {},
+): Promise<{ file: string; split: Split; pathInRepo: string; source: string }> {
   const split = opts.split ?? e.eval?.split ?? 'test';
   if (!SPLITS.includes(split)) throw new UserError(`unknown split "${split}" (expected ${SPLITS.join(', ')})`);
   const pathInRepo = e.files[split];
@@ -144,13 +153,23 @@ export async function loadDatasetRows(name: string, e: DatasetEntry, opts: LoadD
     throw new UserError(`dataset "${name}" has no ${split} split (it has ${Object.keys(e.files).join(', ')})`);
   }
   const download = opts.download ?? defaultDownload;
-  const local = await download(e.repo, pathInRepo, opts.revision);
-  if (!fs.existsSync(local)) throw new UserError(`dataset file not found: ${local}`);
-  const rows = rowFormat(pathInRepo) === 'parquet'
-    ? arrayRows((await readParquetRows(local, e.textColumn)).slice(0, opts.maxRows))
-    : await readJsonlGzRows(local, e.textColumn, { maxRows: opts.maxRows });
+  const file = await download(e.repo, pathInRepo, opts.revision);
+  if (!fs.existsSync(file)) throw new UserError(`dataset file not found: ${file}`);
   const at = opts.revision ? `@${opts.revision}` : '';
-  return { rows, source: `${name}:${split} = hf://datasets/${e.repo}${at}/${pathInRepo}` };
+  return { file, split, pathInRepo, source: `${name}:${split} = hf://datasets/${e.repo}${at}/${pathInRepo}` };
+}
+
+/** The rows of a dataset file located by locateDatasetFile (`opts.maxRows`: only the first rows). */
+export async function readDatasetRows(file: string, pathInRepo: string, e: DatasetEntry, opts: { maxRows?: number } = {}): Promise<TextRows> {
+  return rowFormat(pathInRepo) === 'parquet'
+    ? arrayRows((await readParquetRows(file, e.textColumn)).slice(0, opts.maxRows))
+    : readJsonlGzRows(file, e.textColumn, { maxRows: opts.maxRows });
+}
+
+/** The rows of one split of a registry dataset (downloaded through `opts.download`), with where they came from. */
+export async function loadDatasetRows(name: string, e: DatasetEntry, opts: LoadDatasetOptions = {}): Promise<{ rows: TextRows; source: string }> {
+  const { file, pathInRepo, source } = await locateDatasetFile(name, e, opts);
+  return { rows: await readDatasetRows(file, pathInRepo, e, { maxRows: opts.maxRows }), source };
 }
 
 /** Lazily bound so that this module does not depend on src/hub at load time. */

@@ -13,6 +13,12 @@ export interface TextTokenizer {
   encode(text: string, opts?: { addBos?: boolean }): Int32Array;
   bosId: number;
   vocabSize: number;
+  /**
+   * An upper bound on `encode(text, opts).length` computed without tokenizing (from the text's
+   * UTF-8 length), where this tokenizer's structure proves one (see idsBoundOf); undefined for
+   * the tokenizers it does not recognise.
+   */
+  idsBound?: (text: string, opts?: { addBos?: boolean }) => number;
 }
 
 /** The part of @huggingface/tokenizers' Tokenizer this module uses. */
@@ -76,6 +82,69 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
+type Json = Record<string, unknown>;
+const asObject = (v: unknown): Json | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
+const steps = (v: Json | undefined, key: string): Json[] | undefined => {
+  if (v === undefined) return [];
+  if (v.type !== 'Sequence') return [v];
+  const list = v[key];
+  return Array.isArray(list) && list.every((x) => asObject(x) !== undefined) ? (list as Json[]) : undefined;
+};
+const isOneChar = (v: unknown): v is string => typeof v === 'string' && [...v].length === 1;
+
+/**
+ * For a tokenizer.json whose structure it recognises, the most symbols that normalization and
+ * pre-tokenization can add to a text beyond one per UTF-8 byte (`extra`), so that every encoding
+ * without special tokens has at most `utf8Bytes(text) + extra` ids; undefined otherwise.
+ *
+ * Recognised: model BPE; normalizer absent, or Prepend / Replace(" " -> c) steps whose strings are
+ * one character in the vocabulary (Llama 1/2: Prepend "▁", Replace " " -> "▁"); pre-tokenizer
+ * absent, or (without such a normalizer) ByteLevel / Split / Digits / Punctuation steps. Why the
+ * bound holds for them:
+ *  - BPE starts a (pre-)token from one symbol per character, a character missing from the
+ *    vocabulary giving one symbol per UTF-8 byte with byte_fallback, or one (unk) or none
+ *    otherwise; merges only join symbols. So a character gives at most its UTF-8 length of ids,
+ *    and a character of the vocabulary exactly one.
+ *  - Replace(" " -> c) swaps a 1-byte character for one that is in the vocabulary: still at most
+ *    one id for that byte. Splitting (Split, Digits, Punctuation) adds no characters. ByteLevel
+ *    maps each byte to one character of its alphabet: at most one id per byte, plus one for
+ *    add_prefix_space. (ByteLevel after a Replace is not recognised: "▁" would be 3 bytes.)
+ *  - Each Prepend adds one character (one id) to each piece of text between added tokens, and
+ *    to each piece at most one more where a pre-tokenizer adds a prefix space; those pieces are
+ *    at most one more than the added tokens found, and each added token found gives one id for
+ *    at least `1 + extra` bytes (required of every added token's content), paying for the
+ *    prefix of the piece after it.
+ * With BOS the bound is one more.
+ */
+export function idsBoundExtra(tokenizerJson: Json): number | undefined {
+  const model = asObject(tokenizerJson.model);
+  if (model?.type !== 'BPE') return undefined;
+  const vocab = asObject(model.vocab);
+  if (vocab === undefined) return undefined;
+  const norm = steps(asObject(tokenizerJson.normalizer), 'normalizers');
+  const pre = steps(asObject(tokenizerJson.pre_tokenizer), 'pretokenizers');
+  if (norm === undefined || pre === undefined) return undefined;
+  if (tokenizerJson.normalizer !== null && tokenizerJson.normalizer !== undefined && asObject(tokenizerJson.normalizer) === undefined) return undefined;
+  if (tokenizerJson.pre_tokenizer !== null && tokenizerJson.pre_tokenizer !== undefined && asObject(tokenizerJson.pre_tokenizer) === undefined) return undefined;
+  let extra = 0;
+  for (const n of norm) {
+    if (n.type === 'Prepend' && isOneChar(n.prepend) && n.prepend in vocab) extra++;
+    else if (n.type === 'Replace' && asObject(n.pattern)?.String === ' ' && isOneChar(n.content) && n.content in vocab) continue;
+    else return undefined;
+  }
+  for (const p of pre) {
+    if (p.type === 'Split' || p.type === 'Digits' || p.type === 'Punctuation') continue;
+    if (p.type !== 'ByteLevel' || norm.length > 0) return undefined;
+    if (p.add_prefix_space === true) extra++;
+  }
+  const added = Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens : [];
+  for (const a of added) {
+    const content = asObject(a)?.content;
+    if (typeof content !== 'string' || Buffer.byteLength(content, 'utf8') < 1 + extra) return undefined;
+  }
+  return extra;
+}
+
 function buildTokenizer(files: TokenizerFiles): TextTokenizer {
   const json = parseJson(files.jsonBytes, files.jsonPath);
   const configPath = path.join(files.dir, 'tokenizer_config.json');
@@ -93,10 +162,12 @@ function buildTokenizer(files: TokenizerFiles): TextTokenizer {
   const defaultAddBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : true;
   let vocabSize = 0;
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
+  const extra = idsBoundExtra(json);
 
   return {
     bosId,
     vocabSize,
+    idsBound: extra === undefined ? undefined : (text, opts) => Buffer.byteLength(text, 'utf8') + extra + ((opts?.addBos ?? defaultAddBos) ? 1 : 0),
     encode(text: string, opts?: { addBos?: boolean }): Int32Array {
       const addBos = opts?.addBos ?? defaultAddBos;
       // Special tokens are added here rather than by tokenizer.json's post-processor, which
@@ -133,6 +204,10 @@ const CACHE_FORMAT = 'gptq-forge tokens v2';
 const MAGIC = Buffer.from('GPTQTOK2', 'latin1');
 const HEADER_BYTES = MAGIC.length + 8 + 32;
 function cacheKey(files: TokenizerFiles, text: string, addBos: boolean): string {
+  return keyOf(files, [addBos ? 'bos' : 'nobos', text]);
+}
+
+function keyOf(files: TokenizerFiles, parts: readonly (string | Buffer)[]): string {
   const h = createHash('sha256');
   const part = (b: Buffer | string) => {
     const buf = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
@@ -144,8 +219,7 @@ function cacheKey(files: TokenizerFiles, text: string, addBos: boolean): string 
   part(CACHE_FORMAT);
   part(files.jsonBytes);
   part(files.configBytes);
-  part(addBos ? 'bos' : 'nobos');
-  part(text);
+  for (const p of parts) part(p);
   return h.digest('hex');
 }
 
@@ -219,6 +293,27 @@ export async function tokenizeCached(
   const hit = readCached(file);
   if (hit) return hit;
   const ids = buildTokenizer(files).encode(text, { addBos: opts.addBos });
+  writeCached(file, ids);
+  return ids;
+}
+
+/**
+ * Token ids derived from texts by a deterministic computation (`compute`, given this model's
+ * tokenizer), cached like tokenizeCached's under `<cacheDir>/tokens/<sha256(tokenizer.json,
+ * tokenizer_config.json, "derived", ...key)>.i32`: `key` must identify the computation and its
+ * input by content (e.g. a protocol name, its parameters and the sha256 of the dataset file).
+ */
+export async function derivedIdsCached(
+  modelDir: string,
+  key: readonly string[],
+  compute: (tokenizer: TextTokenizer) => Int32Array | Promise<Int32Array>,
+  opts: { cacheDir?: string } = {},
+): Promise<Int32Array> {
+  const files = readTokenizerFiles(modelDir);
+  const file = path.join(opts.cacheDir ?? defaultCacheDir(), 'tokens', `${keyOf(files, ['derived', ...key])}.i32`);
+  const hit = readCached(file);
+  if (hit) return hit;
+  const ids = await compute(buildTokenizer(files));
   writeCached(file, ids);
   return ids;
 }

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
 import { readJsonFile } from '../io/json-file';
-import { calibrationDigest, CalibrationSample, sampleCalibration, sampleDocumentCalibration } from '../data/calibration';
+import { calibrationDigest, CalibrationSample, sampleCalibration, sampleDocuments } from '../data/calibration';
 import { loadDatasetRows, loadDatasetText, registryDataset, Split } from '../data/datasets';
 import { loadTokenizer, tokenizeCached } from '../data/tokenizer';
 
@@ -31,8 +31,7 @@ export async function loadCalibration(
   if (named?.entry.calibration === 'documents') {
     const loaded = await loadDatasetRows(named.name, named.entry, { split: opts.split, revision: opts.revision });
     const tokenizer = await loadTokenizer(modelDir);
-    const { rows } = loaded;
-    sample = sampleDocumentCalibration(rows.count, (i) => tokenizer.encode(rows.text(i), { addBos: true }), opts.nsamples, opts.seqlen, opts.seed);
+    sample = sampleDocuments(loaded.rows, tokenizer, opts.nsamples, opts.seqlen, opts.seed);
     source = `${loaded.source} (one window from each drawn document)`;
   } else {
     const loaded = await loadDatasetText(dataset, { split: opts.split, revision: opts.revision });

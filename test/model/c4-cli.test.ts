@@ -1,9 +1,10 @@
 /**
  * C4 through the CLI on llama2-s, with tiny shards in allenai/c4's layout served by a local
  * stand-in of the Hub (HF_ENDPOINT on 127.0.0.1): `gptq quantize --dataset c4` (get_c4's
- * windows), `gptq eval --dataset c4` (get_c4_new's text: the first 1100 validation rows joined
- * with " ", at most 256 windows) and `gptq report --dataset wikitext2 --dataset c4` (a second
- * perplexity column, rows reused per column).
+ * windows), `gptq eval --dataset c4` (get_c4's valenc: 256 windows drawn from the validation
+ * documents with seed 0), `gptq eval --dataset c4-new` (get_c4_new's text: the first 1100
+ * validation rows joined with " ", at most 256 windows) and `gptq report --dataset wikitext2
+ * --dataset c4` (a second perplexity column, rows reused per column).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,7 +28,8 @@ let server: HubServer;
 let env: NodeJS.ProcessEnv;
 let tok: TextTokenizer;
 const train = fakeDocuments(40); // lengths cycle 3..200 words: some documents are longer than SEQLEN tokens
-const validation = fakeDocuments(1150, [2, 4, 7, 5]); // more than 1100 rows: the rest must not be read
+// more than 1100 rows (c4-new must not read the rest); one in five longer than SEQLEN tokens (for c4)
+const validation = fakeDocuments(1150, [2, 4, 7, 5, 60]);
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gptq-c4-cli-'));
@@ -68,6 +70,22 @@ function referenceC4Windows(nsamples: number, seqlen: number, seed: number): { o
   return { offsets, tokens };
 }
 
+/** get_c4's valenc (its first `windows`) written out again from the reference code: every drawn validation document tokenized. */
+function referenceValenc(windows: number, seqlen: number): Int32Array {
+  const random = new PythonRandom(0);
+  const all = new Int32Array(windows * seqlen);
+  for (let w = 0; w < windows; w++) {
+    let enc: Int32Array;
+    for (;;) {
+      enc = tok.encode(validation[random.randint(0, validation.length - 1)], { addBos: true });
+      if (enc.length >= seqlen) break;
+    }
+    const i = random.randint(0, enc.length - seqlen - 1);
+    all.set(enc.subarray(i, i + seqlen), w * seqlen);
+  }
+  return all;
+}
+
 test('gptq quantize --dataset c4: the windows of get_c4 from the train shard', async () => {
   expect(train.some((t) => tok.encode(t, { addBos: true }).length === SEQLEN)).toBe(false);
   expect(train.filter((t) => tok.encode(t, { addBos: true }).length > SEQLEN).length).toBeGreaterThan(0);
@@ -85,27 +103,44 @@ test('gptq quantize --dataset c4: the windows of get_c4 from the train shard', a
   expect(server.requests.some((p) => p.endsWith(C4_VALIDATION))).toBe(false);
 });
 
-test('gptq eval --dataset c4: the first 1100 validation rows joined with " ", at most 256 windows', async () => {
-  const ids = tok.encode(validation.slice(0, 1100).join(' '), { addBos: true });
-  expect(ids.length).toBeGreaterThan(300 * SEQLEN); // so that the cap of 256 windows applies
-  const run = async (extra: string[]) => {
-    const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4', '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
+test('gptq eval --dataset c4: get_c4\'s 256 windows drawn from the validation documents with seed 0', async () => {
+  expect(validation.some((t) => tok.encode(t, { addBos: true }).length === SEQLEN)).toBe(false);
+  const run = async (dataset: string, extra: string[]) => {
+    const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', dataset, '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     return JSON.parse(r.stdout) as { dataset: string; tokens: number; windows: number; perplexity: number };
   };
-  const all = await run([]);
-  expect(all.dataset).toBe(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION} (the first 1100 rows joined with " ", at most 256 windows)`);
-  expect(all.tokens).toBe(ids.length);
-  expect(all.windows).toBe(256);
+  const all = await run('c4', ['--max-windows', '8']);
+  expect(all.dataset).toBe(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION} (get_c4's eval: 256 windows, each from a document drawn with random.seed(0))`);
+  expect(all.tokens).toBe(8 * SEQLEN);
+  expect(all.windows).toBe(8);
   expect(Number.isFinite(all.perplexity) && all.perplexity > 1).toBe(true);
-  expect((await run(['--max-windows', '400'])).windows).toBe(256);
-  const three = await run(['--max-windows', '3']);
+  const three = await run('c4', ['--max-windows', '3']);
   expect(three.windows).toBe(3);
   expect(three.perplexity).not.toBe(all.perplexity);
   const bad = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4', '--split', 'test', '--seqlen', String(SEQLEN), '--quiet']);
   expect(bad.code).toBe(1);
   expect(bad.stderr.trim()).toBe('gptq: error: dataset "c4" has no test split (it has train, validation)');
+  const long = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4', '--seqlen', '512', '--quiet']);
+  expect(long.code).toBe(1);
+  expect(long.stderr.trim()).toBe('gptq: error: no document of the 1150 in the validation split of c4 has more than --seqlen 512 tokens');
+});
+
+test('gptq eval --dataset c4-new: the first 1100 validation rows joined with " ", at most 256 windows', async () => {
+  const ids = tok.encode(validation.slice(0, 1100).join(' '), { addBos: true });
+  expect(ids.length).toBeGreaterThan(300 * SEQLEN); // so that the cap of 256 windows applies
+  const run = async (extra: string[]) => {
+    const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4-new', '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    return JSON.parse(r.stdout) as { dataset: string; tokens: number; windows: number; perplexity: number };
+  };
+  const capped = await run(['--max-windows', '400']);
+  expect(capped.dataset).toBe(`c4-new:validation = hf://datasets/allenai/c4/${C4_VALIDATION} (the first 1100 rows joined with " ", at most 256 windows)`);
+  expect(capped.tokens).toBe(ids.length);
+  expect(capped.windows).toBe(256);
+  expect((await run(['--max-windows', '3'])).windows).toBe(3);
 });
 
 test('gptq report --dataset wikitext2 --dataset c4: a c4 column; measured columns are reused', async () => {
@@ -130,9 +165,9 @@ test('gptq report --dataset wikitext2 --dataset c4: a c4 column; measured column
   expect(two.eval).toEqual(one.eval);
   expect(two.extraEvals).toHaveLength(1);
   expect(two.extraEvals![0]).toMatchObject({ dataset: 'c4', seqlen: SEQLEN, windows: 4, source: expect.stringContaining(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION}`) });
-  // get_c4_new's tokens: the first 1100 rows joined with " ", tokenized whole with BOS, cut from the start
-  const c4Ids = tok.encode(validation.slice(0, 1100).join(' '), { addBos: true });
-  expect(two.extraEvals![0]).toMatchObject({ tokens: c4Ids.length, idsSha256: idsDigest(c4Ids.subarray(0, 4 * SEQLEN)) });
+  // get_c4's valenc: its first 4 windows
+  expect(two.extraEvals![0]).toMatchObject({ tokens: 4 * SEQLEN, idsSha256: idsDigest(referenceValenc(4, SEQLEN)) });
+  expect(two.extraEvals![0].source).toContain('get_c4\'s eval: 256 windows');
   expect(two.rows.map((r) => r.perplexity)).toEqual([1234.5, one.rows[1].perplexity]);
   const c4 = two.rows.map((r) => r.extraPerplexity?.c4);
   for (const v of c4) expect(Number.isFinite(v) && v! > 1).toBe(true);

@@ -11,6 +11,7 @@ import { UserError } from '../../src/errors';
 import { sampleDocumentCalibration } from '../../src/data/calibration';
 import { DatasetEntry, datasetRegistry, entryProblem, loadDatasetRows, loadDatasetText } from '../../src/data/datasets';
 import { readJsonlGzRows } from '../../src/data/rows';
+import { idsBoundExtra } from '../../src/data/tokenizer';
 import { commitFor, HubServer, startHubServer } from '../helpers/hub-server';
 import { C4_TRAIN, C4_VALIDATION, c4Lines, writeC4Repo, writeGz } from '../helpers/write-c4';
 
@@ -28,7 +29,7 @@ async function userError(p: Promise<unknown>): Promise<string> {
 
 describe('registry', () => {
   it('names the GPTQ code\'s two C4 shards, with the get_c4 / get_c4_new protocols', () => {
-    const c4 = datasetRegistry().c4;
+    const c4 = datasetRegistry()['c4-new'];
     expect(c4.repo).toBe('allenai/c4');
     expect(c4.config).toBe('en');
     expect(c4.files).toEqual({ train: 'en/c4-train.00000-of-01024.json.gz', validation: 'en/c4-validation.00000-of-00008.json.gz' });
@@ -36,6 +37,11 @@ describe('registry', () => {
     expect(c4.joiner).toBe(' ');
     expect(c4.calibration).toBe('documents');
     expect(c4.eval).toEqual({ split: 'validation', rows: 1100, windows: 256 });
+    // c4: the same shards and calibration, evaluated on get_c4's valenc (256 windows drawn with seed 0)
+    const { description: _d, eval: ev, ...rest } = datasetRegistry().c4;
+    const { description: _n, eval: _e, ...restNew } = c4;
+    expect(rest).toEqual(restNew);
+    expect(ev).toEqual({ split: 'validation', sample: 'documents', windows: 256, seed: 0 });
     // wikitext keeps the defaults: the joined text for both.
     expect(datasetRegistry().wikitext2.calibration).toBeUndefined();
     expect(datasetRegistry().wikitext2.eval).toBeUndefined();
@@ -51,6 +57,12 @@ describe('registry', () => {
     expect(entryProblem({ ...good, eval: { split: 'test' } })).toBe('has no file for its eval split "test"');
     expect(entryProblem({ ...good, eval: { rows: 0 } })).toMatch(/not positive integers/);
     expect(entryProblem({ ...good, eval: { windows: 2.5 } })).toMatch(/not positive integers/);
+    expect(entryProblem({ ...good, eval: { sample: 'documents', windows: 4, seed: 0 } })).toBeUndefined();
+    expect(entryProblem({ ...good, eval: { sample: 'rows' as 'documents', windows: 4, seed: 0 } })).toBe('has an unknown eval sample "rows"');
+    expect(entryProblem({ ...good, eval: { sample: 'documents', seed: 0 } })).toBe('has an eval sample of documents without windows, or with rows');
+    expect(entryProblem({ ...good, eval: { sample: 'documents', windows: 4, rows: 9, seed: 0 } })).toBe('has an eval sample of documents without windows, or with rows');
+    expect(entryProblem({ ...good, eval: { sample: 'documents', windows: 4 } })).toBe('has an eval sample of documents without an integer seed');
+    expect(entryProblem({ ...good, eval: { windows: 4, seed: 0 } })).toBe('has an eval seed without an eval sample');
   });
 });
 
@@ -170,6 +182,38 @@ describe('sampleDocumentCalibration (get_c4\'s sampler)', () => {
     expect(pairs(s)).toEqual(CPYTHON_SEED0_40);
   });
 
+  it('with a length bound, skips tokenizing the documents it rules out and draws the same windows', () => {
+    // bounds as loose as "UTF-8 bytes + 2" (each document's length plus 0..5), and the tight one
+    for (const slack of [(i: number) => i % 6, () => 0]) {
+      for (const seed of [0, 7, 3]) {
+        const plain = corpus(LENGTHS);
+        const skipping = corpus(LENGTHS);
+        const bounds: number[] = [];
+        const bound = (i: number) => {
+          bounds.push(i);
+          return LENGTHS[i] + slack(i);
+        };
+        const a = sampleDocumentCalibration(LENGTHS.length, plain.encode, 40, SEQLEN, seed);
+        const b = sampleDocumentCalibration(LENGTHS.length, skipping.encode, 40, SEQLEN, seed, { bound });
+        expect(b).toEqual(a);
+        expect(skipping.encoded.every((i) => LENGTHS[i] + slack(i) > SEQLEN)).toBe(true);
+        expect(skipping.encoded.length).toBeLessThan(plain.encoded.length);
+        const ruledOut = bounds.filter((i) => LENGTHS[i] + slack(i) <= SEQLEN);
+        expect(ruledOut.length).toBeGreaterThan(0);
+        expect(new Set(ruledOut).size).toBe(ruledOut.length); // a ruled-out document is not looked at again
+      }
+    }
+    // a document of exactly seqlen tokens whose bound is seqlen is drawn past without tokenizing, as when tokenized
+    const lengths = [...LENGTHS];
+    lengths[13] = SEQLEN;
+    const c = corpus(lengths);
+    expect(pairs(sampleDocumentCalibration(lengths.length, c.encode, 40, SEQLEN, 0, { bound: (i) => lengths[i] }))).toEqual(CPYTHON_SEED0_40);
+    expect(c.encoded).not.toContain(13);
+    expect(() => sampleDocumentCalibration(4, corpus([1, 2, 3, 4]).encode, 1, 16, 0, { bound: () => 16, what: 'the validation split of c4' })).toThrow(
+      new UserError('no document of the 4 in the validation split of c4 has more than --seqlen 16 tokens'),
+    );
+  });
+
   it('refuses when no document is longer than seqlen, and an empty dataset', () => {
     const lengths = [3, 16, 9, 1];
     expect(() => sampleDocumentCalibration(4, corpus(lengths).encode, 1, 16, 0)).toThrow(
@@ -212,14 +256,43 @@ describe('c4 from the Hub (a local stand-in)', () => {
     expect(fs.existsSync(path.join(tmp, 'hf-cache', 'datasets--allenai--c4', 'snapshots', commit, C4_TRAIN))).toBe(true);
   });
 
-  it('evaluates on validation by default: the first 1100 rows joined with " "', async () => {
-    const { text, source } = await loadDatasetText('c4', { maxRows: datasetRegistry().c4.eval!.rows });
-    expect(source).toBe(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION}`);
+  it('evaluates on validation by default; c4-new: the first 1100 rows joined with " "', async () => {
+    expect((await loadDatasetRows('c4', datasetRegistry().c4)).source).toBe(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION}`);
+    const { text, source } = await loadDatasetText('c4-new', { maxRows: datasetRegistry()['c4-new'].eval!.rows });
+    expect(source).toBe(`c4-new:validation = hf://datasets/allenai/c4/${C4_VALIDATION}`);
     expect(text).toBe(validation.slice(0, 1100).join(' '));
     expect(text.endsWith('validation document 1099')).toBe(true);
   });
 
   it('has no test split', async () => {
     expect(await userError(loadDatasetText('c4', { split: 'test' }))).toBe('dataset "c4" has no test split (it has train, validation)');
+  });
+});
+
+describe('idsBoundExtra (the length bound that lets the get_c4 sampler skip tokenizing)', () => {
+  const vocab = { '▁': 0, a: 1, '<unk>': 2 };
+  const added = [{ id: 2, content: '<unk>' }, { id: 3, content: '<s>' }, { id: 4, content: '</s>' }];
+  const llama = {
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null, model: { type: 'BPE', vocab, byte_fallback: true }, added_tokens: added,
+  };
+  const byteLevel = { normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false }, model: { type: 'BPE', vocab }, added_tokens: [{ content: '<|begin_of_text|>' }] };
+
+  it('recognises Llama 1/2 (one more id than UTF-8 bytes: the dummy prefix) and byte-level BPE (none)', () => {
+    expect(idsBoundExtra(llama)).toBe(1);
+    expect(idsBoundExtra(byteLevel)).toBe(0);
+    expect(idsBoundExtra({ ...byteLevel, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split' }, { type: 'ByteLevel', add_prefix_space: true }] } })).toBe(1);
+  });
+
+  it('gives no bound for what it does not recognise', () => {
+    expect(idsBoundExtra({ ...llama, model: { type: 'WordPiece', vocab } })).toBeUndefined();
+    expect(idsBoundExtra({ ...llama, model: { type: 'Unigram', vocab: [] } })).toBeUndefined();
+    expect(idsBoundExtra({ ...llama, normalizer: { type: 'NFKC' } })).toBeUndefined(); // NFKC can expand a character into many
+    expect(idsBoundExtra({ ...llama, normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '__' } })).toBeUndefined();
+    expect(idsBoundExtra({ ...llama, normalizer: { type: 'Prepend', prepend: '#' } })).toBeUndefined(); // not in the vocabulary
+    expect(idsBoundExtra({ ...llama, pre_tokenizer: { type: 'Metaspace' } })).toBeUndefined();
+    expect(idsBoundExtra({ ...llama, pre_tokenizer: { type: 'ByteLevel' } })).toBeUndefined(); // "▁" would be 3 bytes
+    expect(idsBoundExtra({ ...llama, added_tokens: [...added, { content: 'x' }] })).toBeUndefined(); // 1 byte cannot pay for the next piece's prefix
+    expect(idsBoundExtra({ ...llama, normalizer: 'Lowercase' })).toBeUndefined();
   });
 });

@@ -126,7 +126,7 @@ describe('registry', () => {
 
   it('lists the known names for an unknown one', async () => {
     const msg = await userError(loadDatasetText('wikitext3', { download: async () => '' }));
-    expect(msg).toBe('unknown dataset "wikitext3" (not a file either); known datasets: wikitext2, wikitext2-v1, c4');
+    expect(msg).toBe('unknown dataset "wikitext3" (not a file either); known datasets: wikitext2, wikitext2-v1, c4, c4-new');
   });
 
   it('rejects an unknown split', async () => {
