@@ -9,7 +9,7 @@ import {
   CARD_FILE, FinishedBranch, UploadFile, memoryFile, scanBranches, selectBranches, verifyBranch,
 } from '../hub/push-branches';
 import { HubPusher, checkRepoName, hubToken, sameFile, staleFiles } from '../hub/push';
-import { hubEndpoint } from '../hub/resolve';
+import { hubEndpoint } from '../hub/download';
 import { createProgress } from './progress';
 
 interface PushFlags {

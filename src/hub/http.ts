@@ -3,7 +3,7 @@
  *  - a deadline for the answer's headers: GPTQ_FORGE_HTTP_TIMEOUT_MS (default 30 s), plus the
  *    time to send the request's body at 256 KiB/s when it has one of a known size (an upload);
  *  - the same deadline again for the body of the answer to arrive (JSON answers are small; the
- *    downloads of src/hub/resolve.ts read their bodies with their own idle timer, `idleTimer`);
+ *    downloads of src/hub/download.ts read their bodies with their own idle timer, `idleTimer`);
  *  - one progress line on stderr after a few seconds of silence (GPTQ_FORGE_HTTP_SLOW_MS,
  *    default 5 s, at most half the timeout), and one UserError line when the deadline passes.
  */

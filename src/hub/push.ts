@@ -35,7 +35,7 @@ import {
 } from '@huggingface/hub';
 import { UserError } from '../errors';
 import { timedFetch } from './http';
-import { hubEndpoint } from './resolve';
+import { hubEndpoint } from './download';
 import { COMMIT_RE, GIT_OID_RE, SHA256_RE, shown, unsafeRefName, unsafeRepoPath, unsafeSize } from './safe-names';
 import { UploadFile } from './push-branches';
 

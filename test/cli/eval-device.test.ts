@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCli } from '../helpers/cli';
+import { expectOnlyError } from '../helpers/hostile';
 import { LLAMA2_S, WIKI_TEST_RAW } from '../helpers/shared';
 import { cudaAvailable } from '../../src/native';
 
@@ -15,12 +16,7 @@ const noGpu = !cudaAvailable();
 
 function oneLine(args: string[], pattern: RegExp, code = 1): void {
   const r = runCli([...args, '--quiet']);
-  expect(r.code).toBe(code);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^gptq: error: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expectOnlyError(r, code, pattern);
   expect(r.stdout).toBe('');
 }
 

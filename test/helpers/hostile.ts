@@ -1,4 +1,4 @@
-/** Checks shared by the hostile-Hub tests: tree hashes, one error line, a clean HF cache. */
+/** Checks shared by the hostile-Hub and other CLI tests: tree hashes, one error line, a clean HF cache. */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -29,6 +29,23 @@ export function expectOneError(r: CliResult, code: number, pattern: RegExp, secr
   expect({ code: r.code, errors }).toEqual({ code, errors: [expect.stringMatching(pattern)] });
   expect(r.stderr).not.toMatch(/\n\s+at .*:\d+:\d+/);
   if (secret) expect(r.stderr).not.toContain(secret);
+  return errors[0];
+}
+
+/**
+ * The strict form of `expectOneError`: the exit code, exactly one `gptq: error:` line, matching
+ * `pattern`, no stack, and nothing else on stderr but lines matching one of `allow` (none unless
+ * given). Returns the error line.
+ */
+export function expectOnlyError(
+  r: CliResult, code: number, pattern: RegExp, opts: { allow?: RegExp[]; secret?: string } = {},
+): string {
+  const lines = r.stderr.replace(/\n$/, '').split('\n');
+  const errors = lines.filter((l) => l.startsWith('gptq: error:'));
+  const others = lines.filter((l) => !l.startsWith('gptq: error:') && !(opts.allow ?? []).some((a) => a.test(l)));
+  expect({ code: r.code, errors, others }).toEqual({ code, errors: [expect.stringMatching(pattern)], others: [] });
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  if (opts.secret) expect(r.stderr).not.toContain(opts.secret);
   return errors[0];
 }
 
