@@ -40,6 +40,11 @@ export function visibleGpus(): number {
   return knob !== undefined && /^\d+$/.test(knob) ? Number(knob) : cudaInfo().devices;
 }
 
+/** The parent's own CUDA_VISIBLE_DEVICES list (empty when unset): worker ids index it. */
+function parentVisibleDevices(): string[] {
+  return (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
 /** One worker process: its label in the progress display and the environment it is started with. */
 export interface WorkerSlot {
   /** `gpu 3` or `cpu 1`. */
@@ -80,7 +85,7 @@ export function workerSlots(spec: DevicesSpec, device: Device, maxWorkers: numbe
     const threads = set !== undefined && set.trim() !== '' ? set.trim() : String(Math.max(1, Math.floor(nativeThreads() / ids.length)));
     return ids.map((id) => ({ label: `cpu ${id}`, env: { GPTQ_FORGE_THREADS: threads } }));
   }
-  const parentList = (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const parentList = parentVisibleDevices();
   return ids.map((id) => ({ label: `gpu ${id}`, env: { CUDA_VISIBLE_DEVICES: parentList.length > 0 ? parentList[id] : String(id) } }));
 }
 
@@ -94,8 +99,7 @@ export function processSlots(slots: WorkerSlot[]): WorkerSlot[] | null {
   if (slots.length !== 1) return slots;
   const env = slots[0].env;
   if (env.CUDA_VISIBLE_DEVICES !== undefined) {
-    const parentList = (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
-    return env.CUDA_VISIBLE_DEVICES === (parentList[0] ?? '0') ? null : slots;
+    return env.CUDA_VISIBLE_DEVICES === (parentVisibleDevices()[0] ?? '0') ? null : slots;
   }
   return env.GPTQ_FORGE_THREADS === String(nativeThreads()) || env.GPTQ_FORGE_THREADS === process.env.GPTQ_FORGE_THREADS?.trim() ? null : slots;
 }
