@@ -107,15 +107,24 @@ gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v) {
   return p;
 }
 
+namespace {
+
+// `what`.alpha: a number in [0, 1] (the TS rules take (0, 1]; 0 is the tests' plain-GPTQ case).
+float alpha_of(const Napi::Env& env, const Napi::Object& o, const std::string& what) {
+  const double alpha = num_arg(env, o, "alpha", what.c_str());
+  if (!(alpha >= 0 && alpha <= 1)) range_error(env, what + ".alpha", "a number in [0, 1]", number_text(alpha));
+  return (float)alpha;
+}
+
+}  // namespace
+
 QepArg qep_arg(const Napi::Env& env, const Napi::Object& config) {
   QepArg a;
   const Napi::Value q = config.Get("qep");
   if (q.IsUndefined() || q.IsNull()) return a;
   Napi::Object qo = object_value(env, q, "config.qep");
-  const double alpha = num_arg(env, qo, "alpha", "config.qep");
-  if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.qep.alpha", "a number in [0, 1]", number_text(alpha));
   a.on = true;
-  a.alpha = (float)alpha;
+  a.alpha = alpha_of(env, qo, "config.qep");
   a.linears = linears_at(env, qo.Get("linears"), "config.qep.linears");
   return a;
 }
@@ -125,11 +134,10 @@ GptaqArg gptaq_arg(const Napi::Env& env, const Napi::Object& config, bool qep_on
   const Napi::Value g = config.Get("gptaq");
   if (g.IsUndefined() || g.IsNull()) return a;
   Napi::Object go = object_value(env, g, "config.gptaq");
-  const double alpha = num_arg(env, go, "alpha", "config.gptaq");
-  if (!(alpha >= 0 && alpha <= 1)) range_error(env, "config.gptaq.alpha", "a number in [0, 1]", number_text(alpha));
+  const float alpha = alpha_of(env, go, "config.gptaq");
   if (qep_on) throw Napi::TypeError::New(env, "config.gptaq: expected null with config.qep (one correction toward the fp16 path at a time)");
   a.on = true;
-  a.alpha = (float)alpha;
+  a.alpha = alpha;
   return a;
 }
 
