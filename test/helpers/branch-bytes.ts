@@ -4,8 +4,10 @@
  * model.safetensors as its header (so normalised) and its data bytes, manifest.json without
  * timings, createdAt, resumes and builtOn (as bench/results/seed-matrix-*.sha256).
  *   format: every byte but the tensors' values (headers, metadata, quantize_config.json, the
- *           manifest without its tensor hashes): the same on every host.
- *   data:   the tensors' bytes (and the manifest's hashes of them): the same on hosts whose
+ *           manifest without its hashes of tensors and of .safetensors files): the same on
+ *           every host.
+ *   data:   the tensors' bytes (and the manifest's hashes of them and of the .safetensors
+ *           files that hold them): the same on hosts whose
  *           native build does the same floating-point operations (GPTQ carries a last-bit
  *           difference along its rows: an AVX2 and an AVX-512 build differ).
  * A golden value of either fails when a change moves those bytes of a branch.
@@ -40,7 +42,12 @@ export function branchBytesDigests(dir: string, replace: Record<string, string>)
     } else if (f === 'manifest.json') {
       const m = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
       for (const k of ['timings', 'createdAt', 'resumes', 'builtOn']) delete m[k];
-      data.push(`${f}:${sha(JSON.stringify(m.tensors ?? null))}`);
+      // The files list hashes every file: a .safetensors file's hash is of its tensors' values
+      // too (data); its path and size are format.
+      const files = (m.files ?? []) as { path: string; sha256?: string }[];
+      const values = files.filter((e) => e.path.endsWith('.safetensors')).map((e) => [e.path, e.sha256]);
+      data.push(`${f}:${sha(JSON.stringify([m.tensors ?? null, values]))}`);
+      m.files = files.map((e) => (e.path.endsWith('.safetensors') ? { ...e, sha256: '<data>' } : e));
       delete m.tensors;
       format.push(`${f}:${sha(norm(JSON.stringify(m, null, 2)))}`);
     } else {
@@ -50,8 +57,14 @@ export function branchBytesDigests(dir: string, replace: Record<string, string>)
   return { format: sha(format.join('\n')), data: sha(data.join('\n')) };
 }
 
-/** The host whose native build a data digest was recorded on: CPU model and whether it has AVX-512. */
+/**
+ * The host whose native build a data digest was recorded on: the CPU model, a digest of its
+ * feature flags (the addon is built with -march=native, so the flags pick the instructions; a
+ * virtual CPU's model name alone does not) and GPTQ_FORGE_MARCH where the build overrode it.
+ */
 export function hostKey(): string {
-  const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-  return `${os.cpus()[0]?.model ?? 'unknown'}${/\bavx512f\b/.test(flags) ? ' avx512f' : ''}`;
+  const info = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const flags = (/^flags\s*:(.*)$/m.exec(info)?.[1] ?? '').trim().split(/\s+/).sort().join(' ');
+  const march = process.env.GPTQ_FORGE_MARCH ? ` march=${process.env.GPTQ_FORGE_MARCH}` : '';
+  return `${os.cpus()[0]?.model ?? 'unknown'} flags:${sha(flags).slice(0, 12)}${march}`;
 }
