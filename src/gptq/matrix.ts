@@ -129,19 +129,14 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       return typeof v === 'boolean' ? v : fail(`${at}.${key}`, `expected true or false, got ${JSON.stringify(v)}`);
     };
     const staticGroups = flag('staticGroups');
-    // QEP's α: the one rule of settings.ts, worded with the matrix's place.
-    const qep = b.qep;
-    if (qep !== undefined) {
-      const problem = settingProblem('qep', qep, `${source}: ${at}.qep`);
+    // QEP's and GPTAQ's α: the one rule of settings.ts each, worded with the matrix's place.
+    for (const key of ['qep', 'gptaq'] as const) {
+      const problem = b[key] === undefined ? undefined : settingProblem(key, b[key], `${source}: ${at}.${key}`);
       if (problem !== undefined) throw new UserError(problem);
     }
-    const gptaq = b.gptaq;
-    if (gptaq !== undefined) {
-      const problem = settingProblem('gptaq', gptaq, `${source}: ${at}.gptaq`);
-      if (problem !== undefined) throw new UserError(problem);
-    }
+    const qep = b.qep as number | undefined, gptaq = b.gptaq as number | undefined;
     // The refused combinations of settings.ts (here: gptaq with qep), worded with the matrix's keys.
-    const combo = comboProblem({ groupSize, qep: qep as number | undefined, gptaq: gptaq as number | undefined }, (k) => `${at}.${k}`);
+    const combo = comboProblem({ groupSize, qep, gptaq }, (k) => `${at}.${k}`);
     if (combo !== undefined) throw new UserError(`${source}: ${combo}`);
     if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
@@ -164,8 +159,8 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     }
     return {
       name, bits, groupSize, actOrder, damp, staticGroups, mse: flag('mse'),
-      ...(qep !== undefined ? { qep: qep as number } : {}),
-      ...(gptaq !== undefined ? { gptaq: gptaq as number } : {}),
+      ...(qep !== undefined ? { qep } : {}),
+      ...(gptaq !== undefined ? { gptaq } : {}),
       ...(recipe !== undefined ? { recipe: recipe as string } : {}),
       explicit: (Object.keys(RECIPE_OPTIONS) as RecipeKey[]).filter((k) => b[k] !== undefined),
       dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
