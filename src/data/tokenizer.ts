@@ -15,7 +15,7 @@ export interface TextTokenizer {
   vocabSize: number;
   /**
    * An upper bound on `encode(text, opts).length` computed without tokenizing (from the text's
-   * UTF-8 length), where this tokenizer's structure proves one (see idsBoundOf); undefined for
+   * UTF-8 length), where this tokenizer's structure proves one (see idsBoundExtra); undefined for
    * the tokenizers it does not recognise.
    */
   idsBound?: (text: string, opts?: { addBos?: boolean }) => number;
@@ -84,8 +84,11 @@ function tokenContent(v: unknown): string | undefined {
 
 type Json = Record<string, unknown>;
 const asObject = (v: unknown): Json | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
-const steps = (v: Json | undefined, key: string): Json[] | undefined => {
-  if (v === undefined) return [];
+/** A normalizer's or pre-tokenizer's steps: [] when absent (null), undefined when malformed. */
+const steps = (raw: unknown, key: string): Json[] | undefined => {
+  if (raw === null || raw === undefined) return [];
+  const v = asObject(raw);
+  if (v === undefined) return undefined;
   if (v.type !== 'Sequence') return [v];
   const list = v[key];
   return Array.isArray(list) && list.every((x) => asObject(x) !== undefined) ? (list as Json[]) : undefined;
@@ -121,11 +124,9 @@ export function idsBoundExtra(tokenizerJson: Json): number | undefined {
   if (model?.type !== 'BPE') return undefined;
   const vocab = asObject(model.vocab);
   if (vocab === undefined) return undefined;
-  const norm = steps(asObject(tokenizerJson.normalizer), 'normalizers');
-  const pre = steps(asObject(tokenizerJson.pre_tokenizer), 'pretokenizers');
+  const norm = steps(tokenizerJson.normalizer, 'normalizers');
+  const pre = steps(tokenizerJson.pre_tokenizer, 'pretokenizers');
   if (norm === undefined || pre === undefined) return undefined;
-  if (tokenizerJson.normalizer !== null && tokenizerJson.normalizer !== undefined && asObject(tokenizerJson.normalizer) === undefined) return undefined;
-  if (tokenizerJson.pre_tokenizer !== null && tokenizerJson.pre_tokenizer !== undefined && asObject(tokenizerJson.pre_tokenizer) === undefined) return undefined;
   let extra = 0;
   for (const n of norm) {
     if (n.type === 'Prepend' && isOneChar(n.prepend) && n.prepend in vocab) extra++;
@@ -269,8 +270,26 @@ function writeCached(file: string, ids: Int32Array): void {
   }
 }
 
+/** `<cacheDir>/tokens/<key>.i32`: where tokenizeCached and derivedIdsCached keep ids. */
+function idsCacheFile(key: string, cacheDir: string | undefined): string {
+  return path.join(cacheDir ?? defaultCacheDir(), 'tokens', `${key}.i32`);
+}
+
 function tokenCacheFile(files: TokenizerFiles, text: string, opts: { addBos: boolean; cacheDir?: string }): string {
-  return path.join(opts.cacheDir ?? defaultCacheDir(), 'tokens', `${cacheKey(files, text, opts.addBos)}.i32`);
+  return idsCacheFile(cacheKey(files, text, opts.addBos), opts.cacheDir);
+}
+
+/** The ids cached in `file` (header checked), else computed with this model's tokenizer and cached there. */
+async function cachedIds(
+  file: string,
+  files: TokenizerFiles,
+  compute: (tokenizer: TextTokenizer) => Int32Array | Promise<Int32Array>,
+): Promise<Int32Array> {
+  const hit = readCached(file);
+  if (hit) return hit;
+  const ids = await compute(buildTokenizer(files));
+  writeCached(file, ids);
+  return ids;
 }
 
 /** Where tokenizeCached keeps the ids of `text` for this model's tokenizer (for tests and tools). */
@@ -289,12 +308,7 @@ export async function tokenizeCached(
   opts: { addBos: boolean; cacheDir?: string },
 ): Promise<Int32Array> {
   const files = readTokenizerFiles(modelDir);
-  const file = tokenCacheFile(files, text, opts);
-  const hit = readCached(file);
-  if (hit) return hit;
-  const ids = buildTokenizer(files).encode(text, { addBos: opts.addBos });
-  writeCached(file, ids);
-  return ids;
+  return cachedIds(tokenCacheFile(files, text, opts), files, (t) => t.encode(text, { addBos: opts.addBos }));
 }
 
 /**
@@ -310,10 +324,5 @@ export async function derivedIdsCached(
   opts: { cacheDir?: string } = {},
 ): Promise<Int32Array> {
   const files = readTokenizerFiles(modelDir);
-  const file = path.join(opts.cacheDir ?? defaultCacheDir(), 'tokens', `${keyOf(files, ['derived', ...key])}.i32`);
-  const hit = readCached(file);
-  if (hit) return hit;
-  const ids = await compute(buildTokenizer(files));
-  writeCached(file, ids);
-  return ids;
+  return cachedIds(idsCacheFile(keyOf(files, ['derived', ...key]), opts.cacheDir), files, compute);
 }
