@@ -17,22 +17,14 @@
  *    derivedIdsCached) keyed by the shard's sha256 and the protocol's parameters: drawing them
  *    tokenizes hundreds of long documents.
  */
-import { createHash } from 'crypto';
-import * as fs from 'fs';
-import { UserError } from '../errors';
+import { sha256File } from '../io/sha256-file';
 import { sampleDocuments } from './calibration';
 import { DatasetDownload, loadDatasetText, locateDatasetFile, readDatasetRows, registryDataset, Split } from './datasets';
 import { derivedIdsCached, tokenizeCached } from './tokenizer';
-import { evalWindows, EvalWindows } from './windows';
+import { checkWindowArgs, evalWindows, EvalWindows } from './windows';
 
 /** Names the computation of windows drawn from documents in their cache key; bump it when the sampler changes. */
 const SAMPLED_EVAL_FORMAT = 'get_c4 eval windows v1';
-
-async function fileSha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 export interface EvalSet {
   /** Token ids of the whole evaluation text (BOS included); for windows drawn from documents, the windows back to back. */
@@ -59,15 +51,12 @@ export async function loadEvalSet(modelDir: string, dataset: string, opts: EvalS
   const cap = protocol?.eval?.windows;
   const maxWindows = cap === undefined ? opts.maxWindows : Math.min(cap, opts.maxWindows ?? cap);
   if (named && protocol?.eval?.sample === 'documents') {
-    if (opts.maxWindows !== undefined && (!Number.isSafeInteger(opts.maxWindows) || opts.maxWindows <= 0)) {
-      throw new UserError(`the maximum number of windows must be a positive integer (got ${opts.maxWindows})`);
-    }
-    if (!Number.isSafeInteger(opts.seqlen) || opts.seqlen <= 0) throw new UserError(`--seqlen must be a positive integer (got ${opts.seqlen})`);
+    checkWindowArgs(opts.seqlen, opts.maxWindows);
     const seed = protocol.eval.seed ?? 0;
     const n = maxWindows!;
     const located = await locateDatasetFile(named.name, protocol, { split: opts.split, revision: opts.revision, download: opts.download });
     // Cached by content: the shard's bytes, the protocol and its parameters (and the tokenizer).
-    const key = [SAMPLED_EVAL_FORMAT, await fileSha256(located.file), protocol.textColumn, String(opts.seqlen), String(n), String(seed)];
+    const key = [SAMPLED_EVAL_FORMAT, await sha256File(located.file), protocol.textColumn, String(opts.seqlen), String(n), String(seed)];
     const ids = await derivedIdsCached(modelDir, key, async (tokenizer) => {
       const rows = await readDatasetRows(located.file, located.pathInRepo, protocol);
       return sampleDocuments(rows, tokenizer, n, opts.seqlen, seed, `the ${located.split} split of ${named.name}`).tokens;

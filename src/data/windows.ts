@@ -11,13 +11,18 @@ export interface EvalWindows {
   tokens: Int32Array;
 }
 
-export function evalWindows(ids: Int32Array, seqlen: number, maxWindows?: number): EvalWindows {
+/** The window arguments' rules (a UserError for a bad one), before any text is read. */
+export function checkWindowArgs(seqlen: number, maxWindows?: number): void {
   if (!Number.isSafeInteger(seqlen) || seqlen <= 0) {
     throw new UserError(`--seqlen must be a positive integer (got ${seqlen})`);
   }
   if (maxWindows !== undefined && (!Number.isSafeInteger(maxWindows) || maxWindows <= 0)) {
     throw new UserError(`the maximum number of windows must be a positive integer (got ${maxWindows})`);
   }
+}
+
+export function evalWindows(ids: Int32Array, seqlen: number, maxWindows?: number): EvalWindows {
+  checkWindowArgs(seqlen, maxWindows);
   if (ids.length < seqlen) {
     throw new UserError(`--seqlen ${seqlen} is larger than the text (${ids.length} tokens)`);
   }

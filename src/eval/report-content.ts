@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sha256File } from '../io/sha256-file';
 
 export interface FileStamp {
   /** Relative to the model folder. */
@@ -21,16 +22,6 @@ export interface FileStamp {
 /** Files whose bytes the perplexity depends on. */
 export function isContentFile(name: string): boolean {
   return name === 'config.json' || name === 'quantize_config.json' || name.endsWith('.safetensors') || name.endsWith('.safetensors.index.json');
-}
-
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    fs.createReadStream(file, { highWaterMark: 1 << 20 })
-      .on('data', (d) => h.update(d))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
 }
 
 /**
