@@ -6,7 +6,7 @@
 //       scratch; with config.qep also xf, attf, h1f: the same for QEP's fp16 path (xf in: the
 //       fp16 model's activations entering the layer, out: leaving the unquantized layer);
 //     options: the solver's (gptqQuantize's); config: { rtn, trueSequential, qep?: null |
-//       { alpha (≥ 0), linears: names of the linears whose W is corrected }, gptaq?: null |
+//       { alpha in [0, 1], linears: names of the linears whose W is corrected }, gptaq?: null |
 //       { alpha in [0, 1] } (GPTAQ: every linear's solve takes its group's cross term; not with
 //       qep; needs xf, attf, h1f as qep does) };
 //     plan: the layer plan (src/model/layer-plan.ts; checked, bindings/layer.cc).

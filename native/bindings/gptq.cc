@@ -8,6 +8,7 @@
 #include "../kernels/cpu/linalg.h"
 #include "../kernels/cpu/qep.h"
 #include "bindings.h"
+#include "layer.h"
 #include "util.h"
 
 namespace gfb {
@@ -141,8 +142,7 @@ class QepCorrect : public PromiseWorker {
     arg_count(info, "qepCorrect", 8);
     N_ = int_at(info, 3, "N", 1);
     K_ = int_at(info, 4, "K", 1);
-    alpha_ = number_at(info, 5, "alpha");
-    if (!(alpha_ >= 0 && alpha_ <= 1)) range_error(env, "alpha", "a number in [0, 1]", number_text(alpha_));
+    alpha_ = alpha_value(env, number_at(info, 5, "alpha"), "alpha");
     damp_ = number_at(info, 6, "dampPercent");
     if (!(damp_ >= 0 && damp_ < 1)) range_error(env, "dampPercent", "a number in [0, 1)", number_text(damp_));
     ref_ = bool_at(info, 7, "reference");

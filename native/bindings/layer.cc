@@ -109,14 +109,17 @@ gf::LayerPlan plan_arg(const Napi::Env& env, const Napi::Value& v) {
 
 namespace {
 
-// `what`.alpha: a number in [0, 1] (the TS rules take (0, 1]; 0 is the tests' plain-GPTQ case).
+// `what`.alpha (alpha_value's rule).
 float alpha_of(const Napi::Env& env, const Napi::Object& o, const std::string& what) {
-  const double alpha = num_arg(env, o, "alpha", what.c_str());
-  if (!(alpha >= 0 && alpha <= 1)) range_error(env, what + ".alpha", "a number in [0, 1]", number_text(alpha));
-  return (float)alpha;
+  return alpha_value(env, num_arg(env, o, "alpha", what.c_str()), what + ".alpha");
 }
 
 }  // namespace
+
+float alpha_value(const Napi::Env& env, double alpha, const std::string& what) {
+  if (!(alpha >= 0 && alpha <= 1)) range_error(env, what, "a number in [0, 1]", number_text(alpha));
+  return (float)alpha;
+}
 
 QepArg qep_arg(const Napi::Env& env, const Napi::Object& config) {
   QepArg a;

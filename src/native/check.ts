@@ -76,6 +76,19 @@ export function checkNumber(v: unknown, what: string): void {
   check(Number.isFinite(v), what, 'a finite number', v);
 }
 
+/**
+ * v is a number in [0, 1]: QEP's or GPTAQ's α as the addon takes it (the CLI's rule, settings.ts,
+ * is (0, 1]; 0 is the tests' plain-GPTQ case).
+ */
+export function checkAlpha(v: unknown, what: string): void {
+  check(typeof v === 'number' && v >= 0 && v <= 1, what, 'a number in [0, 1]', v);
+}
+
+/** v is an array of strings (linear names; the addon refuses an unknown one). */
+export function checkNames(v: unknown, what: string): void {
+  check(Array.isArray(v) && v.every((l) => typeof l === 'string'), what, 'an array of names', v);
+}
+
 export function checkBoolean(v: unknown, what: string): void {
   typeCheck(typeof v === 'boolean', what, 'a boolean', v);
 }

@@ -4,6 +4,7 @@
  * arguments are validated here first (name, expected, got).
  */
 import { callNative } from './addon';
+import { checkAlpha, checkNames } from './check';
 import {
   check, checkDims, checkGptqOptions, checkLayerWeights, checkLength, checkSeqlen, GptqOptions, GptqSolve,
   LayerWeightsF32, NativeDims,
@@ -86,14 +87,14 @@ export async function cpuQuantizeLayer(
   const qep = cfg.qep ?? null;
   if (qep !== null) {
     check(!cfg.rtn, 'config.qep', 'null with rtn (QEP needs calibration windows)', qep);
-    check(typeof qep.alpha === 'number' && qep.alpha >= 0 && qep.alpha <= 1, 'config.qep.alpha', 'a number in [0, 1]', qep.alpha);
-    check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
+    checkAlpha(qep.alpha, 'config.qep.alpha');
+    checkNames(qep.linears, 'config.qep.linears');
   }
   const gptaq = cfg.gptaq ?? null;
   if (gptaq !== null) {
     check(!cfg.rtn, 'config.gptaq', 'null with rtn (GPTAQ needs calibration windows)', gptaq);
     check(qep === null, 'config.gptaq', 'null with config.qep (one correction toward the fp16 path at a time)', gptaq);
-    check(typeof gptaq.alpha === 'number' && gptaq.alpha >= 0 && gptaq.alpha <= 1, 'config.gptaq.alpha', 'a number in [0, 1]', gptaq.alpha);
+    checkAlpha(gptaq.alpha, 'config.gptaq.alpha');
   }
   const fpPath = qep !== null || gptaq !== null;
   if (windows !== null) {

@@ -5,7 +5,7 @@
  */
 import { callNative, CudaSessionHandle, NATIVE_ENUMS, nativeCallAt, nativeConstants, nativeHas } from './addon';
 import {
-  check, checkInteger, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkString, checkType,
+  check, checkAlpha, checkInteger, checkNames, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkString, checkType,
 } from './check';
 import { checkPlanShape, NativeLayerPlan } from './cpu-layer';
 import { checkGptqOptions, GptqOptions, GptqSolve, NativeDims } from './index';
@@ -140,8 +140,8 @@ export function checkLayerConfig(c: CudaLayerConfig): void {
   const qep = c.qep ?? null;
   if (qep !== null) {
     checkObject(qep, 'config.qep');
-    check(typeof qep.alpha === 'number' && qep.alpha >= 0 && qep.alpha <= 1, 'config.qep.alpha', 'a number in [0, 1]', qep.alpha);
-    check(Array.isArray(qep.linears) && qep.linears.every((l) => typeof l === 'string'), 'config.qep.linears', 'an array of names', qep.linears);
+    checkAlpha(qep.alpha, 'config.qep.alpha');
+    checkNames(qep.linears, 'config.qep.linears');
     const bad = qep.linears.find((l) => CUDA_QEP_UNCORRECTED.includes(l));
     check(bad === undefined, 'config.qep.linears', 'linears the CUDA engine corrects (not mlp.down_proj)', bad);
   }
@@ -149,7 +149,7 @@ export function checkLayerConfig(c: CudaLayerConfig): void {
   if (gptaq !== null) {
     checkObject(gptaq, 'config.gptaq');
     check(qep === null, 'config.gptaq', 'null with config.qep (one correction toward the fp16 path at a time)', gptaq);
-    check(typeof gptaq.alpha === 'number' && gptaq.alpha >= 0 && gptaq.alpha <= 1, 'config.gptaq.alpha', 'a number in [0, 1]', gptaq.alpha);
+    checkAlpha(gptaq.alpha, 'config.gptaq.alpha');
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { callNative, NATIVE_ENUMS, nativeConstants } from './addon';
 import {
-  check, checkBoolean, checkInteger, checkLength, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkType,
+  check, checkAlpha, checkBoolean, checkInteger, checkLength, checkNumber, checkObject, checkOneOf, checkOptionalBoolean, checkType,
   checkTypedArrays,
 } from './check';
 
@@ -295,7 +295,7 @@ export async function qepCorrect(
 ): Promise<QepCorrection> {
   checkInteger(n, 'N', 1);
   checkInteger(k, 'K', 1);
-  check(typeof alpha === 'number' && alpha >= 0 && alpha <= 1, 'alpha', 'a number in [0, 1]', alpha);
+  checkAlpha(alpha, 'alpha');
   check(typeof dampPercent === 'number' && dampPercent >= 0 && dampPercent < 1, 'dampPercent', 'a number in [0, 1)', dampPercent);
   checkBoolean(reference, 'reference');
   checkType(w, 'W', 'Float32Array', n * k);

@@ -46,8 +46,9 @@ struct GptqResult {
 //   codes [N, K] integer codes (original order), scales [G, N], zeros [G, N] (integer zero
 //   points, not minus one), g_idx [K], perm [K] (identity without act-order).
 // gptaq: null for plain GPTQ (every output as without the argument); else GPTAQ's C [K, K] and α.
-// Throws std::runtime_error on bad options or when H stays non-PD after raising damping, and
-// std::invalid_argument for a GPTAQ C with NaN/Inf or a negative or non-finite α.
+// Throws std::runtime_error on bad options, when H stays non-PD after raising damping or a GPTAQ
+// C has NaN/Inf entries, and std::invalid_argument for a missing GPTAQ C or a negative or
+// non-finite α.
 GptqResult gptq_quantize(int64_t N, int64_t K, float* W, const float* H, const GptqOptions& o,
                          uint8_t* codes, float* scales, int32_t* zeros, int32_t* g_idx,
                          int32_t* perm, const GptaqInput* gptaq = nullptr);

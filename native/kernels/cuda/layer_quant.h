@@ -47,7 +47,7 @@ struct LayerQuantOptions {
   // the unquantized layer beside X, gathers C = 2/n Σ (X̃ − X)ᵀ X beside the H of every group with
   // a corrected linear (qep_correct[l], α > 0), and solves each such linear's W* = W + α W C
   // (H + λI)⁻¹ rounded to fp16 instead of W. down_proj cannot be corrected here (its C would be
-  // ffn² fp32 beside its H and the correction's ffn² fp64 factor: refused by check_qep_options).
+  // ffn² fp32 beside its H and the correction's ffn² fp64 factor: refused by qep_options_problem).
   bool qep = false;
   float qep_alpha = 0;          // α ≥ 0; 0 gives plain GPTQ bit for bit (the fp path still runs)
   bool qep_correct[gf::kLinears] = {};
