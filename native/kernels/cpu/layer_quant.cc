@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "half.h"
@@ -131,17 +132,19 @@ LayerWeightsF32 view_of(const LayerWeightsMut& w) {
 // quantized path, add_batch_cross over both paths at point p (each forward run to it).
 struct GroupStats {
   std::vector<float> H, C;
+  // QEP: the factor of H and C, made for the group's first corrected linear and kept for the others.
+  std::optional<QepFactor> qep;
 };
 
 GroupStats gather(ForwardPoint p, bool want_c, LayerForward& fwd, LayerForward* fpf, LayerWindows& win, LayerQuantTimes& t) {
   if (!fpf || !want_c) {
-    GroupStats g{fwd.hessian(p), {}};
+    GroupStats g{fwd.hessian(p), {}, std::nullopt};
     // The fp16 path still steps to p (attention and the residual are kept for later points).
     if (fpf) fpf->run(p);
     return g;
   }
   const int64_t K = fwd.width(p);
-  GroupStats g{std::vector<float>((size_t)(K * K)), std::vector<float>((size_t)(K * K))};
+  GroupStats g{std::vector<float>((size_t)(K * K)), std::vector<float>((size_t)(K * K)), std::nullopt};
   t.hessian_s += add_batch_cross(
       (int64_t)win.x.size(), win.S, K, [&](int64_t i) { return fwd.to(p, (size_t)i, true); },
       [&](int64_t i) { return fpf->to(p, (size_t)i, true); }, g.H.data(), g.C.data());
@@ -176,15 +179,17 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
     throw std::invalid_argument("quantize_layer: qep alpha must be a finite number >= 0");
   if (!(std::isfinite(o.gptaq_alpha) && o.gptaq_alpha >= 0))
     throw std::invalid_argument("quantize_layer: gptaq alpha must be a finite number >= 0");
-  // One linear: with QEP (and a corrected linear), W ← W* rounded to fp16, then the GPTQ solve.
-  auto solve = [&](Linear l, const GroupStats* g) {
+  // One linear: with QEP (and a corrected linear), W ← W* rounded to fp16 (the group's factor of H
+  // and C made once, for its first corrected linear), then the GPTQ solve.
+  auto solve = [&](Linear l, GroupStats* g) {
     LinearResult r;
     r.linear = l;
     linear_shape(d, l, r.n, r.k);
     const auto t0 = clock_type::now();
     float* W = w.lin[(int)l];
     if (g && !g->C.empty() && o.qep_correct[(int)l] && o.qep_alpha > 0) {
-      qep_correct(r.n, r.k, W, g->H.data(), g->C.data(), o.qep_alpha, o.gptq.damp_percent);
+      if (!g->qep) g->qep = qep_factor(r.k, g->H.data(), g->C.data(), o.gptq.damp_percent);
+      qep_apply(r.n, r.k, W, *g->qep, o.qep_alpha);
       round_to_half_inplace(W, r.n * r.k);  // the reference keeps W* in the model's dtype
     }
     // GPTAQ: every linear's solve takes its group's C (α = 0 included: the same solve with P = 0).
@@ -212,7 +217,7 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
   if (o.true_sequential) {
     // Each group's Hessian with the groups before it already quantized.
     for (const PlanGroup& g : plan.groups) {
-      const GroupStats st = gather(g.input, wants_c(g), fwd, fpf.get(), *win, t);
+      GroupStats st = gather(g.input, wants_c(g), fwd, fpf.get(), *win, t);
       for (Linear l : g.linears) solve(l, &st);
     }
   } else {

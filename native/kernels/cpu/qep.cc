@@ -55,29 +55,38 @@ QepResult factor_damped(int64_t K, const QepSetup& s, float damp_percent, std::v
 
 }  // namespace
 
-QepResult qep_correct(int64_t N, int64_t K, float* W, const float* H, const float* C, float alpha, float damp_percent) {
-  const QepSetup s = setup(K, H, C);
-  std::vector<double> L;
-  const QepResult res = factor_damped(K, s, damp_percent, L);
-  // R [N, K] = W_live · C as A·Bᵀ with B = Cᵀ (row j of B is column j of C).
-  std::vector<float> Ct((size_t)(K * K)), R((size_t)(N * K));
+QepFactor qep_factor(int64_t K, const float* H, const float* C, float damp_percent) {
+  QepSetup s = setup(K, H, C);
+  QepFactor f;
+  f.res = factor_damped(K, s, damp_percent, f.L);
+  // Cᵀ: R = W_live · C is computed as A·Bᵀ with B = Cᵀ (row j of B is column j of C).
+  f.Ct.resize((size_t)(K * K));
   for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = 0; j < K; ++j) Ct[j * K + i] = C[i * K + j];
+    for (int64_t j = 0; j < K; ++j) f.Ct[j * K + i] = C[i * K + j];
+  // Lt = Lᵀ keeps the back substitution's sums contiguous.
+  f.Lt.assign((size_t)(K * K), 0.0);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t p = 0; p <= i; ++p) f.Lt[p * K + i] = f.L[i * K + p];
+  f.dead = std::move(s.dead);
+  f.any_dead = s.any_dead;
+  return f;
+}
+
+void qep_apply(int64_t N, int64_t K, float* W, const QepFactor& f, float alpha) {
+  const std::vector<double>& L = f.L;
+  const std::vector<double>& Lt = f.Lt;
+  std::vector<float> R((size_t)(N * K));
   std::vector<float> live;
   const float* A = W;
-  if (s.any_dead) {
+  if (f.any_dead) {
     live.assign(W, W + N * K);
     for (int64_t r = 0; r < N; ++r)
       for (int64_t i = 0; i < K; ++i)
-        if (s.dead[i]) live[r * K + i] = 0;
+        if (f.dead[i]) live[r * K + i] = 0;
     A = live.data();
   }
-  gemm_nt_parallel(N, K, K, A, K, Ct.data(), K, R.data(), K, false);
-  // Row r of ΔW solves (H + λI) x = R[r]ᵀ: L y = R[r]ᵀ, then Lᵀ x = y (Lt = Lᵀ keeps the back
-  // substitution's sums contiguous).
-  std::vector<double> Lt((size_t)(K * K));
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t p = 0; p <= i; ++p) Lt[p * K + i] = L[i * K + p];
+  gemm_nt_parallel(N, K, K, A, K, f.Ct.data(), K, R.data(), K, false);
+  // Row r of ΔW solves (H + λI) x = R[r]ᵀ: L y = R[r]ᵀ, then Lᵀ x = y.
   parallel_for(N, [&](int64_t r) {
     std::vector<double> y((size_t)K);
     const float* rr = R.data() + r * K;
@@ -96,7 +105,12 @@ QepResult qep_correct(int64_t N, int64_t K, float* W, const float* H, const floa
     float* w = W + r * K;
     for (int64_t i = 0; i < K; ++i) w[i] = (float)((double)w[i] + (double)alpha * y[i]);
   });
-  return res;
+}
+
+QepResult qep_correct(int64_t N, int64_t K, float* W, const float* H, const float* C, float alpha, float damp_percent) {
+  const QepFactor f = qep_factor(K, H, C, damp_percent);
+  qep_apply(N, K, W, f, alpha);
+  return f.res;
 }
 
 QepResult qep_correct_ref(int64_t N, int64_t K, float* W, const float* H, const float* C, float alpha, float damp_percent) {

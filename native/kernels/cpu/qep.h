@@ -7,6 +7,7 @@
 // definite, gf::damp_until_pd). A dead column of W takes no part in W C and gets no correction.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace gf {
 
@@ -15,11 +16,28 @@ struct QepResult {
   int damp_raises = 0;
 };
 
+// What the correction takes from H, C and the damping alone, shared by the linears of a group
+// (q, k, v read one H and C): the dead columns, the lower Cholesky factor L of (H + λI) in fp64
+// and its transpose, and Cᵀ (fp32).
+struct QepFactor {
+  std::vector<char> dead;  // [K]
+  bool any_dead = false;
+  std::vector<double> L, Lt;  // [K, K]
+  std::vector<float> Ct;      // [K, K]
+  QepResult res;
+};
+
+// H, C [K, K] row-major (H symmetric; neither modified). Throws std::runtime_error for NaN/Inf
+// in H or C, or when H stays non-PD after raising the damping.
+QepFactor qep_factor(int64_t K, const float* H, const float* C, float damp_percent);
+
 // W [N, K] row-major, in: the weights, out: W* (fp32; the layer rounds it to fp16 as the
-// reference keeps it in the model's dtype). H, C [K, K] row-major (H symmetric; neither
-// modified). The product R = W C is an fp32 GEMM; (H + λI) is factored once in fp64 (Cholesky)
-// and each row of R is solved against it by two triangular substitutions in fp64, so no
-// inverse is formed. Throws std::runtime_error when H stays non-PD after raising the damping.
+// reference keeps it in the model's dtype), from the factor of its group's H and C. The product
+// R = W C is an fp32 GEMM; each row of R is solved against (H + λI) by two triangular
+// substitutions in fp64, so no inverse is formed.
+void qep_apply(int64_t N, int64_t K, float* W, const QepFactor& f, float alpha);
+
+// qep_factor then qep_apply: one linear's correction.
 QepResult qep_correct(int64_t N, int64_t K, float* W, const float* H, const float* C, float alpha, float damp_percent);
 
 // The same in fp64 throughout by plain loops: R = W C summed in fp64, (H + λI) X = Rᵀ solved
