@@ -112,18 +112,7 @@ void symmetrize_upper(int64_t K, float* G, float scale) {
 }
 
 double add_batch(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input, float* H) {
-  using clock = std::chrono::steady_clock;
-  double seconds = 0;
-  std::fill(H, H + K * K, 0.0f);
-  for (int64_t w = 0; w < n; ++w) {
-    const float* X = input(w);
-    const auto t0 = clock::now();
-    xtx_accumulate(T, K, X, K, H);
-    seconds += std::chrono::duration<double>(clock::now() - t0).count();
-  }
-  const auto t0 = clock::now();
-  symmetrize_upper(K, H, 2.0f / (float)n);
-  return seconds + std::chrono::duration<double>(clock::now() - t0).count();
+  return add_batch_cross(n, T, K, input, nullptr, H, nullptr);
 }
 
 double add_batch_cross(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input,
@@ -131,18 +120,19 @@ double add_batch_cross(int64_t n, int64_t T, int64_t K, const std::function<cons
   using clock = std::chrono::steady_clock;
   double seconds = 0;
   std::fill(H, H + K * K, 0.0f);
-  std::fill(C, C + K * K, 0.0f);
+  if (C) std::fill(C, C + K * K, 0.0f);
   for (int64_t w = 0; w < n; ++w) {
     const float* X = input(w);
-    const float* Xf = input_fp(w);
+    const float* Xf = C ? input_fp(w) : nullptr;
     const auto t0 = clock::now();
-    accumulate(T, K, X, Xf, K, H, C);  // H and C from one transpose of each chunk of X
+    accumulate(T, K, X, Xf, K, H, C);  // H (and C) from one transpose of each chunk of X
     seconds += std::chrono::duration<double>(clock::now() - t0).count();
   }
   const auto t0 = clock::now();
-  symmetrize_upper(K, H, 2.0f / (float)n);
   const float scale = 2.0f / (float)n;
-  for (int64_t i = 0; i < K * K; ++i) C[i] *= scale;
+  symmetrize_upper(K, H, scale);
+  if (C)
+    for (int64_t i = 0; i < K * K; ++i) C[i] *= scale;
   return seconds + std::chrono::duration<double>(clock::now() - t0).count();
 }
 

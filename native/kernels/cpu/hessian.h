@@ -36,7 +36,8 @@ void cross_accumulate(int64_t T, int64_t K, const float* Xf, const float* X, int
 // add_batch with QEP's cross term: H = 2/n · Σ XᵀX and C = 2/n · Σ (X̃ − X)ᵀ X over the windows,
 // X = input(w) the quantized path's [T, K] (row stride K), X̃ = input_fp(w) the fp16 path's at
 // the same forward point (a different buffer; both may be reused for the next window).
-// H and C [K, K] are overwritten. Returns the seconds spent accumulating.
+// H and C [K, K] are overwritten. Returns the seconds spent accumulating. With C null it is
+// add_batch (input_fp is not called).
 double add_batch_cross(int64_t n, int64_t T, int64_t K, const std::function<const float*(int64_t w)>& input,
                        const std::function<const float*(int64_t w)>& input_fp, float* H, float* C);
 
