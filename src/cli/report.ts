@@ -116,10 +116,20 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   type Measured = Pick<ReportRow, 'perplexity' | 'extraPerplexity' | 'weightsId'> & { files: FileStamp[] };
   // With --devices: what each worker measured, by model folder and column (taken before measuring here).
   const measured = new Map<string, number>();
+  // Each model folder's content is stamped (hashed where it changed) once, before it is measured:
+  // with --devices the pre-pass below stamps it and the row reuses that.
+  const stamped = new Map<string, Promise<{ files: FileStamp[]; weightsId: string }>>();
+  const stamps = (modelDir: string, previousFiles: FileStamp[] | undefined) => {
+    let s = stamped.get(modelDir);
+    if (s === undefined) {
+      s = contentStamps(modelDir, previousFiles).then((files) => ({ files, weightsId: contentId(files) }));
+      stamped.set(modelDir, s);
+    }
+    return s;
+  };
   const reused = async (name: string, modelDir: string) => {
     const last = previous?.rows.find((r) => r.name === name);
-    const files = await contentStamps(modelDir, last?.files);
-    const weightsId = contentId(files);
+    const { files, weightsId } = await stamps(modelDir, last?.files);
     const same = last !== undefined && last.weightsId === weightsId;
     const values = reuse.map((c, k) => (same && c ? c.value(last) : measured.get(`${k}\0${modelDir}`)));
     return { files, weightsId, values };
