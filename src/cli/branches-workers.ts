@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { CalibrationSet, SHARED_CALIBRATION_DIR, writeSharedCalibration } from '../gptq/calibration-set';
 import { MatrixBranch } from '../gptq/matrix';
 import type { BranchOutcome } from './branches';
-import { DevicesSpec, WorkerSlot } from './devices';
+import { WorkerSlot } from './devices';
 import { Progress } from './progress';
 import { createWorkersProgress } from './progress-workers';
 import { sendToParent } from './worker-channel';
@@ -29,11 +29,6 @@ export interface WorkerFlags {
   resume?: boolean;
   force?: boolean;
   quiet?: boolean;
-}
-
-/** `--devices` as the user wrote it (for error lines). */
-export function devicesText(d: DevicesSpec): string {
-  return d.kind === 'all' ? 'all' : d.kind === 'count' ? String(d.n) : d.ids.join(',');
 }
 
 /** In a worker: the driver's progress of `branch`, sent to the parent. */

@@ -24,8 +24,8 @@ import { modelFingerprint } from '../model/fingerprint';
 import { LlamaModel } from '../model/llama-model';
 import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
-import { buildOnWorkers, devicesText, workerProgress } from './branches-workers';
-import { DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
+import { buildOnWorkers, workerProgress } from './branches-workers';
+import { devicesText, DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
 import { sendToParent, watchParent } from './worker-channel';
 import { stopWorkers } from './workers';
 
@@ -127,9 +127,10 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
   process.once('SIGTERM', interrupted);
   try {
     if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
-    // --devices: the workers (each device checked) before anything else.
-    let slots = flags.devices ? workerSlots(flags.devices, flags.device ?? chooseDevice(undefined), flags.maxWorkers, branches.length) : null;
-    if (slots) slots = processSlots(slots);
+    // --devices: each device checked before anything else; the workers are chosen once the
+    // branches left to build are known (no idle worker, none for one branch on this device).
+    const workersFor = (jobs: number) => (flags.devices ? workerSlots(flags.devices, flags.device ?? chooseDevice(undefined), flags.maxWorkers, jobs) : null);
+    workersFor(branches.length);
     const devices = new Map<string, Device>();
     for (const b of branches) {
       try {
@@ -174,8 +175,9 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
     }
 
     const toBuild = plan.filter((p) => !p.skip).map((p) => p.b);
+    const all = workersFor(toBuild.length);
+    const slots = all ? processSlots(all) : null;
     if (slots) {
-      slots = slots.slice(0, Math.max(1, toBuild.length));
       const footprints = toBuild.map((b) => {
         const s = settingsOf(b);
         return { device: devices.get(b.name)!, nsamples: b.nsamples, seqlen: b.seqlen, bits: s.bits, groupSize: s.groupSize, qep: s.qep !== undefined, rtn: !!s.rtn };
@@ -263,7 +265,6 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
           },
           onStage: (what) => {
             progress.stop();
-            if (flags.worker) sendToParent({ t: 'stage', branch: b.name, what });
             if (!flags.quiet) process.stderr.write(`${tag}: ${what}\n`);
           },
         },

@@ -12,6 +12,11 @@ import { cudaInfo, nativeThreads } from '../native';
 /** What `--devices` asked for: every visible GPU, a number of workers, or a list of device ids. */
 export type DevicesSpec = { kind: 'all' } | { kind: 'count'; n: number } | { kind: 'list'; ids: number[] };
 
+/** `--devices` as the user wrote it (for error lines). */
+export function devicesText(d: DevicesSpec): string {
+  return d.kind === 'all' ? 'all' : d.kind === 'count' ? String(d.n) : d.ids.join(',');
+}
+
 /** The commander parser of `--devices` (its errors are usage errors naming the flag). */
 export function parseDevices(value: string): DevicesSpec {
   const v = value.trim();
@@ -62,7 +67,7 @@ export interface WorkerSlot {
  * set it.
  */
 export function workerSlots(spec: DevicesSpec, device: Device, maxWorkers: number | undefined, jobs: number, visible = visibleGpus()): WorkerSlot[] {
-  const shown = spec.kind === 'all' ? 'all' : spec.kind === 'count' ? String(spec.n) : spec.ids.join(',');
+  const shown = devicesText(spec);
   let ids: number[];
   if (device === 'cpu') {
     if (spec.kind !== 'count') throw new UsageError(`--devices ${shown}: with --device cpu give a number of CPU workers, e.g. --devices 2`);

@@ -27,12 +27,11 @@ export async function evaluateOnWorkers(
     'eval', '--model', j.modelDir, '--dataset', j.dataset, ...(o.split ? ['--split', o.split] : []), '--seqlen', String(o.seqlen),
     ...(o.maxWindows !== undefined ? ['--max-windows', String(o.maxWindows)] : []), '--device', o.device, '--json', '--quiet',
   ];
-  const used = slots.slice(0, jobs.length);
   const progress = createWorkersProgress(jobs.length, { quiet: o.quiet, noun: 'evaluations' });
   const label = (j: EvalJob) => (jobs.some((x) => x.column !== 0) ? `eval ${j.name} on ${j.dataset}` : `eval ${j.name}`);
   try {
-    const results = await runPool(used, jobs.map((j) => ({ what: label(j), args: args(j) })), {
-      onStart: (slot, job, pid) => progress.start(slot, used[slot].label, label(jobs[job]), pid),
+    const results = await runPool(slots, jobs.map((j) => ({ what: label(j), args: args(j) })), {
+      onStart: (slot, job, pid) => progress.start(slot, slots[slot].label, label(jobs[job]), pid),
       onLine: (_slot, _job, line) => progress.line(line),
       onEnd: (slot, _job, ok) => progress.finish(slot, ok ? 'done' : 'failed'),
     });

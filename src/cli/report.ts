@@ -82,7 +82,10 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   if (twice !== undefined) throw new UsageError(`--dataset ${twice} is given twice`);
   const device = chooseDevice(flags.device);
   if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
-  const slots = flags.devices ? processSlots(workerSlots(flags.devices, device, flags.maxWorkers, Infinity)) : null;
+  // --devices: each device checked before anything else; the workers are chosen once the
+  // measurements left to make are known.
+  const workersFor = (jobs: number) => (flags.devices ? workerSlots(flags.devices, device, flags.maxWorkers, jobs) : null);
+  workersFor(Infinity);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   // every branch's quantize_config against its config.json before anything is measured
@@ -159,8 +162,8 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   };
 
   // --devices: the baselines first (they are measured too), then every measurement on the workers.
-  const baselines = slots && flags.rtn ? await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet) : undefined;
-  if (slots) {
+  const baselines = flags.devices && flags.rtn ? await rtnBaselines(dir, baseDir, baseSpec, revision ?? null, fingerprint, manifests, flags.quiet) : undefined;
+  if (flags.devices) {
     const models: [string, string][] = [['fp16', baseDir], ...(baselines ?? []).map((m): [string, string] => [m.branch, path.join(dir, BASELINES_DIR, m.branch)]),
       ...manifests.map((m): [string, string] => [m.branch, path.join(dir, m.branch)])];
     const todo: EvalJob[] = [];
@@ -168,8 +171,12 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
       const { values } = await reused(name, modelDir);
       values.forEach((v, k) => v === undefined && todo.push({ name, modelDir, column: k, dataset: evals[k].info.dataset }));
     }
-    for (const [key, ppl] of await evaluateOnWorkers(slots, todo, { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet })) {
-      measured.set(key, ppl);
+    // No slots: one worker on this process's own device; the rows below measure here.
+    const all = workersFor(todo.length);
+    const slots = all ? processSlots(all) : null;
+    if (slots) {
+      const o = { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet };
+      for (const [key, ppl] of await evaluateOnWorkers(slots, todo, o)) measured.set(key, ppl);
     }
   }
 

@@ -10,7 +10,6 @@
 
 export type WorkerMessage =
   | { t: 'progress'; branch: string; done: number; total: number; label: string }
-  | { t: 'stage'; branch: string; what: string }
   | { t: 'resume'; branch: string; done: number; total: number };
 
 /** The exit code of a worker whose parent went away. */

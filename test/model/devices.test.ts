@@ -96,3 +96,13 @@ test('report --devices 2 --device cpu: the rows and perplexities of a sequential
   // again: every row reused, nothing measured, same numbers
   expect(sorted(rep(path.join(tmp, 'par'), '--devices', '2'))).toEqual(sorted(a));
 });
+
+test('--devices 2 with one branch left to build: it is built here, with no worker process', () => {
+  const out = path.join(tmp, 'one-left');
+  const first = runCli(args(out, '--only', NAMES[0], '--quiet'), { timeoutMs: 200_000 });
+  expect(first.code).toBe(0);
+  const r = runCli(args(out, '--only', `${NAMES[0]},${NAMES[1]}`, '--devices', '2', '--resume'), { timeoutMs: 200_000 });
+  expect(r.code).toBe(0);
+  expect(r.stderr).toMatch(new RegExp(`\\[2/2\\] ${NAMES[1]}: .*layer 4/4`));
+  expect(r.stderr).not.toMatch(/worker pid/);
+});
