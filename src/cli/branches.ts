@@ -178,10 +178,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
     const all = workersFor(toBuild.length);
     const slots = all ? processSlots(all) : null;
     if (slots) {
-      const footprints = toBuild.map((b) => {
-        const s = settingsOf(b);
-        return { device: devices.get(b.name)!, nsamples: b.nsamples, seqlen: b.seqlen, bits: s.bits, groupSize: s.groupSize, qep: s.qep !== undefined, rtn: !!s.rtn };
-      });
+      const footprints = toBuild.map((b) => ({ device: devices.get(b.name)!, nsamples: b.nsamples, seqlen: b.seqlen, settings: settingsOf(b) }));
       await checkHostLimits(`--devices ${devicesText(flags.devices!)}`, slots.length, model.config, footprints, out);
     }
 

@@ -12,7 +12,7 @@ import { LlamaModel } from '../model/llama-model';
 import { LinearName } from '../model/weights';
 import { cpuQuantizeLayer, CpuLayerWindows, embed } from '../native';
 import { activationWindows, EngineLinear, LayerEngine, LayerRange } from './engine';
-import { gptaqConfig, qepConfig, QuantizeSettings, solverOptions } from './settings';
+import { gptaqConfig, needsFpPath, qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -25,8 +25,7 @@ export async function cpuEngine(
   const opts = solverOptions(s);
   const qep = qepConfig(s), gptaq = gptaqConfig(s);
   const cfg = { rtn: !!s.rtn, trueSequential: s.trueSequential, ...(qep ? { qep } : {}), ...(gptaq ? { gptaq } : {}) };
-  // QEP and GPTAQ both need the fp16 model's activations beside the quantized path's.
-  const fpPath = qep !== null || gptaq !== null;
+  const fpPath = needsFpPath(s);
   let windows: CpuLayerWindows | null = null;
   if (!s.rtn) {
     const n = calib.length / seqlen, per = seqlen * c.hiddenSize;

@@ -21,7 +21,7 @@ import { LinearName } from '../model/weights';
 import { CudaLayerConfig, CudaLinear, CudaSession, embed, f32ArrayToF16 } from '../native';
 import { checkCudaSettings } from './device';
 import { Activations, activationWindows, EngineLinear, LayerEngine, LayerRange, QuantizedLinear } from './engine';
-import { gptaqConfig, qepConfig, QuantizeSettings, solverOptions } from './settings';
+import { gptaqConfig, needsFpPath, qepConfig, QuantizeSettings, solverOptions } from './settings';
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -51,8 +51,7 @@ export async function cudaEngine(
   const packed = !config.wantCodes;
   const qep = qepConfig(s), gptaq = gptaqConfig(s);
   const layerConfig: CudaLayerConfig = { ...config, wantCodes: !packed, wantPacked: packed, ...(qep ? { qep } : {}), ...(gptaq ? { gptaq } : {}) };
-  // QEP and GPTAQ both need the fp16 model's activations beside the quantized path's.
-  const fpPath = qep !== null || gptaq !== null;
+  const fpPath = needsFpPath(s);
   const windows = calib.length / seqlen, tokens = windows * seqlen, per = seqlen * c.hiddenSize;
   // Activations of all windows as fp16 bits (8.6 GB for 70B at 128 × 4096), made a window at a
   // time from fp32 ones: no fp32 copy of them all.

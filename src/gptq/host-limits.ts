@@ -9,16 +9,14 @@ import * as path from 'node:path';
 import { Device } from '../device';
 import { UserError } from '../errors';
 import { LlamaConfig } from '../model/config';
+import { needsFpPath, QuantizeSettings } from './settings';
 
-/** One branch to build, as far as its footprint goes. */
+/** One branch to build: its engine, calibration size and settings. */
 export interface BranchFootprint {
   device: Device;
   nsamples: number;
   seqlen: number;
-  bits: number;
-  groupSize: number;
-  qep: boolean;
-  rtn: boolean;
+  settings: QuantizeSettings;
 }
 
 export interface WorkerNeeds {
@@ -35,8 +33,8 @@ const GB = 1e9;
 /**
  * The estimate, per worker and branch (bytes), with T = nsamples · seqlen calibration tokens,
  * h = hidden size, f = intermediate size, a = heads · head_dim, L = one decoder layer's linear
- * weights (h·a + 2·h·kv·head_dim + a·h + 3·h·f), q = 2 with QEP (the fp16 path's activations
- * are carried beside the quantized path's), else 1:
+ * weights (h·a + 2·h·kv·head_dim + a·h + 3·h·f), q = 2 with QEP or GPTAQ (the fp16 path's
+ * activations are carried beside the quantized path's: settings.ts needsFpPath), else 1:
  *
  *   memory, cpu   = 0.5 GB (node, the addon, buffers)
  *                 + q · T · (2h + a) · 4     fp32 windows: x, the attention output, the residual
@@ -44,8 +42,8 @@ const GB = 1e9;
  *                 + 2 · L · 4                 one layer's weights in fp32, the next one loading
  *                 + 2 · max(h, f)² · 4        the Hessian and its factor (the widest linear)
  *                 + vocab · h · 4             the embedding table in fp32 (for the first layer)
- *   memory, cuda  = 0.5 GB + T · h · 2 (fp16 activations, held on the host when first filled
- *                 in and at a resume and checkpoint) + 2 · L · 2 (two pinned fp16 weight slots)
+ *   memory, cuda  = 0.5 GB + q · T · h · 2 (fp16 activations, held on the host when first
+ *                 filled in and at a resume) + 2 · L · 2 (two pinned fp16 weight slots)
  *                 + vocab · h · 4
  *   (rtn: no activations, the layer weights and embedding only)
  *   scratch disk  = 2 · q · T · h · 2 (the new checkpoint is written before the old is removed)
@@ -55,15 +53,16 @@ const GB = 1e9;
  */
 export function workerNeeds(c: LlamaConfig, b: BranchFootprint): WorkerNeeds {
   const h = c.hiddenSize, f = c.intermediateSize, a = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
-  const tokens = b.rtn ? 0 : b.nsamples * b.seqlen;
-  const q = b.qep ? 2 : 1;
+  const s = b.settings;
+  const tokens = s.rtn ? 0 : b.nsamples * b.seqlen;
+  const q = needsFpPath(s) ? 2 : 1;
   const layer = h * a + 2 * h * kv + a * h + 3 * h * f;
   const embed = c.vocabSize * h * 4;
   const memory = b.device === 'cpu'
     ? 0.5 * GB + q * tokens * (2 * h + a) * 4 + tokens * h * 2 + 2 * layer * 4 + 2 * Math.max(h, f) ** 2 * 4 + embed
-    : 0.5 * GB + tokens * h * 2 + 2 * layer * 2 + embed;
+    : 0.5 * GB + q * tokens * h * 2 + 2 * layer * 2 + embed;
   const linears = layer * c.numLayers;
-  const quantized = linears * (b.bits + (b.groupSize > 0 ? 20 / b.groupSize : 0)) / 8;
+  const quantized = linears * (s.bits + (s.groupSize > 0 ? 20 / s.groupSize : 0)) / 8;
   const unquantized = (c.vocabSize * h * (c.tieWordEmbeddings ? 1 : 2) + (2 * c.numLayers + 1) * h) * 2;
   return { memory, scratch: 2 * q * tokens * h * 2 + quantized, branch: quantized + unquantized };
 }

@@ -191,6 +191,14 @@ export function gptaqConfig(s: QuantizeSettings): { alpha: number } | null {
   return s.gptaq === undefined ? null : { alpha: s.gptaq };
 }
 
+/**
+ * Whether the build carries the fp16 model's activations beside the quantized path's: QEP and
+ * GPTAQ both fit the quantized layer to them (twice the calibration activations).
+ */
+export function needsFpPath(s: QuantizeSettings): boolean {
+  return s.qep !== undefined || s.gptaq !== undefined;
+}
+
 /** QEP's α when `--qep` is given without a value (the authors' code's perccorr default). */
 export const QEP_DEFAULT_ALPHA = 0.5;
 

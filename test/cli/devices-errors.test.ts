@@ -48,7 +48,8 @@ test('GPUs that are not visible are refused before anything (the count injected:
 
 test('host memory and disk that the workers would exceed: one line naming the need, what is there and how many fit', () => {
   const c = parseLlamaConfig(JSON.parse(fs.readFileSync(path.join(LLAMA2_S, 'config.json'), 'utf8')), 'config.json');
-  const need = workerNeeds(c, { device: 'cpu', nsamples: 2, seqlen: 64, bits: 4, groupSize: 128, qep: false, rtn: false });
+  const settings = { bits: 4, groupSize: 128, actOrder: false, staticGroups: false, sym: true, mse: false, dampPercent: 0.01, trueSequential: true, rtn: false };
+  const need = workerNeeds(c, { device: 'cpu', nsamples: 2, seqlen: 64, settings });
   expect(need.memory).toBeGreaterThan(0.5e9);
   const out = path.join(tmp, 'limits');
   // Room for 2 workers' memory, not 3.
