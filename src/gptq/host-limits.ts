@@ -3,11 +3,10 @@
  * every worker holds its own calibration activations, layer weights and embedding table in host
  * memory and writes its own checkpoints and branch files to the output folder's disk.
  */
-import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Device } from '../device';
 import { UserError } from '../errors';
+import { freeDiskBytes } from '../io/free-disk';
 import { LlamaConfig } from '../model/config';
 import { needsFpPath, QuantizeSettings } from './settings';
 
@@ -81,21 +80,6 @@ function knob(name: string): number | undefined {
   return Number(v.trim());
 }
 
-/** Free bytes of the file system that will hold `dir` (its nearest existing ancestor). */
-async function freeDisk(dir: string): Promise<number> {
-  let at = path.resolve(dir);
-  for (;;) {
-    try {
-      const s = await fsp.statfs(at);
-      return s.bavail * s.bsize;
-    } catch (e) {
-      const parent = path.dirname(at);
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || parent === at) throw e;
-      at = parent;
-    }
-  }
-}
-
 /**
  * Refuses, with one line naming `flag`, `workers` workers whose peak host memory (each worker's
  * largest branch) exceeds what is available (os.freemem(), or GPTQ_FORGE_HOST_MEM_BYTES), or
@@ -109,7 +93,7 @@ export async function checkHostLimits(flag: string, workers: number, c: LlamaCon
   const scratch = Math.max(...needs.map((n) => n.scratch));
   const files = needs.reduce((s, n) => s + n.branch, 0);
   const memory = knob('GPTQ_FORGE_HOST_MEM_BYTES') ?? os.freemem();
-  const disk = knob('GPTQ_FORGE_DISK_FREE_BYTES') ?? (await freeDisk(out));
+  const disk = knob('GPTQ_FORGE_DISK_FREE_BYTES') ?? (await freeDiskBytes(out));
   const fitting = (need: (k: number) => number, have: number) => {
     let k = workers - 1;
     while (k >= 1 && need(k) > have) k--;

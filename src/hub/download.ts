@@ -18,6 +18,7 @@ import {
   type RepoId,
 } from '@huggingface/hub';
 import { UsageError, UserError } from '../errors';
+import { freeDiskBytes } from '../io/free-disk';
 import { endpointOf, HttpTimeoutError, idleTimer, timedFetch } from './http';
 import {
   COMMIT_RE, GIT_OID_RE, MAX_SMALL_FILE_SIZE, SHA256_RE, shown, unsafeRepoPath, unsafeRevision, unsafeSize,
@@ -206,14 +207,8 @@ export function checkEntry(ctx: Ctx, e: ListFileEntry, what: string): void {
   }
 }
 
-/** Free bytes where `dir` (or its nearest existing parent) lives; undefined when unknown. */
-async function freeBytes(dir: string): Promise<number | undefined> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    const st = await fsp.statfs(d).catch(() => null);
-    if (st) return st.bavail * st.bsize;
-    if (path.dirname(d) === d) return undefined;
-  }
-}
+/** Free bytes where `dir` (or its nearest parent that statfs can read) lives; undefined when unknown. */
+const freeBytes = (dir: string): Promise<number | undefined> => freeDiskBytes(dir, () => true).catch(() => undefined);
 
 const gb = (n: number) => `${(n / 1e9).toFixed(n < 1e9 ? 3 : 1)} GB`;
 
