@@ -123,7 +123,10 @@ const evalArgs = (target) => ['eval', '--model', target, '--dataset', evalText, 
   ...(maxWindows !== undefined ? ['--max-windows', maxWindows] : []), ...(device === 'cuda' ? ['--device', 'cuda'] : ['--device', 'cpu'])];
 
 /** The matrix a variant builds: its keys on every branch where the option applies (RECIPE_OPTIONS' rule). */
+const variantFiles = new Map();
 function variantMatrix(name) {
+  // Written once: the variant's runs for other seeds may be reading it (--jobs > 1).
+  if (variantFiles.has(name)) return variantFiles.get(name);
   const m = JSON.parse(fs.readFileSync(matrixFile, 'utf8'));
   m.branches = m.branches.map((b) => {
     const out = { ...b };
@@ -136,6 +139,7 @@ function variantMatrix(name) {
   const file = path.join(work, name, 'matrix.json');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, JSON.stringify(m, null, 2));
+  variantFiles.set(name, file);
   return file;
 }
 
