@@ -33,6 +33,11 @@ export type DeviceRecord = { kind: 'cpu' } | { kind: 'cuda'; index: number; name
  */
 export function deviceRecord(device: Device): DeviceRecord {
   if (device === 'cpu') return { kind: 'cpu' };
-  const pinned = (process.env.CUDA_VISIBLE_DEVICES ?? '').trim();
-  return { kind: 'cuda', index: /^\d+$/.test(pinned) ? Number(pinned) : 0, name: cudaInfo().name ?? 'unknown' };
+  const list = visibleDeviceList();
+  return { kind: 'cuda', index: list.length === 1 && /^\d+$/.test(list[0]) ? Number(list[0]) : 0, name: cudaInfo().name ?? 'unknown' };
+}
+
+/** This process's CUDA_VISIBLE_DEVICES list (empty when unset): the one reader of it. */
+export function visibleDeviceList(): string[] {
+  return (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
 }

@@ -5,7 +5,7 @@
  * are split between the workers.
  */
 import { InvalidArgumentError } from 'commander';
-import { Device } from '../device';
+import { Device, visibleDeviceList } from '../device';
 import { UsageError } from '../errors';
 import { cudaInfo, nativeThreads } from '../native';
 
@@ -43,11 +43,6 @@ export function parseDevices(value: string): DevicesSpec {
 export function visibleGpus(): number {
   const knob = process.env.GPTQ_FORGE_TEST_CUDA_DEVICES;
   return knob !== undefined && /^\d+$/.test(knob) ? Number(knob) : cudaInfo().devices;
-}
-
-/** The parent's own CUDA_VISIBLE_DEVICES list (empty when unset): worker ids index it. */
-function parentVisibleDevices(): string[] {
-  return (process.env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
 /** One worker process: its label in the progress display and the environment it is started with. */
@@ -90,7 +85,7 @@ export function workerSlots(spec: DevicesSpec, device: Device, maxWorkers: numbe
     const threads = set !== undefined && set.trim() !== '' ? set.trim() : String(Math.max(1, Math.floor(nativeThreads() / ids.length)));
     return ids.map((id) => ({ label: `cpu ${id}`, env: { GPTQ_FORGE_THREADS: threads } }));
   }
-  const parentList = parentVisibleDevices();
+  const parentList = visibleDeviceList();
   return ids.map((id) => ({ label: `gpu ${id}`, env: { CUDA_VISIBLE_DEVICES: parentList.length > 0 ? parentList[id] : String(id) } }));
 }
 
@@ -104,7 +99,7 @@ export function processSlots(slots: WorkerSlot[]): WorkerSlot[] | null {
   if (slots.length !== 1) return slots;
   const env = slots[0].env;
   if (env.CUDA_VISIBLE_DEVICES !== undefined) {
-    return env.CUDA_VISIBLE_DEVICES === (parentVisibleDevices()[0] ?? '0') ? null : slots;
+    return env.CUDA_VISIBLE_DEVICES === (visibleDeviceList()[0] ?? '0') ? null : slots;
   }
   return env.GPTQ_FORGE_THREADS === String(nativeThreads()) || env.GPTQ_FORGE_THREADS === process.env.GPTQ_FORGE_THREADS?.trim() ? null : slots;
 }
