@@ -4,8 +4,8 @@
  * model.safetensors as its header (so normalised) and its data bytes, manifest.json without
  * timings, createdAt, resumes and builtOn (as bench/results/seed-matrix-*.sha256).
  *   format: every byte but the tensors' values (headers, metadata, quantize_config.json, the
- *           manifest without its hashes of tensors and of .safetensors files): the same on
- *           every host.
+ *           manifest without its hashes of tensors and its sizes and hashes of the raw files):
+ *           the same on every host and wherever the checkout and ../shared lie.
  *   data:   the tensors' bytes (and the manifest's hashes of them and of the .safetensors
  *           files that hold them): the same on hosts whose
  *           native build does the same floating-point operations (GPTQ carries a last-bit
@@ -37,17 +37,19 @@ export function branchBytesDigests(dir: string, replace: Record<string, string>)
     const buf = fs.readFileSync(path.join(dir, f));
     if (f.endsWith('.safetensors')) {
       const n = Number(buf.readBigUInt64LE(0));
-      format.push(`${f}:${sha(norm(buf.subarray(8, 8 + n).toString('utf8')))}`);
+      format.push(`${f}:${sha(norm(buf.subarray(8, 8 + n).toString('utf8').trimEnd()))}`);
       data.push(`${f}:${sha(buf.subarray(8 + n))}`);
     } else if (f === 'manifest.json') {
       const m = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
       for (const k of ['timings', 'createdAt', 'resumes', 'builtOn']) delete m[k];
-      // The files list hashes every file: a .safetensors file's hash is of its tensors' values
-      // too (data); its path and size are format.
-      const files = (m.files ?? []) as { path: string; sha256?: string }[];
+      // The files list hashes every file as written: a .safetensors file's hash is of its
+      // tensors' values too (data), and a text file's size and hash are of its raw text, which
+      // holds the checkout's paths (config.json's _name_or_path), so they move with where the
+      // checkout lies. Each text file is digested above, normalised; here only its path counts.
+      const files = (m.files ?? []) as { path: string; size?: number; sha256?: string }[];
       const values = files.filter((e) => e.path.endsWith('.safetensors')).map((e) => [e.path, e.sha256]);
       data.push(`${f}:${sha(JSON.stringify([m.tensors ?? null, values]))}`);
-      m.files = files.map((e) => (e.path.endsWith('.safetensors') ? { ...e, sha256: '<data>' } : e));
+      m.files = files.map((e) => (e.path.endsWith('.safetensors') ? { ...e, sha256: '<data>' } : { path: e.path }));
       delete m.tensors;
       format.push(`${f}:${sha(norm(JSON.stringify(m, null, 2)))}`);
     } else {
