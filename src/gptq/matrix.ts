@@ -12,7 +12,6 @@ import { unsafeSegment } from '../hub/safe-names';
 import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
-import { SUPPORTED_BITS } from './format';
 import { RECIPE_OPTIONS, RecipeKey, recipeProblem } from './recipes';
 import { comboProblem, settingProblem } from './settings';
 
@@ -110,47 +109,41 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     const name = b.name as string;
     names.add(name);
     lowered.add(name.toLowerCase());
-    const bits = b.bits;
-    if (typeof bits !== 'number' || !SUPPORTED_BITS.includes(bits)) {
-      return fail(`${at}.bits`, `${JSON.stringify(bits)} is not supported (use ${SUPPORTED_BITS.join(', ')})`);
-    }
-    const groupSize = b.groupSize;
-    if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize !== -1 && groupSize <= 0)) {
-      return fail(`${at}.groupSize`, `expected -1 or a positive integer, got ${JSON.stringify(groupSize)}`);
-    }
+    // Each setting's one rule (settings.ts), worded with the matrix's place of the value.
+    const setting = (key: 'bits' | 'groupSize' | 'damp' | 'qep' | 'gptaq', value = b[key]): void => {
+      const problem = settingProblem(key, value, `${source}: ${at}.${key}`);
+      if (problem !== undefined) throw new UserError(problem);
+    };
+    setting('bits');
+    setting('groupSize');
     const actOrder = b.actOrder;
     if (typeof actOrder !== 'boolean') return fail(`${at}.actOrder`, `expected true or false, got ${JSON.stringify(actOrder)}`);
-    const damp = b.damp;
-    if (typeof damp !== 'number' || !(damp > 0 && damp < 1)) {
-      return fail(`${at}.damp`, `expected a fraction in (0, 1) such as 0.01, got ${JSON.stringify(damp)}`);
-    }
+    setting('damp');
+    const bits = b.bits as number, groupSize = b.groupSize as number, damp = b.damp as number;
     const flag = (key: 'staticGroups' | 'mse'): boolean => {
       const v = b[key] ?? DEFAULTS[key];
       return typeof v === 'boolean' ? v : fail(`${at}.${key}`, `expected true or false, got ${JSON.stringify(v)}`);
     };
     const staticGroups = flag('staticGroups');
-    // QEP's and GPTAQ's α: the one rule of settings.ts each, worded with the matrix's place.
-    for (const key of ['qep', 'gptaq'] as const) {
-      const problem = b[key] === undefined ? undefined : settingProblem(key, b[key], `${source}: ${at}.${key}`);
-      if (problem !== undefined) throw new UserError(problem);
-    }
+    // QEP's and GPTAQ's α are optional: absent is plain GPTQ.
+    if (b.qep !== undefined) setting('qep');
+    if (b.gptaq !== undefined) setting('gptaq');
     const qep = b.qep as number | undefined, gptaq = b.gptaq as number | undefined;
-    // The refused combinations of settings.ts (here: gptaq with qep), worded with the matrix's keys.
-    const combo = comboProblem({ groupSize, qep, gptaq }, (k) => `${at}.${k}`);
+    // The refused combinations of settings.ts (gptaq with qep, static groups without groups),
+    // worded with the matrix's keys.
+    const combo = comboProblem({ groupSize, staticGroups, qep, gptaq }, (k) => `${at}.${k}`);
     if (combo !== undefined) throw new UserError(`${source}: ${combo}`);
-    if (staticGroups && groupSize === -1) return fail(`${at}.staticGroups`, 'needs a group size (groupSize > 0)');
     const dataset = pick('dataset');
     if (typeof dataset !== 'string' || dataset.length === 0) {
       return fail(where('dataset'), `expected a dataset name or file, got ${JSON.stringify(dataset)}`);
     }
     const split = pick('split') ?? DEFAULTS.split;
     if (!SPLITS.includes(split as Split)) return fail(where('split'), `expected one of ${SPLITS.join(', ')}, got ${JSON.stringify(split)}`);
-    const int = (key: 'seqlen' | 'nsamples' | 'seed', min: number): number => {
+    const int = (key: 'seqlen' | 'nsamples' | 'seed'): number => {
       const v = pick(key) ?? (key === 'seqlen' ? undefined : DEFAULTS[key]);
-      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-        return fail(where(key), `expected an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-      }
-      return v;
+      const problem = settingProblem(key, v, `${source}: ${where(key)}`);
+      if (problem !== undefined) throw new UserError(problem);
+      return v as number;
     };
     const recipe = pick('recipe');
     if (recipe !== undefined) {
@@ -163,7 +156,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
       ...(gptaq !== undefined ? { gptaq } : {}),
       ...(recipe !== undefined ? { recipe: recipe as string } : {}),
       explicit: (Object.keys(RECIPE_OPTIONS) as RecipeKey[]).filter((k) => b[k] !== undefined),
-      dataset, split: split as Split, seqlen: int('seqlen', 1), nsamples: int('nsamples', 1), seed: int('seed', 0),
+      dataset, split: split as Split, seqlen: int('seqlen'), nsamples: int('nsamples'), seed: int('seed'),
     };
   });
   const description = typeof json.description === 'string' ? json.description : undefined;

@@ -54,22 +54,27 @@ const one = (b: Record<string, unknown>, top: Record<string, unknown> = {}) => (
 });
 
 test.each([
-  [one({ bits: 5 }), /m\.json: branches\[0\]\.bits: 5 is not supported \(use 2, 3, 4, 8\)/],
-  [one({ groupSize: 0 }), /branches\[0\]\.groupSize: expected -1 or a positive integer, got 0/],
+  [one({ bits: 5 }), /^m\.json: branches\[0\]\.bits must be 2, 3, 4 or 8, got 5$/],
+  [one({ groupSize: 0 }), /branches\[0\]\.groupSize must be -1 or a positive integer, got 0$/],
   [one({ actOrder: 'yes' }), /branches\[0\]\.actOrder: expected true or false, got "yes"/],
-  [one({ damp: 1 }), /branches\[0\]\.damp: expected a fraction in \(0, 1\)/],
+  [one({ damp: 1 }), /branches\[0\]\.damp must be between 0 and 1 \(exclusive\), e\.g\. 0\.01, got 1$/],
   [one({ name: 'a b' }), /branches\[0\]\.name: expected a branch name/],
   [one({ name: 'x.partial' }), /branches\[0\]\.name: expected a branch name/],
   [one({ groupsize: 64 }), /branches\[0\]: unknown key "groupsize"/],
-  [one({ staticGroups: true, groupSize: -1 }), /branches\[0\]\.staticGroups: needs a group size/],
-  [one({}, { seqlen: undefined }), /m\.json: seqlen: expected an integer ≥ 1, got undefined/],
-  [one({ seqlen: 0 }), /branches\[0\]\.seqlen: expected an integer ≥ 1, got 0/],
+  [one({ staticGroups: true, groupSize: -1 }), /branches\[0\]\.staticGroups needs a group size \(branches\[0\]\.groupSize > 0\), got branches\[0\]\.groupSize -1$/],
+  [one({}, { seqlen: undefined }), /^m\.json: seqlen must be an integer ≥ 2, got undefined$/],
+  [one({ seqlen: 0 }), /branches\[0\]\.seqlen must be an integer ≥ 2, got 0$/],
   [one({}, { split: 'dev' }), /split: expected one of train, validation, test/],
   [{ branches: [] }, /branches: expected a non-empty array/],
   [[1], /a branch matrix must be a JSON object/],
   [{ ...one({}), extra: 1 }, /unknown key "extra"/],
   [one({ qep: 0 }), /^m\.json: branches\[0\]\.qep must be a number in \(0, 1\] \(QEP's α, e\.g\. 0\.5\), got 0$/],
   [one({ qep: 1.5 }), /branches\[0\]\.qep must be a number in \(0, 1\].*, got 1\.5$/],
+  [one({ bits: '4' }), /branches\[0\]\.bits must be 2, 3, 4 or 8, got "4"$/],
+  [one({ groupSize: 1.5 }), /branches\[0\]\.groupSize must be -1 or a positive integer, got 1\.5$/],
+  [one({ seqlen: 1 }), /branches\[0\]\.seqlen must be an integer ≥ 2, got 1$/],
+  [one({}, { nsamples: 0 }), /^m\.json: nsamples must be an integer ≥ 1, got 0$/],
+  [one({ seed: -1 }), /branches\[0\]\.seed must be an integer ≥ 0, got -1$/],
   [one({ qep: true }), /branches\[0\]\.qep must be a number in \(0, 1\].*, got true$/],
 ])('bad matrix %#', (json, pattern) => {
   expect(() => parseMatrix(json, 'm.json')).toThrow(pattern);
