@@ -8,28 +8,18 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CalibrationSet, SHARED_CALIBRATION_DIR, writeSharedCalibration } from '../gptq/calibration-set';
 import { MatrixBranch } from '../gptq/matrix';
-import type { BranchOutcome } from './branches';
+import type { BranchesFlags, BranchOutcome } from './branches';
 import { WorkerSlot } from './devices';
 import { Progress } from './progress';
 import { createWorkersProgress } from './progress-workers';
 import { sendToParent } from './worker-channel';
 import { runPool } from './workers';
 
-export interface WorkerFlags {
-  revision?: string;
-  matrix: string;
-  dataset?: string;
-  split?: string;
-  nsamples?: number;
-  seqlen?: number;
-  seed?: number;
-  recipe?: string;
-  checkpointEvery: number;
-  device?: string;
-  resume?: boolean;
-  force?: boolean;
-  quiet?: boolean;
-}
+/** The flags of `gptq branches` that each worker is started with. */
+export type WorkerFlags = Pick<
+  BranchesFlags,
+  'revision' | 'matrix' | 'dataset' | 'split' | 'nsamples' | 'seqlen' | 'seed' | 'recipe' | 'checkpointEvery' | 'device' | 'resume' | 'force' | 'quiet'
+>;
 
 /** In a worker: the driver's progress of `branch`, sent to the parent. */
 export function workerProgress(branch: string): Progress {

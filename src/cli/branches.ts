@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { chooseDevice } from '../device';
-import { UsageError, UserError } from '../errors';
+import { UserError } from '../errors';
 import { Split } from '../data/datasets';
 import { WORK_SUFFIX } from '../gptq/branch-work';
 import { branchStatus, checkBranchesDir, matchesMatrix, resumeMismatch, settingsOf } from '../gptq/branches-dir';
@@ -25,11 +25,11 @@ import { LlamaModel } from '../model/llama-model';
 import { deviceOption, nonNegativeInt, nonNegativeNumber, positiveInt, recipeOption, recipesHelpText } from './options';
 import { createProgress } from './progress';
 import { buildOnWorkers, workerProgress } from './branches-workers';
-import { devicesText, DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
+import { checkDevicesFlags, devicesOption, DevicesFlags, devicesText, devicesWorkers, maxWorkersOption } from './devices';
 import { sendToParent, watchParent } from './worker-channel';
 import { stopWorkers } from './workers';
 
-interface BranchesFlags {
+export interface BranchesFlags extends DevicesFlags {
   model?: string;
   revision?: string;
   matrix: string;
@@ -48,8 +48,6 @@ interface BranchesFlags {
   json?: boolean;
   quiet?: boolean;
   device?: Device;
-  devices?: DevicesSpec;
-  maxWorkers?: number;
   /** Internal: this process is one worker of a --devices parent (see worker-channel.ts). */
   worker?: boolean;
   /** Internal, with --worker: the shared calibration file of the branch. */
@@ -85,8 +83,8 @@ export function registerBranches(program: Command): void {
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress output')
     .addOption(deviceOption())
-    .option('--devices <all|N|ids>', 'build branches in parallel, one worker process per device: all GPUs, N workers, or device ids like 0,1,3', parseDevices)
-    .option('--max-workers <n>', 'with --devices: at most this many workers', positiveInt)
+    .addOption(devicesOption('build branches in parallel, one worker process'))
+    .addOption(maxWorkersOption())
     .addOption(new Option('--worker').hideHelp())
     .addOption(new Option('--calibration-from <file>').hideHelp())
     .addHelpText('after', recipesHelpText())
@@ -99,7 +97,7 @@ export function registerBranches(program: Command): void {
       }
       if (!flags.model) throw new UserError('--model is required (except with --list)');
       if (!flags.out) throw new UserError('--out is required (except with --list)');
-      if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
+      checkDevicesFlags(flags);
       if (flags.worker) watchParent();
       const branches = selected.map((b): MatrixBranch => ({
         ...b, dataset: flags.dataset ?? b.dataset, split: flags.split ?? b.split, nsamples: flags.nsamples ?? b.nsamples,
@@ -129,8 +127,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
     if (model.quantization) throw new UserError(`${modelSpec} is already a GPTQ branch; build branches from the fp16 model`);
     // --devices: each device checked before anything else; the workers are chosen once the
     // branches left to build are known (no idle worker, none for one branch on this device).
-    const workersFor = (jobs: number) => (flags.devices ? workerSlots(flags.devices, flags.device ?? chooseDevice(undefined), flags.maxWorkers, jobs) : null);
-    workersFor(branches.length);
+    const workersFor = devicesWorkers(flags, flags.device ?? chooseDevice(undefined));
     const devices = new Map<string, Device>();
     for (const b of branches) {
       try {
@@ -175,8 +172,7 @@ async function runBranches(modelSpec: string, out: string, branches: MatrixBranc
     }
 
     const toBuild = plan.filter((p) => !p.skip).map((p) => p.b);
-    const all = workersFor(toBuild.length);
-    const slots = all ? processSlots(all) : null;
+    const slots = workersFor(toBuild.length);
     if (slots) {
       const footprints = toBuild.map((b) => ({ device: devices.get(b.name)!, nsamples: b.nsamples, seqlen: b.seqlen, settings: settingsOf(b) }));
       await checkHostLimits(`--devices ${devicesText(flags.devices!)}`, slots.length, model.config, footprints, out);

@@ -4,10 +4,11 @@
  * (CUDA_VISIBLE_DEVICES=<id>, so it is device 0 inside the worker); on cpu the native threads
  * are split between the workers.
  */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { Device, visibleDeviceList } from '../device';
 import { UsageError } from '../errors';
 import { cudaInfo, nativeThreads } from '../native';
+import { positiveInt } from './options';
 
 /** What `--devices` asked for: every visible GPU, a number of workers, or a list of device ids. */
 export type DevicesSpec = { kind: 'all' } | { kind: 'count'; n: number } | { kind: 'list'; ids: number[] };
@@ -15,6 +16,39 @@ export type DevicesSpec = { kind: 'all' } | { kind: 'count'; n: number } | { kin
 /** `--devices` as the user wrote it (for error lines). */
 export function devicesText(d: DevicesSpec): string {
   return d.kind === 'all' ? 'all' : d.kind === 'count' ? String(d.n) : d.ids.join(',');
+}
+
+/** The flags of the commands that take --devices. */
+export interface DevicesFlags {
+  devices?: DevicesSpec;
+  maxWorkers?: number;
+}
+
+/** `--devices`; `parallel` says what runs in parallel, in which process, e.g. "build branches in parallel, one worker process". */
+export function devicesOption(parallel: string): Option {
+  return new Option('--devices <all|N|ids>', `${parallel} per device: all GPUs, N workers, or device ids like 0,1,3`).argParser(parseDevices);
+}
+
+/** `--max-workers` (checkDevicesFlags: only with --devices). */
+export function maxWorkersOption(): Option {
+  return new Option('--max-workers <n>', 'with --devices: at most this many workers').argParser(positiveInt);
+}
+
+/** --max-workers without --devices is a usage error. */
+export function checkDevicesFlags(flags: DevicesFlags): void {
+  if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
+}
+
+/**
+ * --devices for a command on `device`: every device is checked now, before any work; the
+ * function returned gives the worker processes to start once the number of jobs left is known
+ * (no idle worker; null to run here: without --devices, or when processSlots starts none).
+ */
+export function devicesWorkers(flags: DevicesFlags, device: Device): (jobs: number) => WorkerSlot[] | null {
+  const { devices, maxWorkers } = flags;
+  if (!devices) return () => null;
+  workerSlots(devices, device, maxWorkers, Infinity);
+  return (jobs) => processSlots(workerSlots(devices, device, maxWorkers, jobs));
 }
 
 /** The commander parser of `--devices` (its errors are usage errors naming the flag). */

@@ -27,10 +27,10 @@ import { contentId, contentStamps, FileStamp, idsDigest } from '../eval/report-c
 import { Report, ReportEval, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../eval/report-types';
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
-import { DevicesSpec, parseDevices, processSlots, workerSlots } from './devices';
+import { checkDevicesFlags, DevicesFlags, devicesOption, devicesWorkers, maxWorkersOption } from './devices';
 import { EvalJob, evaluateOnWorkers } from './report-workers';
 
-interface ReportFlags {
+interface ReportFlags extends DevicesFlags {
   base?: string;
   revision?: string;
   /** Every --dataset, in order (none given: wikitext2). */
@@ -43,8 +43,6 @@ interface ReportFlags {
   json?: boolean;
   quiet?: boolean;
   device?: Device;
-  devices?: DevicesSpec;
-  maxWorkers?: number;
 }
 
 export const BASELINES_DIR = '.baselines';
@@ -62,8 +60,8 @@ export function registerReport(program: Command): void {
     .option('--max-windows <k>', 'evaluate only the first k windows', positiveInt)
     .option('--rtn', 'add round-to-nearest baselines for each (bits, group size) of the branches')
     .addOption(deviceOption('perplexity engine'))
-    .option('--devices <all|N|ids>', 'measure in parallel, one gptq eval process per device: all GPUs, N workers, or device ids like 0,1,3', parseDevices)
-    .option('--max-workers <n>', 'with --devices: at most this many workers', positiveInt)
+    .addOption(devicesOption('measure in parallel, one gptq eval process'))
+    .addOption(maxWorkersOption())
     .option('--remeasure', 'measure every row again instead of reusing the last report\'s')
     .option('--json', 'print report.json on stdout')
     .option('--quiet', 'no progress output')
@@ -81,11 +79,10 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
   const twice = datasets.find((d, k) => datasets.indexOf(d) !== k);
   if (twice !== undefined) throw new UsageError(`--dataset ${twice} is given twice`);
   const device = chooseDevice(flags.device);
-  if (flags.maxWorkers !== undefined && !flags.devices) throw new UsageError(`--max-workers ${flags.maxWorkers} needs --devices`);
+  checkDevicesFlags(flags);
   // --devices: each device checked before anything else; the workers are chosen once the
   // measurements left to make are known.
-  const workersFor = (jobs: number) => (flags.devices ? workerSlots(flags.devices, device, flags.maxWorkers, jobs) : null);
-  workersFor(Infinity);
+  const workersFor = devicesWorkers(flags, device);
   const manifests = (await finishedBranches(dir)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (manifests.length === 0) throw new UserError(`${dir} holds no finished branch (a folder with manifest.json); run gptq branches first`);
   // every branch's quantize_config against its config.json before anything is measured
@@ -172,8 +169,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
       values.forEach((v, k) => v === undefined && todo.push({ name, modelDir, column: k, dataset: evals[k].info.dataset }));
     }
     // No slots: one worker on this process's own device; the rows below measure here.
-    const all = workersFor(todo.length);
-    const slots = all ? processSlots(all) : null;
+    const slots = workersFor(todo.length);
     if (slots) {
       const o = { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet };
       for (const [key, ppl] of await evaluateOnWorkers(slots, todo, o)) measured.set(key, ppl);
