@@ -11,12 +11,12 @@
  * Resumable: each finished entry is a JSON file in --work, skipped when run again. Jobs run in
  * parallel with GPTQ_FORGE_THREADS = cores / jobs each. Results: bench/results/quality-llama2-m.json.
  */
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { root, flag: arg, sharedDir } = require('./args');
+const { gptqJson } = require('./gptq-child');
 
 const shared = sharedDir();
 const work = path.resolve(arg('--work', path.join(os.tmpdir(), 'gptq-quality-llama2-m')));
@@ -39,17 +39,7 @@ const entries = [
   ...matrix.branches,
 ].filter((e) => !only || only.split(',').includes(e.name));
 
-function gptq(argv) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/gptq.js'), ...argv, '--json', '--quiet'], {
-      env: { ...process.env, GPTQ_FORGE_THREADS: threads },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`gptq ${argv[0]} exited ${code}`))));
-  });
-}
+const gptq = (argv) => gptqJson(argv, threads);
 
 async function runEntry(e) {
   const done = path.join(work, `${e.name}.json`);

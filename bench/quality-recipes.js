@@ -23,12 +23,12 @@
  * onnx` against the native engine (CPU) on N windows, at the first seed: every branch of the
  * recipes named by --onnx-recipes (e.g. best), one branch of each other recipe.
  */
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
 const { root, flag: arg, sharedDir } = require('./args');
+const { gptqChild, gptqJson } = require('./gptq-child');
 const { RECIPES, RECIPE_OPTIONS, DEFAULT_RECIPE } = require(path.join(root, 'dist/gptq/recipes.js'));
 
 /** Bench-only variants: one option each, as matrix keys (RECIPE_OPTIONS names them). */
@@ -81,24 +81,8 @@ if (!seeds.every((s) => Number.isSafeInteger(s) && s >= 0)) {
   process.exit(2);
 }
 
-function gptq(argv, { json = true } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/gptq.js'), ...argv, ...(json ? ['--json'] : []), '--quiet'], {
-      env: { ...process.env, GPTQ_FORGE_THREADS: threads },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '', err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('close', (code) => resolve({ code, out, err, json: code === 0 && json ? JSON.parse(out.trim().split('\n').pop()) : null }));
-    child.on('error', reject);
-  });
-}
-const must = async (argv) => {
-  const r = await gptq(argv);
-  if (r.code !== 0) throw new Error(`gptq ${argv.join(' ')} exited ${r.code}: ${r.err.trim()}`);
-  return r.json;
-};
+const gptq = (argv) => gptqChild(argv, threads);
+const must = (argv) => gptqJson(argv, threads);
 
 // The results so far (a rerun continues them), written after every step.
 const results = fs.existsSync(outJson) ? JSON.parse(fs.readFileSync(outJson, 'utf8')) : {};
