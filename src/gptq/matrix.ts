@@ -13,7 +13,7 @@ import { readJsonFile } from '../io/json-file';
 import { SPLITS, Split } from '../data/datasets';
 import { isValidBranchName } from './branches-dir';
 import { RECIPE_OPTIONS, RecipeKey, recipeProblem } from './recipes';
-import { comboProblem, settingProblem } from './settings';
+import { comboProblem, SettingName, settingProblem } from './settings';
 
 export interface CalibrationSpec {
   dataset: string;
@@ -110,8 +110,8 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     names.add(name);
     lowered.add(name.toLowerCase());
     // Each setting's one rule (settings.ts), worded with the matrix's place of the value.
-    const setting = (key: 'bits' | 'groupSize' | 'damp' | 'qep' | 'gptaq', value = b[key]): void => {
-      const problem = settingProblem(key, value, `${source}: ${at}.${key}`);
+    const setting = (key: SettingName, value: unknown = b[key], label = `${at}.${key}`): void => {
+      const problem = settingProblem(key, value, `${source}: ${label}`);
       if (problem !== undefined) throw new UserError(problem);
     };
     setting('bits');
@@ -141,8 +141,7 @@ export function parseMatrix(json: unknown, source: string): BranchMatrix {
     if (!SPLITS.includes(split as Split)) return fail(where('split'), `expected one of ${SPLITS.join(', ')}, got ${JSON.stringify(split)}`);
     const int = (key: 'seqlen' | 'nsamples' | 'seed'): number => {
       const v = pick(key) ?? (key === 'seqlen' ? undefined : DEFAULTS[key]);
-      const problem = settingProblem(key, v, `${source}: ${where(key)}`);
-      if (problem !== undefined) throw new UserError(problem);
+      setting(key, v, where(key));
       return v as number;
     };
     const recipe = pick('recipe');
