@@ -17,9 +17,14 @@ export interface EvalJob {
   dataset: string;
 }
 
+/** The progress label of one measurement; the dataset is named when the report has more than one column. */
+export function evalLabel(name: string, dataset: string, columns: number): string {
+  return columns > 1 ? `eval ${name} on ${dataset}` : `eval ${name}`;
+}
+
 /** Each job's perplexity, keyed `${column}\0${modelDir}` (the report's lookup). */
 export async function evaluateOnWorkers(
-  slots: WorkerSlot[], jobs: EvalJob[], o: { split?: string; seqlen: number; maxWindows?: number; device: Device; quiet?: boolean },
+  slots: WorkerSlot[], jobs: EvalJob[], o: { split?: string; seqlen: number; maxWindows?: number; device: Device; quiet?: boolean; columns: number },
 ): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (jobs.length === 0) return out;
@@ -28,7 +33,7 @@ export async function evaluateOnWorkers(
     ...(o.maxWindows !== undefined ? ['--max-windows', String(o.maxWindows)] : []), '--device', o.device, '--json', '--quiet',
   ];
   const progress = createWorkersProgress(jobs.length, { quiet: o.quiet, noun: 'evaluations' });
-  const label = (j: EvalJob) => (jobs.some((x) => x.column !== 0) ? `eval ${j.name} on ${j.dataset}` : `eval ${j.name}`);
+  const label = (j: EvalJob) => evalLabel(j.name, j.dataset, o.columns);
   try {
     const results = await runPool(slots, jobs.map((j) => ({ what: label(j), args: args(j) })), {
       onStart: (slot, job, pid) => progress.start(slot, slots[slot].label, label(jobs[job]), pid),

@@ -28,7 +28,7 @@ import { Report, ReportEval, REPORT_FILE, REPORT_FORMAT, ReportRow } from '../ev
 import { deviceOption, positiveInt } from './options';
 import { createProgress } from './progress';
 import { checkDevicesFlags, DevicesFlags, devicesOption, devicesWorkers, maxWorkersOption } from './devices';
-import { EvalJob, evaluateOnWorkers } from './report-workers';
+import { EvalJob, evalLabel, evaluateOnWorkers } from './report-workers';
 
 interface ReportFlags extends DevicesFlags {
   base?: string;
@@ -141,8 +141,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
       try {
         for (let k = 0; k < evals.length; k++) {
           if (values[k] !== undefined) continue;
-          const label = evals.length > 1 ? `eval ${name} on ${evals[k].info.dataset}` : `eval ${name}`;
-          const progress = createProgress(label, { quiet: flags.quiet });
+          const progress = createProgress(evalLabel(name, evals[k].info.dataset, evals.length), { quiet: flags.quiet });
           try {
             const onProgress = (d: number, t: number, l: string) => progress.update(d, t, l);
             values[k] = (await evaluatePerplexity(model, evals[k].tokens, flags.seqlen, { device, round16: true, onProgress })).perplexity;
@@ -171,7 +170,7 @@ async function runReport(dir: string, flags: ReportFlags): Promise<Report> {
     // No slots: one worker on this process's own device; the rows below measure here.
     const slots = workersFor(todo.length);
     if (slots) {
-      const o = { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet };
+      const o = { split: flags.split, seqlen: flags.seqlen, maxWindows: flags.maxWindows, device, quiet: flags.quiet, columns: evals.length };
       for (const [key, ppl] of await evaluateOnWorkers(slots, todo, o)) measured.set(key, ppl);
     }
   }
