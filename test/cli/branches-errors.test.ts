@@ -48,7 +48,7 @@ test('a matrix entry with bits 5', () => {
   }));
   const out = path.join(tmp, 'b5');
   const r = runCli(['branches', '--model', LLAMA2_S, '--matrix', matrix, '--out', out, ...calib]);
-  expectOneLine(r, /bits5\.json: branches\[1\]\.bits: 5 is not supported \(use 2, 3, 4, 8\)/);
+  expectOneLine(r, /bits5\.json: branches\[1\]\.bits must be 2, 3, 4 or 8, got 5$/);
   expect(fs.existsSync(out)).toBe(false);
 });
 
