@@ -210,7 +210,7 @@ export class CudaSession {
   private constructor(
     private handle: CudaSessionHandle, readonly tokens: number, readonly seqlen: number, readonly hidden: number,
     /** Whether the session holds the fp16 path of QEP or GPTAQ (created with xf). */
-    readonly qep: boolean,
+    readonly fpPath: boolean,
   ) {}
 
   /**
@@ -282,10 +282,10 @@ export class CudaSession {
     checkCudaDims(d);
     check(d.hidden === this.hidden, 'dims.hidden', `${this.hidden} (the session's)`, d.hidden);
     checkLayerConfig(cfg);
-    const fpPath = (cfg.qep ?? null) !== null || (cfg.gptaq ?? null) !== null;
-    if (this.qep) check(fpPath, 'config.qep', 'QEP or GPTAQ settings (the session holds the fp16 path)', cfg.qep);
-    else if ((cfg.gptaq ?? null) !== null) check(false, 'config.gptaq', 'null (the session has no fp16 path)', cfg.gptaq);
-    else check((cfg.qep ?? null) === null, 'config.qep', 'null (the session has no fp16 path)', cfg.qep);
+    const key = (cfg.gptaq ?? null) !== null ? 'gptaq' : 'qep';
+    const fpPath = (cfg[key] ?? null) !== null;
+    if (this.fpPath) check(fpPath, 'config.qep', 'QEP or GPTAQ settings (the session holds the fp16 path)', cfg.qep);
+    else check(!fpPath, `config.${key}`, 'null (the session has no fp16 path)', cfg[key]);
     checkGptqOptions(opts, d.hidden);
     checkGptqOptions(opts, d.ffn);
     check(opts.blockSize === 128, 'blockSize', '128 on the GPU', opts.blockSize);
@@ -311,7 +311,7 @@ export class CudaSession {
     const windows = this.tokens / this.seqlen;
     check(Number.isInteger(first) && first >= 0 && first < windows, 'first', `a window index below ${windows}`, first);
     check(Number.isInteger(count) && count > 0 && first + count <= windows, 'count', `1 to ${windows - first} windows`, count);
-    check(typeof fp === 'boolean' && (!fp || this.qep), 'fp', this.qep ? 'a boolean' : 'false (the session has no fp16 path)', fp);
+    check(typeof fp === 'boolean' && (!fp || this.fpPath), 'fp', this.fpPath ? 'a boolean' : 'false (the session has no fp16 path)', fp);
     const read = nativeCallAt('cudaSessionRead');
     return this.run(async () => {
       const dst = new Uint16Array(count * this.seqlen * this.hidden);
