@@ -179,6 +179,8 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
     throw std::invalid_argument("quantize_layer: qep alpha must be a finite number >= 0");
   if (!(std::isfinite(o.gptaq_alpha) && o.gptaq_alpha >= 0))
     throw std::invalid_argument("quantize_layer: gptaq alpha must be a finite number >= 0");
+  // Whether QEP corrects linear l (down_proj is not, by default).
+  auto corrects = [&](Linear l) { return o.qep && o.qep_correct[(int)l] && o.qep_alpha > 0; };
   // One linear: with QEP (and a corrected linear), W ← W* rounded to fp16 (the group's factor of H
   // and C made once, for its first corrected linear), then the GPTQ solve.
   auto solve = [&](Linear l, GroupStats* g) {
@@ -187,7 +189,7 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
     linear_shape(d, l, r.n, r.k);
     const auto t0 = clock_type::now();
     float* W = w.lin[(int)l];
-    if (g && !g->C.empty() && o.qep_correct[(int)l] && o.qep_alpha > 0) {
+    if (g && !g->C.empty() && corrects(l)) {
       if (!g->qep) g->qep = qep_factor(r.k, g->H.data(), g->C.data(), o.gptq.damp_percent);
       qep_apply(r.n, r.k, W, *g->qep, o.qep_alpha);
       round_to_half_inplace(W, r.n * r.k);  // the reference keeps W* in the model's dtype
@@ -211,7 +213,7 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
   // corrected (down_proj is not, by default: the widest C of the layer is then never formed).
   auto wants_c = [&](const PlanGroup& g) {
     bool any = o.gptaq;
-    for (Linear l : g.linears) any |= o.qep && o.qep_correct[(int)l] && o.qep_alpha > 0;
+    for (Linear l : g.linears) any |= corrects(l);
     return any;
   };
   if (o.true_sequential) {
@@ -224,8 +226,10 @@ void quantize_layer(const LlamaDims& d, const LayerPlan& plan, LayerWeightsMut& 
     // All Hessians from the unquantized layer, then the quantized layer's own activations.
     std::vector<GroupStats> st;
     for (const PlanGroup& g : plan.groups) st.push_back(gather(g.input, wants_c(g), fwd, fpf.get(), *win, t));
-    for (size_t i = 0; i < plan.groups.size(); ++i)
+    for (size_t i = 0; i < plan.groups.size(); ++i) {
       for (Linear l : plan.groups[i].linears) solve(l, &st[i]);
+      st[i] = GroupStats{};  // its H, C and QEP factor are not needed by the later groups
+    }
     fwd.run(ForwardPoint::attention);
     fwd.run(ForwardPoint::post_attention_layernorm);
   }
