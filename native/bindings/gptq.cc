@@ -8,7 +8,6 @@
 #include "../kernels/cpu/linalg.h"
 #include "../kernels/cpu/qep.h"
 #include "bindings.h"
-#include "layer.h"
 #include "util.h"
 
 namespace gfb {

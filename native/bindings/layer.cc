@@ -116,11 +116,6 @@ float alpha_of(const Napi::Env& env, const Napi::Object& o, const std::string& w
 
 }  // namespace
 
-float alpha_value(const Napi::Env& env, double alpha, const std::string& what) {
-  if (!(alpha >= 0 && alpha <= 1)) range_error(env, what, "a number in [0, 1]", number_text(alpha));
-  return (float)alpha;
-}
-
 QepArg qep_arg(const Napi::Env& env, const Napi::Object& config) {
   QepArg a;
   const Napi::Value q = config.Get("qep");

@@ -38,10 +38,6 @@ struct QepArg {
 };
 QepArg qep_arg(const Napi::Env& env, const Napi::Object& config);
 
-// QEP's or GPTAQ's α: a number in [0, 1] (the TS rules take (0, 1]; 0 is the tests' plain-GPTQ
-// case), else a RangeError naming `what`. config.qep / config.gptaq and qepCorrect read it so.
-float alpha_value(const Napi::Env& env, double alpha, const std::string& what);
-
 // config.gptaq: null/undefined, or { alpha in [0, 1] }; refused beside config.qep (`qep_on`).
 struct GptaqArg {
   bool on = false;

@@ -130,6 +130,13 @@ inline std::string describe(const Napi::Value& v) {
 // The largest integer a JS number holds exactly (2^53 - 1): every count and size is below it.
 constexpr int64_t kMaxSafeInt = 9007199254740991LL;
 
+// QEP's or GPTAQ's α: a number in [0, 1] (the TS rules take (0, 1]; 0 is the tests' plain-GPTQ
+// case), else a RangeError naming `what`. config.qep / config.gptaq and qepCorrect read it so.
+inline float alpha_value(const Napi::Env& env, double alpha, const std::string& what) {
+  if (!(alpha >= 0 && alpha <= 1)) range_error(env, what, "a number in [0, 1]", number_text(alpha));
+  return (float)alpha;
+}
+
 // The product of sizes (an element count), or a RangeError naming `what` when a factor is
 // negative or the product does not fit below 2^53.
 inline int64_t elements(const Napi::Env& env, const std::string& what, std::initializer_list<int64_t> sizes) {
