@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors-reader';
-import { runCli } from '../helpers/cli';
+import { CliResult, runCli } from '../helpers/cli';
+import { expectOnlyError } from '../helpers/hostile';
 import { LLAMA2_M, LLAMA2_S, WIKI_V1_VALID } from '../helpers/shared';
 
 jest.setTimeout(300_000);
@@ -21,12 +22,8 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function expectOneLine(r: { code: number | null; stderr: string; stdout: string }, pattern: RegExp): void {
-  expect(r.code).toBe(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(/^gptq: error: /);
-  expect(lines[0]).toMatch(pattern);
+function expectOneLine(r: CliResult, pattern: RegExp): void {
+  expectOnlyError(r, 1, pattern);
   expect(r.stdout).toBe('');
 }
 

@@ -10,6 +10,7 @@ import { workerNeeds } from '../../src/gptq/host-limits';
 import { parseLlamaConfig } from '../../src/model/config';
 import { runCli } from '../helpers/cli';
 import { expectOneError } from '../helpers/hostile';
+import { settings } from '../helpers/manifest-fixture';
 import { LLAMA2_S, WIKI_V1_VALID } from '../helpers/shared';
 
 jest.setTimeout(120_000);
@@ -48,8 +49,7 @@ test('GPUs that are not visible are refused before anything (the count injected:
 
 test('host memory and disk that the workers would exceed: one line naming the need, what is there and how many fit', () => {
   const c = parseLlamaConfig(JSON.parse(fs.readFileSync(path.join(LLAMA2_S, 'config.json'), 'utf8')), 'config.json');
-  const settings = { bits: 4, groupSize: 128, actOrder: false, staticGroups: false, sym: true, mse: false, dampPercent: 0.01, trueSequential: true, rtn: false };
-  const need = workerNeeds(c, { device: 'cpu', nsamples: 2, seqlen: 64, settings });
+  const need = workerNeeds(c, { device: 'cpu', nsamples: 2, seqlen: 64, settings: settings(4, 128, false) });
   expect(need.memory).toBeGreaterThan(0.5e9);
   const out = path.join(tmp, 'limits');
   // Room for 2 workers' memory, not 3.

@@ -34,19 +34,12 @@ export function expectOneError(r: CliResult, code: number, pattern: RegExp, secr
 
 /**
  * The strict form of `expectOneError`: the exit code, exactly one `gptq: error:` line, matching
- * `pattern`, no stack, and nothing else on stderr but lines matching one of `allow` (none unless
- * given). Returns the error line.
+ * `pattern`, and nothing else on stderr. Returns the error line.
  */
-export function expectOnlyError(
-  r: CliResult, code: number, pattern: RegExp, opts: { allow?: RegExp[]; secret?: string } = {},
-): string {
-  const lines = r.stderr.replace(/\n$/, '').split('\n');
-  const errors = lines.filter((l) => l.startsWith('gptq: error:'));
-  const others = lines.filter((l) => !l.startsWith('gptq: error:') && !(opts.allow ?? []).some((a) => a.test(l)));
-  expect({ code: r.code, errors, others }).toEqual({ code, errors: [expect.stringMatching(pattern)], others: [] });
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  if (opts.secret) expect(r.stderr).not.toContain(opts.secret);
-  return errors[0];
+export function expectOnlyError(r: CliResult, code: number, pattern: RegExp): string {
+  const line = expectOneError(r, code, pattern);
+  expect(r.stderr.replace(/\n$/, '')).toBe(line);
+  return line;
 }
 
 /**
