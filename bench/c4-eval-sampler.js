@@ -6,7 +6,7 @@
  * document tokenized, as before), with it (the same windows, checked), and through loadEvalSet
  * twice (drawing, then the cached windows). Needs `npm run build` and ../shared/models/llama2-s.
  *
- *   node bench/c4-eval-sampler.js [--docs 4000] [--seqlen 2048]
+ *   node bench/c4-eval-sampler.js [--docs 4000] [--seqlen 2048] [--shared ../shared]
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -18,11 +18,10 @@ const { loadEvalSet } = require('../dist/data/eval-set');
 const { arrayRows } = require('../dist/data/rows');
 const { PythonRandom } = require('../dist/data/python-random');
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const MODEL = path.resolve(__dirname, '../../shared/models/llama2-s');
+const { flag, sharedDir } = require('./args');
+
+const arg = (name, dflt) => Number(flag(`--${name}`, dflt));
+const MODEL = path.join(sharedDir(), 'models/llama2-s');
 
 function documents(n) {
   const words = ('the of and to in a is that for it as was with be by on not he this are or his from at which but have an they '
