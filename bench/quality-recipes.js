@@ -7,7 +7,7 @@
  * seeds, ratio to the GPTQ authors' seed-0 figure, fraction of the authors' gap to fp16 closed
  * (1 − (ours − fp16)/(authors − fp16)) and build time relative to the default recipe.
  *
- *   node bench/quality-recipes.js [--recipes default,best,mse,qep,static,damp0.1] [--seeds 0,1,2]
+ *   node bench/quality-recipes.js [--recipes default,best,mse,qep,static,damp0.1,mse-qep0.75,mse-qep1,gptaq,mse-gptaq] [--seeds 0,1,2]
  *     [--jobs 1] [--threads T] [--device cpu|cuda] [--work DIR] [--out bench/results/quality-recipes-<device>.json]
  *     [--matrix configs/llama-2-70b-gptq.json] [--only name,…] [--model DIR] [--dataset FILE]
  *     [--nsamples 128] [--seqlen 4096] [--eval-seqlen 4096] [--max-windows K] [--verify] [--onnx N] [--onnx-recipes r,…]
