@@ -5,6 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { PythonRandom } from '../../src/data/python-random';
+import type { TextTokenizer } from '../../src/data/tokenizer';
 
 export const C4_TRAIN = 'en/c4-train.00000-of-01024.json.gz';
 export const C4_VALIDATION = 'en/c4-validation.00000-of-00008.json.gz';
@@ -32,4 +34,31 @@ export function fakeDocuments(n: number, lengths: readonly number[] = [3, 40, 9,
     const len = lengths[i % lengths.length];
     return Array.from({ length: len }, (_, k) => words[(i * 7 + k * 3) % words.length]).join(' ') + ` (document ${i}).`;
   });
+}
+
+/**
+ * get_c4's loop written out again from the reference code, independent of src/data: after
+ * random.seed(seed), n times a document drawn until it tokenizes (alone, with BOS) to `>= seqlen`
+ * tokens as the reference tests (`> seqlen` with `strict`), every drawn document tokenized, and a
+ * window of seqlen tokens at randint(0, len − seqlen − 1) in it (a RangeError, Python's
+ * ValueError, for a document of exactly seqlen tokens). tokens: the windows back to back (the
+ * calibration windows, or torch.hstack(valenc)); offsets: where each window starts.
+ */
+export function referenceGetC4(
+  tok: TextTokenizer, docs: readonly string[], n: number, seqlen: number, seed: number, strict = false,
+): { offsets: number[]; tokens: Int32Array } {
+  const random = new PythonRandom(seed);
+  const offsets: number[] = [];
+  const tokens = new Int32Array(n * seqlen);
+  for (let w = 0; w < n; w++) {
+    let enc: Int32Array;
+    for (;;) {
+      enc = tok.encode(docs[random.randint(0, docs.length - 1)], { addBos: true });
+      if (strict ? enc.length > seqlen : enc.length >= seqlen) break;
+    }
+    const i = random.randint(0, enc.length - seqlen - 1);
+    offsets.push(i);
+    tokens.set(enc.subarray(i, i + seqlen), w * seqlen);
+  }
+  return { offsets, tokens };
 }

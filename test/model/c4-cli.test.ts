@@ -10,14 +10,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { calibrationDigest } from '../../src/data/calibration';
-import { PythonRandom } from '../../src/data/python-random';
 import { loadTokenizer, TextTokenizer } from '../../src/data/tokenizer';
 import { idsDigest } from '../../src/eval/report-content';
 import { Report } from '../../src/eval/report-types';
 import { runCliAsync } from '../helpers/cli';
 import { HubServer, startHubServer } from '../helpers/hub-server';
 import { LLAMA2_S, WIKI_TEST_RAW } from '../helpers/shared';
-import { C4_TRAIN, C4_VALIDATION, fakeDocuments, writeC4Repo } from '../helpers/write-c4';
+import { C4_TRAIN, C4_VALIDATION, fakeDocuments, referenceGetC4, writeC4Repo } from '../helpers/write-c4';
 import { writeStringParquet } from '../helpers/write-parquet';
 
 jest.setTimeout(600_000);
@@ -51,39 +50,18 @@ afterAll(async () => {
 
 const gptq = (args: string[]) => runCliAsync(args, { env, timeoutMs: 300_000 });
 
-/** get_c4's loop written out again from the reference code, on the real tokenizer. */
-function referenceC4Windows(nsamples: number, seqlen: number, seed: number): { offsets: number[]; tokens: Int32Array } {
-  const random = new PythonRandom(seed);
-  const offsets: number[] = [];
-  const tokens = new Int32Array(nsamples * seqlen);
-  for (let s = 0; s < nsamples; s++) {
-    let enc: Int32Array;
-    for (;;) {
-      const i = random.randint(0, train.length - 1);
-      enc = tok.encode(train[i], { addBos: true });
-      if (enc.length >= seqlen) break; // the fixture has no document of exactly seqlen tokens (checked below)
-    }
-    const j = random.randint(0, enc.length - seqlen - 1);
-    offsets.push(j);
-    tokens.set(enc.subarray(j, j + seqlen), s * seqlen);
-  }
-  return { offsets, tokens };
-}
+/** get_c4's calibration windows from the train documents (write-c4.ts referenceGetC4). */
+const referenceC4Windows = (nsamples: number, seqlen: number, seed: number) => referenceGetC4(tok, train, nsamples, seqlen, seed);
 
-/** get_c4's valenc (its first `windows`) written out again from the reference code: every drawn validation document tokenized. */
-function referenceValenc(windows: number, seqlen: number): Int32Array {
-  const random = new PythonRandom(0);
-  const all = new Int32Array(windows * seqlen);
-  for (let w = 0; w < windows; w++) {
-    let enc: Int32Array;
-    for (;;) {
-      enc = tok.encode(validation[random.randint(0, validation.length - 1)], { addBos: true });
-      if (enc.length >= seqlen) break;
-    }
-    const i = random.randint(0, enc.length - seqlen - 1);
-    all.set(enc.subarray(i, i + seqlen), w * seqlen);
-  }
-  return all;
+/** get_c4's valenc (its first `windows`): the same loop over the validation documents, seed 0. */
+const referenceValenc = (windows: number, seqlen: number): Int32Array => referenceGetC4(tok, validation, windows, seqlen, 0).tokens;
+
+/** `gptq eval --dataset <dataset> --json` on llama2-s at SEQLEN: it succeeds silently; its JSON. */
+async function evalJson(dataset: string, extra: string[]) {
+  const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', dataset, '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as { dataset: string; tokens: number; windows: number; perplexity: number };
 }
 
 test('gptq quantize --dataset c4: the windows of get_c4 from the train shard', async () => {
@@ -105,18 +83,12 @@ test('gptq quantize --dataset c4: the windows of get_c4 from the train shard', a
 
 test('gptq eval --dataset c4: get_c4\'s 256 windows drawn from the validation documents with seed 0', async () => {
   expect(validation.some((t) => tok.encode(t, { addBos: true }).length === SEQLEN)).toBe(false);
-  const run = async (dataset: string, extra: string[]) => {
-    const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', dataset, '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as { dataset: string; tokens: number; windows: number; perplexity: number };
-  };
-  const all = await run('c4', ['--max-windows', '8']);
+  const all = await evalJson('c4', ['--max-windows', '8']);
   expect(all.dataset).toBe(`c4:validation = hf://datasets/allenai/c4/${C4_VALIDATION} (get_c4's eval: 256 windows, each from a document drawn with random.seed(0))`);
   expect(all.tokens).toBe(8 * SEQLEN);
   expect(all.windows).toBe(8);
   expect(Number.isFinite(all.perplexity) && all.perplexity > 1).toBe(true);
-  const three = await run('c4', ['--max-windows', '3']);
+  const three = await evalJson('c4', ['--max-windows', '3']);
   expect(three.windows).toBe(3);
   expect(three.perplexity).not.toBe(all.perplexity);
   const bad = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4', '--split', 'test', '--seqlen', String(SEQLEN), '--quiet']);
@@ -130,17 +102,11 @@ test('gptq eval --dataset c4: get_c4\'s 256 windows drawn from the validation do
 test('gptq eval --dataset c4-new: the first 1100 validation rows joined with " ", at most 256 windows', async () => {
   const ids = tok.encode(validation.slice(0, 1100).join(' '), { addBos: true });
   expect(ids.length).toBeGreaterThan(300 * SEQLEN); // so that the cap of 256 windows applies
-  const run = async (extra: string[]) => {
-    const r = await gptq(['eval', '--model', LLAMA2_S, '--dataset', 'c4-new', '--seqlen', String(SEQLEN), '--device', 'cpu', '--json', '--quiet', ...extra]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as { dataset: string; tokens: number; windows: number; perplexity: number };
-  };
-  const capped = await run(['--max-windows', '400']);
+  const capped = await evalJson('c4-new', ['--max-windows', '400']);
   expect(capped.dataset).toBe(`c4-new:validation = hf://datasets/allenai/c4/${C4_VALIDATION} (the first 1100 rows joined with " ", at most 256 windows)`);
   expect(capped.tokens).toBe(ids.length);
   expect(capped.windows).toBe(256);
-  expect((await run(['--max-windows', '3'])).windows).toBe(3);
+  expect((await evalJson('c4-new', ['--max-windows', '3'])).windows).toBe(3);
 });
 
 test('gptq report --dataset wikitext2 --dataset c4: a c4 column; measured columns are reused', async () => {

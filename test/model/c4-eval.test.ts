@@ -9,12 +9,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { sampleDocuments } from '../../src/data/calibration';
 import { loadEvalSet } from '../../src/data/eval-set';
-import { PythonRandom } from '../../src/data/python-random';
 import { arrayRows } from '../../src/data/rows';
 import { loadTokenizer, TextTokenizer } from '../../src/data/tokenizer';
 import { UserError } from '../../src/errors';
 import { LLAMA2_S } from '../helpers/shared';
-import { C4_VALIDATION, fakeDocuments, writeC4Repo } from '../helpers/write-c4';
+import { C4_VALIDATION, fakeDocuments, referenceGetC4, writeC4Repo } from '../helpers/write-c4';
 
 jest.setTimeout(120_000);
 
@@ -36,27 +35,9 @@ function repo(name: string, docs: readonly string[]) {
   return { download: async (_repo: string, p: string) => path.join(dir, p), cacheDir: path.join(tmp, `${name}-cache`) };
 }
 
-/**
- * get_c4's valenc written out again from the reference code: every drawn document tokenized
- * (alone, with BOS), no skipping; `>= seqlen` as the reference tests, or `> seqlen` (`strict`).
- */
-function referenceValenc(docs: readonly string[], seqlen: number, windows = 256, strict = false): Int32Array {
-  const random = new PythonRandom(0);
-  const out: Int32Array[] = [];
-  for (let w = 0; w < windows; w++) {
-    let enc: Int32Array;
-    for (;;) {
-      const i = random.randint(0, docs.length - 1);
-      enc = tok.encode(docs[i], { addBos: true });
-      if (strict ? enc.length > seqlen : enc.length >= seqlen) break;
-    }
-    const i = random.randint(0, enc.length - seqlen - 1); // RangeError (Python: ValueError) for exactly seqlen tokens
-    out.push(enc.subarray(i, i + seqlen));
-  }
-  const all = new Int32Array(windows * seqlen); // torch.hstack(valenc)
-  out.forEach((t, k) => all.set(t, k * seqlen));
-  return all;
-}
+/** get_c4's valenc (its first `windows`; write-c4.ts referenceGetC4, seed 0). */
+const referenceValenc = (docs: readonly string[], seqlen: number, windows = 256, strict = false): Int32Array =>
+  referenceGetC4(tok, docs, windows, seqlen, 0, strict).tokens;
 
 test('c4: the 256 windows of get_c4\'s valenc, cut into seqlen windows', async () => {
   const lengths = validation.map((t) => tok.encode(t, { addBos: true }).length);
