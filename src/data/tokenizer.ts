@@ -204,11 +204,8 @@ const CACHE_FORMAT = 'gptq-forge tokens v2';
  */
 const MAGIC = Buffer.from('GPTQTOK2', 'latin1');
 const HEADER_BYTES = MAGIC.length + 8 + 32;
-function cacheKey(files: TokenizerFiles, text: string, addBos: boolean): string {
-  return keyOf(files, [addBos ? 'bos' : 'nobos', text]);
-}
-
-function keyOf(files: TokenizerFiles, parts: readonly (string | Buffer)[]): string {
+/** The cache key of ids computed from the tokenizer's files and `parts` (each length-prefixed). */
+function keyOf(files: TokenizerFiles, parts: readonly string[]): string {
   const h = createHash('sha256');
   const part = (b: Buffer | string) => {
     const buf = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
@@ -276,7 +273,7 @@ function idsCacheFile(key: string, cacheDir: string | undefined): string {
 }
 
 function tokenCacheFile(files: TokenizerFiles, text: string, opts: { addBos: boolean; cacheDir?: string }): string {
-  return idsCacheFile(cacheKey(files, text, opts.addBos), opts.cacheDir);
+  return idsCacheFile(keyOf(files, [opts.addBos ? 'bos' : 'nobos', text]), opts.cacheDir);
 }
 
 /** The ids cached in `file` (header checked), else computed with this model's tokenizer and cached there. */

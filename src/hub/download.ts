@@ -35,14 +35,14 @@ export function checkRevision(revision: string | undefined, flag = '--revision')
   if (why) throw new UsageError(`${flag} ${shown(revision)}: not a branch, tag or commit name (it ${why.replace(/^(?!is |has |contains |starts |ends |longer )/, 'is ')})`);
 }
 
-export function defaultCacheDir(): string {
+function defaultCacheDir(): string {
   const env = process.env;
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HF_HOME) return path.join(env.HF_HOME, 'hub');
   return path.join(os.homedir(), '.cache', 'huggingface', 'hub');
 }
 
-export interface Ctx {
+interface Ctx {
   repo: RepoId;
   revision: string;
   label: string;
@@ -54,7 +54,7 @@ export interface Ctx {
   errorCode?: string;
 }
 
-export const DEFAULT_HUB = 'https://huggingface.co';
+const DEFAULT_HUB = 'https://huggingface.co';
 
 /** The Hub's base URL: HF_ENDPOINT without a trailing slash, or huggingface.co. */
 export function hubEndpoint(): string {
