@@ -19,6 +19,10 @@ test('a folder not created yet: the free space of its nearest existing ancestor'
   // bavail moves as other processes write: compare within a few MB
   const got = await freeDiskBytes(path.join(tmp, 'not', 'yet', 'there'));
   expect(Math.abs(got - statfsFree(tmp))).toBeLessThan(64e6);
+  // the walk stops at the nearest one: the missing folders are tried, tmp answers
+  const tried: unknown[] = [];
+  await freeDiskBytes(path.join(tmp, 'not', 'yet', 'there'), (e) => (tried.push([e.code, e.path]), e.code === 'ENOENT'));
+  expect(tried).toEqual(['not/yet/there', 'not/yet', 'not'].map((p) => ['ENOENT', path.join(tmp, p)]));
 });
 
 test('another statfs error is thrown unless walkUp allows it', async () => {
