@@ -17,7 +17,13 @@ function gptqChild(argv, threads) {
     let out = '', err = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
-    child.on('close', (code) => resolve({ code, out, err, json: code === 0 ? JSON.parse(out.trim().split('\n').pop()) : null }));
+    child.on('close', (code) => {
+      try {
+        resolve({ code, out, err, json: code === 0 ? JSON.parse(out.trim().split('\n').pop()) : null });
+      } catch (e) {
+        reject(new Error(`gptq ${argv.join(' ')}: its last line of stdout is not JSON (${e.message})`));
+      }
+    });
     child.on('error', reject);
   });
 }
